@@ -1,0 +1,20 @@
+//! Shared pieces of the Todo platform, used by every service.
+//!
+//! - [`envelope`]: the versioned event envelope, topic names and event types (the
+//!   contract of architecture §3, in one place).
+//! - [`sidecar`]: the Dapr sidecar as the services see it: secrets, bulk publishing
+//!   of CloudEvents, health.
+//! - [`problem`]: the JSON error body every API answers with, and its HTTP mapping.
+//! - [`server`]: health/readiness/metrics endpoints, request metrics, body limits,
+//!   JSON errors for everything outside the typed APIs, graceful serving.
+//! - [`telemetry`]: JSON logs and the Prometheus recorder.
+//! - [`settings`]: the environment every service reads at start-up.
+//! - [`database`]: the PostgreSQL pool, from credentials in the Dapr secret store.
+
+pub mod database;
+pub mod envelope;
+pub mod problem;
+pub mod server;
+pub mod settings;
+pub mod sidecar;
+pub mod telemetry;

@@ -1,0 +1,51 @@
+//! The todo service's own settings, from `TODO_*` variables (all optional).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Tunables of the todo service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TodoConfig {
+    /// How long a write waits for its events to reach Kafka before answering
+    /// 503 (`TODO_PUBLISH_WAIT_MS`, default 3000).
+    #[serde(default = "publish_wait_ms")]
+    pub publish_wait_ms: u64,
+    /// Upper bound of one publish call to the sidecar (`TODO_PUBLISH_CALL_TIMEOUT_MS`, default 5000).
+    #[serde(default = "publish_call_timeout_ms")]
+    pub publish_call_timeout_ms: u64,
+    /// Largest request body (`TODO_MAX_BODY_BYTES`, default 1 MiB).
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Database pool size (`TODO_DB_MAX_CONNECTIONS`, default 20).
+    #[serde(default = "db_max_connections")]
+    pub db_max_connections: u32,
+    /// Name of the secret holding the database URL under key `url` (`TODO_DB_SECRET`).
+    #[serde(default = "db_secret")]
+    pub db_secret: String,
+}
+
+impl TodoConfig {
+    pub fn publish_wait(&self) -> Duration {
+        Duration::from_millis(self.publish_wait_ms)
+    }
+    pub fn publish_call_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_call_timeout_ms)
+    }
+}
+
+fn publish_wait_ms() -> u64 {
+    3000
+}
+fn publish_call_timeout_ms() -> u64 {
+    5000
+}
+fn max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn db_max_connections() -> u32 {
+    20
+}
+fn db_secret() -> String {
+    "todo-db".to_owned()
+}

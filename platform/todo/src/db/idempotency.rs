@@ -1,0 +1,81 @@
+//! Rows of `idempotency_key`: the first answer to a keyed request.
+
+use sqlx::PgConnection;
+
+/// A recorded answer.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Recorded {
+    pub operation: String,
+    pub request_hash: String,
+    pub status_code: Option<i32>,
+    pub response: Option<serde_json::Value>,
+    pub outbox_ids: Vec<i64>,
+}
+
+/// Claims `(user, key)` for this request. `Ok(None)`: claimed, go ahead.
+/// `Ok(Some(r))`: an earlier request with this key already committed `r`.
+/// A concurrent request with the same key waits here until the first commits.
+pub async fn claim(
+    conn: &mut PgConnection,
+    user_id: &str,
+    key: &str,
+    operation: &str,
+    request_hash: &str,
+) -> Result<Option<Recorded>, sqlx::Error> {
+    let inserted = sqlx::query(
+        "insert into idempotency_key (user_id, key, operation, request_hash) values ($1, $2, $3, $4) \
+         on conflict (user_id, key) do nothing",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(operation)
+    .bind(request_hash)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    sqlx::query_as(
+        "select operation, request_hash, status_code, response, outbox_ids from idempotency_key \
+         where user_id = $1 and key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records the answer for a claimed key, in the same transaction as the change.
+pub async fn record(
+    conn: &mut PgConnection,
+    user_id: &str,
+    key: &str,
+    status_code: u16,
+    response: &serde_json::Value,
+    outbox_ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update idempotency_key set status_code = $3, response = $4, outbox_ids = $5 \
+         where user_id = $1 and key = $2",
+    )
+    .bind(user_id)
+    .bind(key)
+    .bind(i32::from(status_code))
+    .bind(response)
+    .bind(outbox_ids)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets keys older than `keep_secs` seconds.
+pub async fn prune(db: &sqlx::PgPool, keep_secs: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from idempotency_key where created_at < now() - make_interval(secs => $1::double precision)",
+    )
+    .bind(keep_secs as f64)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,90 @@
+//! Rows of `outbox`: events committed with the change they record, published
+//! by the relay in id order.
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// An event waiting to be published.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PendingEvent {
+    pub id: i64,
+    pub topic: String,
+    pub task_id: Uuid,
+    pub cloud_event: Vec<u8>,
+}
+
+/// Adds an event for one topic; returns the row id the caller waits on.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    topic: &str,
+    task_id: Uuid,
+    cloud_event: &[u8],
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "insert into outbox (event_id, topic, task_id, cloud_event) values ($1, $2, $3, $4) returning id",
+    )
+    .bind(event_id)
+    .bind(topic)
+    .bind(task_id)
+    .bind(cloud_event)
+    .fetch_one(conn)
+    .await
+}
+
+/// Takes the transaction-scoped lock that makes one relay (of any instance)
+/// publish at a time, so events leave in commit order.
+pub async fn lock_publisher(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock(7305260918)")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The oldest unpublished events, in id order.
+pub async fn pending(
+    conn: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<PendingEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, topic, task_id, cloud_event from outbox where published_at is null order by id limit $1",
+    )
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Stamps events as published.
+pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("update outbox set published_at = now() where id = any($1)")
+        .bind(ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many of `ids` are still unpublished.
+pub async fn count_unpublished(db: &PgPool, ids: &[i64]) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from outbox where id = any($1) and published_at is null")
+        .bind(ids)
+        .fetch_one(db)
+        .await
+}
+
+/// How many events wait in all.
+pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(db)
+        .await
+}
+
+/// Deletes published events older than `keep_secs` seconds; returns how many.
+pub async fn prune(db: &PgPool, keep_secs: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "delete from outbox where published_at < now() - make_interval(secs => $1::double precision)",
+    )
+    .bind(keep_secs as f64)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
