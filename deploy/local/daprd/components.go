@@ -2,11 +2,12 @@
 
 // The components compiled into this project's daprd.
 //
-// `cargo xtask up` builds daprd from github.com/dapr/dapr with a Go build
-// overlay that puts this file in place of cmd/daprd/components/zz_notag.go
-// (the file upstream builds when no component tag is given). Registering only
-// what the platform uses keeps the build to a few minutes on two cores instead
-// of compiling every cloud SDK that `-tags stablecomponents` pulls in.
+// `cargo xtask up` builds daprd from a copy of the github.com/dapr/dapr module
+// (in the user cache) with this file copied over cmd/daprd/components/zz_notag.go
+// (the file upstream builds when no component tag is given; go refuses a
+// -overlay on the module cache). Registering only what the platform uses keeps
+// the build to a few minutes on two cores instead of compiling every cloud SDK
+// that `-tags stablecomponents` pulls in. Editing this file rebuilds daprd.
 package components
 
 import (

@@ -8,6 +8,7 @@
 //! - [`server`]: health/readiness/metrics endpoints, request metrics, body limits,
 //!   JSON errors for everything outside the typed APIs, graceful serving.
 //! - [`telemetry`]: JSON logs and the Prometheus recorder.
+//! - [`text`]: a strict JSON string type for request bodies.
 //! - [`settings`]: the environment every service reads at start-up.
 //! - [`database`]: the PostgreSQL pool, from credentials in the Dapr secret store.
 
@@ -18,3 +19,4 @@ pub mod server;
 pub mod settings;
 pub mod sidecar;
 pub mod telemetry;
+pub mod text;

@@ -141,6 +141,10 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
 /// Turns any error that escaped the typed API into a JSON problem response.
 /// 5xx causes are logged here and answered opaquely.
 pub fn problem_response(err: poem::Error) -> poem::Response {
+    if err.is_from_response() {
+        // A typed API answer (an `ApiError`) travelling as an error: keep it.
+        return err.into_response();
+    }
     let status = err.status();
     let message = if status.is_server_error() {
         tracing::error!(error = %err, "request failed");

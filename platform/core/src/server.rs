@@ -164,6 +164,9 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
         .catch_all_error(|err| async move { problem_response(err) })
 }
 
+/// Oversized bodies up to this size are read before the 413 is sent.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Rejects bodies over the limit with 413, whether or not they declare a length.
 async fn limit_body<E: Endpoint>(
     ep: Arc<E>,
@@ -182,7 +185,14 @@ async fn limit_body<E: Endpoint>(
         )
     };
     match declared {
-        Some(n) if n > max => return Err(too_large()),
+        Some(n) if n > max => {
+            // Read (and drop) a moderately oversized body before answering, so
+            // the client gets the 413 instead of a broken pipe mid-upload.
+            if n <= DRAIN_LIMIT {
+                let _ = req.take_body().into_bytes_limit(DRAIN_LIMIT).await;
+            }
+            return Err(too_large());
+        }
         Some(_) => {}
         None => {
             let body = req.take_body();
@@ -247,21 +257,6 @@ pub async fn serve(
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::route_shape;
-
-    #[test]
-    fn route_shapes_hide_ids() {
-        assert_eq!(
-            route_shape("/api/v1/tasks/0b7f0a54-3c0e-4b0e-9a47-6f1f8d1c2b3a/complete"),
-            "/api/v1/tasks/{id}/complete"
-        );
-        assert_eq!(route_shape("/api/v1/audit/42"), "/api/v1/audit/{id}");
-        assert_eq!(route_shape("/health/ready"), "/health/ready");
-    }
-}
-
 /// Cancels `token` on SIGINT or SIGTERM.
 pub async fn stop_on_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -280,4 +275,19 @@ pub async fn stop_on_signal(token: CancellationToken) {
     }
     tracing::info!("shutting down");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_shape;
+
+    #[test]
+    fn route_shapes_hide_ids() {
+        assert_eq!(
+            route_shape("/api/v1/tasks/0b7f0a54-3c0e-4b0e-9a47-6f1f8d1c2b3a/complete"),
+            "/api/v1/tasks/{id}/complete"
+        );
+        assert_eq!(route_shape("/api/v1/audit/42"), "/api/v1/audit/{id}");
+        assert_eq!(route_shape("/health/ready"), "/health/ready");
+    }
 }

@@ -8,7 +8,7 @@ use poem_openapi::{
     payload::Json,
     types::MaybeUndefined,
 };
-use todo_core::problem::ApiError;
+use todo_core::{problem::ApiError, text::Text};
 use uuid::Uuid;
 
 use crate::domain::{TaskFields, TaskPatch, TaskStatus};
@@ -30,9 +30,9 @@ enum ApiTags {
 #[oai(deny_unknown_fields)]
 pub struct TaskInput {
     /// 1–255 characters (trimmed).
-    pub title: String,
+    pub title: Text,
     /// Up to 10 000 characters.
-    pub description: Option<String>,
+    pub description: Option<Text>,
     /// Default `pending`.
     pub status: Option<StatusView>,
     /// RFC 3339 date-time; stored in UTC.
@@ -43,7 +43,7 @@ pub struct TaskInput {
     pub is_recurring: Option<bool>,
     pub recurrence_schedule: Option<RecurrenceView>,
     /// IANA time zone, default `UTC`.
-    pub timezone: Option<String>,
+    pub timezone: Option<Text>,
     /// The task this one continues (set by the recurring-task service).
     pub parent_task_id: Option<Uuid>,
 }
@@ -52,14 +52,14 @@ pub struct TaskInput {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskPatchInput {
-    pub title: Option<String>,
-    pub description: MaybeUndefined<String>,
+    pub title: Option<Text>,
+    pub description: MaybeUndefined<Text>,
     pub status: Option<StatusView>,
     pub due_date: MaybeUndefined<DateTime<FixedOffset>>,
     pub reminder_time: MaybeUndefined<DateTime<FixedOffset>>,
     pub is_recurring: Option<bool>,
     pub recurrence_schedule: MaybeUndefined<RecurrenceView>,
-    pub timezone: Option<String>,
+    pub timezone: Option<Text>,
 }
 
 /// One page of tasks.
@@ -237,13 +237,15 @@ fn fields_from(input: TaskInput) -> TaskFields {
         is_recurring: input
             .is_recurring
             .unwrap_or(input.recurrence_schedule.is_some()),
-        title: input.title,
-        description: input.description,
+        title: input.title.into_inner(),
+        description: input.description.map(Text::into_inner),
         status: input.status.map_or(TaskStatus::Pending, Into::into),
         due_date: input.due_date.map(utc),
         reminder_time: input.reminder_time.map(utc),
         recurrence_schedule: input.recurrence_schedule.map(Into::into),
-        timezone: input.timezone.unwrap_or_else(|| "UTC".to_owned()),
+        timezone: input
+            .timezone
+            .map_or_else(|| "UTC".to_owned(), Text::into_inner),
         parent_task_id: input.parent_task_id,
     }
 }
@@ -258,14 +260,14 @@ fn maybe<T, U>(m: MaybeUndefined<T>, f: impl FnOnce(T) -> U) -> Option<Option<U>
 
 fn patch_from(input: TaskPatchInput) -> TaskPatch {
     TaskPatch {
-        title: input.title,
-        description: maybe(input.description, |d| d),
+        title: input.title.map(Text::into_inner),
+        description: maybe(input.description, Text::into_inner),
         status: input.status.map(Into::into),
         due_date: maybe(input.due_date, utc),
         reminder_time: maybe(input.reminder_time, utc),
         is_recurring: input.is_recurring,
         recurrence_schedule: maybe(input.recurrence_schedule, Into::into),
-        timezone: input.timezone,
+        timezone: input.timezone.map(Text::into_inner),
     }
 }
 

@@ -84,7 +84,7 @@ impl TaskService {
     ) -> Result<TaskView, TaskError> {
         let fields = fields.validated()?;
         let hash = request_hash("create", &fields);
-        let mut tx = match self.begin(user_id, key, "create", &hash).await? {
+        let mut tx = match self.begin_keyed(user_id, key, "create", &hash).await? {
             Begun::Fresh(tx) => tx,
             Begun::Replayed(view) => return Ok(view),
         };
@@ -105,9 +105,7 @@ impl TaskService {
         id: Uuid,
         change: Update,
     ) -> Result<TaskView, TaskError> {
-        let Begun::Fresh(mut tx) = self.begin(user_id, None, "update", "").await? else {
-            unreachable!("no key, no replay")
-        };
+        let mut tx = self.begin().await?;
         let task = task_db::get_for_update(&mut tx, user_id, id)
             .await?
             .ok_or(TaskError::NotFound(id))?;
@@ -139,7 +137,7 @@ impl TaskService {
         id: Uuid,
     ) -> Result<TaskView, TaskError> {
         let hash = request_hash("complete", &id);
-        let mut tx = match self.begin(user_id, key, "complete", &hash).await? {
+        let mut tx = match self.begin_keyed(user_id, key, "complete", &hash).await? {
             Begun::Fresh(tx) => tx,
             Begun::Replayed(view) => return Ok(view),
         };
@@ -156,9 +154,7 @@ impl TaskService {
     /// Deletes a task; publishes `task-deleted` carrying its last snapshot.
     #[tracing::instrument(skip_all, fields(user_id = %user_id, task_id = %id))]
     pub async fn delete(&self, user_id: &str, id: Uuid) -> Result<(), TaskError> {
-        let Begun::Fresh(mut tx) = self.begin(user_id, None, "delete", "").await? else {
-            unreachable!("no key, no replay")
-        };
+        let mut tx = self.begin().await?;
         let task = task_db::get_for_update(&mut tx, user_id, id)
             .await?
             .ok_or(TaskError::NotFound(id))?;
@@ -189,31 +185,35 @@ impl TaskService {
         Ok((tasks.iter().map(TaskView::from).collect(), total))
     }
 
-    /// Refuses at once while publishing fails; otherwise opens the transaction
-    /// and claims the idempotency key, or replays the earlier answer under it.
-    async fn begin(
+    /// Refuses at once while publishing fails; otherwise opens the transaction.
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, TaskError> {
+        if let Some(reason) = self.relay.unavailable() {
+            return Err(TaskError::BusUnavailable(reason));
+        }
+        Ok(self.pool.begin().await?)
+    }
+
+    /// [`Self::begin`], then claims the idempotency key (if any), or replays
+    /// the earlier answer given under it.
+    async fn begin_keyed(
         &self,
         user_id: &str,
         key: IdempotencyKey<'_>,
         operation: &str,
         hash: &str,
     ) -> Result<Begun, TaskError> {
-        if let Some(reason) = self.relay.unavailable() {
-            return Err(TaskError::BusUnavailable(reason));
-        }
-        let mut tx = self.pool.begin().await?;
-        if let Some(key) = key {
-            if let Some(earlier) =
-                idempotency::claim(&mut tx, user_id, key, operation, hash).await?
-            {
+        let mut tx = self.begin().await?;
+        let Some(key) = key else {
+            return Ok(Begun::Fresh(tx));
+        };
+        match idempotency::claim(&mut tx, user_id, key, operation, hash).await? {
+            None => Ok(Begun::Fresh(tx)),
+            Some(earlier) => {
                 tx.rollback().await?;
-                return self
-                    .replay(key, operation, hash, earlier)
-                    .await
-                    .map(Begun::Replayed);
+                let view = self.replay(key, operation, hash, earlier).await?;
+                Ok(Begun::Replayed(view))
             }
         }
-        Ok(Begun::Fresh(tx))
     }
 
     /// Records the answer under the key, commits, and waits until the events

@@ -1,0 +1,113 @@
+//! Debian packages the stack needs from the machine (PostgreSQL, kcat, Java,
+//! Maven), installed with apt-get when missing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use tokio::process::Command;
+
+use crate::cmd::{self, is_executable, which};
+
+/// Newest `/usr/lib/postgresql/<version>/bin` that has `initdb`.
+pub(crate) fn pg_bin_dir() -> Option<PathBuf> {
+    let mut best: Option<(u32, PathBuf)> = None;
+    for e in std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten() {
+        let bin = e.path().join("bin");
+        let Ok(version) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if is_executable(&bin.join("initdb")) && best.as_ref().is_none_or(|(v, _)| version > *v) {
+            best = Some((version, bin));
+        }
+    }
+    best.map(|(_, b)| b)
+}
+
+pub(crate) fn psql_path() -> Option<PathBuf> {
+    pg_bin_dir()
+        .map(|b| b.join("psql"))
+        .filter(|p| is_executable(p))
+        .or_else(|| which("psql"))
+}
+
+pub(crate) fn kcat_path() -> Option<PathBuf> {
+    which("kcat")
+}
+
+pub(crate) fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// What the run needs from the system.
+#[derive(Debug, Default)]
+pub(crate) struct Needs {
+    pub pg_server: bool,
+    pub kafka_jars: bool,
+}
+
+/// Installs missing Debian packages in one apt-get run. Returns true if the
+/// `postgresql` server package was installed now.
+pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
+    let mut packages: Vec<&str> = Vec::new();
+    if needs.pg_server && pg_bin_dir().is_none() {
+        packages.push("postgresql");
+    } else if psql_path().is_none() {
+        packages.push("postgresql-client");
+    }
+    if kcat_path().is_none() {
+        packages.push("kcat");
+    }
+    if which("java").is_none() {
+        packages.push("default-jre-headless");
+    }
+    if needs.kafka_jars && which("mvn").is_none() {
+        packages.push("maven");
+    }
+    if packages.is_empty() {
+        return Ok(false);
+    }
+    let started = Instant::now();
+    cmd::step(format!(
+        "installing Debian packages: {}",
+        packages.join(" ")
+    ));
+    let (program, prefix): (&str, Vec<&str>) = if is_root() {
+        ("apt-get", vec![])
+    } else if which("sudo").is_some() {
+        ("sudo", vec!["apt-get"])
+    } else {
+        bail!(
+            "missing packages {} and not root (no sudo): install them with apt-get",
+            packages.join(" ")
+        );
+    };
+    cmd::run(
+        Command::new(program)
+            .args(&prefix)
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .await?;
+    cmd::run(
+        Command::new(program)
+            .args(&prefix)
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .await?;
+    cmd::done("packages installed", started);
+    if needs.pg_server && pg_bin_dir().is_none() {
+        bail!("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb exists");
+    }
+    Ok(packages.contains(&"postgresql"))
+}
+
+/// `Path` helper used by several modules: fails with a readable message.
+pub(crate) fn require(path: Option<PathBuf>, what: &str) -> Result<PathBuf> {
+    match path {
+        Some(p) => Ok(p),
+        None => bail!("{what} not found"),
+    }
+}

@@ -1,0 +1,131 @@
+//! Building the service binaries and launching them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::Command;
+
+use crate::cmd;
+use crate::proc::Launch;
+use crate::spec::ServiceSpec;
+
+/// The workspace root (this crate lives in `<root>/platform/stack`).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = here
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(here)
+        .to_path_buf();
+    root.canonicalize().unwrap_or(root)
+}
+
+/// `cargo` (the one running us, if any) in the workspace root, without the
+/// variables cargo sets for the package being run or tested
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...): build scripts such as ring's
+/// watch them, so leaking them from `cargo run`/`cargo test` into a nested
+/// build would rebuild half the dependency tree every time.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(workspace_root());
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_EXE_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            c.env_remove(key);
+        }
+    }
+    c
+}
+
+/// `cargo build --release -p <package>...` in one invocation; returns each
+/// package's binary path (from cargo's JSON messages, so `CARGO_TARGET_DIR` and
+/// friends are honoured).
+pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static str, PathBuf>> {
+    let mut bins = BTreeMap::new();
+    if specs.is_empty() {
+        return Ok(bins);
+    }
+    let started = Instant::now();
+    let names: Vec<&str> = specs.iter().map(|s| s.package).collect();
+    cmd::step(format!("cargo: building {}", names.join(", ")));
+    let mut c = cargo_command();
+    c.args([
+        "build",
+        "--release",
+        "--message-format=json-render-diagnostics",
+    ]);
+    for s in specs {
+        c.args(["-p", s.package]);
+    }
+    cmd::log_cmd(&cmd::display_cmd(&c));
+    let out = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("cannot run cargo")?;
+    if !out.status.success() {
+        bail!(
+            "cargo build of {} failed ({})",
+            names.join(", "),
+            out.status
+        );
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        else {
+            continue;
+        };
+        if let Some(spec) = specs.iter().find(|s| s.package == name) {
+            bins.insert(spec.app_id, PathBuf::from(exe));
+        }
+    }
+    for s in specs {
+        if !bins.contains_key(s.app_id) {
+            bail!(
+                "cargo built package {} but reported no binary named {}",
+                s.package,
+                s.package
+            );
+        }
+    }
+    cmd::done("cargo: services built", started);
+    Ok(bins)
+}
+
+/// The service process: configuration through the environment only.
+pub(crate) fn app_launch(bin: &Path, spec: &ServiceSpec, app_api_token: &str) -> Launch {
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut launch = Launch::new(spec.app_id, bin, &workspace_root())
+        .env("APP_PORT", spec.app_port.to_string())
+        .env("DAPR_HTTP_PORT", spec.dapr_http_port.to_string())
+        .env("DAPR_GRPC_PORT", spec.dapr_grpc_port.to_string())
+        .env("APP_API_TOKEN", app_api_token)
+        .env("RUST_LOG", rust_log);
+    launch.stop_timeout = Duration::from_secs(10);
+    launch
+}

@@ -1,0 +1,84 @@
+//! The one table of services the stack knows. Adding a service = adding one entry.
+
+/// Everything the stack needs to know about one service and its Dapr sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Dapr app id (also the Kubernetes Service name).
+    pub app_id: &'static str,
+    /// Cargo package name, which is also the binary name (`target/release/<package>`).
+    pub package: &'static str,
+    /// Port the service's HTTP server listens on (127.0.0.1).
+    pub app_port: u16,
+    /// PostgreSQL schema the service owns; also the name of its login role.
+    /// Its database URL is the secret `<schema>-db` (key `url`) in `localsecrets`.
+    pub schema: &'static str,
+    pub dapr_http_port: u16,
+    pub dapr_grpc_port: u16,
+    pub dapr_internal_grpc_port: u16,
+    pub dapr_metrics_port: u16,
+}
+
+pub const TODO_SERVICE: ServiceSpec = ServiceSpec {
+    app_id: "todo-service",
+    package: "todo-service",
+    app_port: 8001,
+    schema: "todo",
+    dapr_http_port: 3501,
+    dapr_grpc_port: 50011,
+    dapr_internal_grpc_port: 50021,
+    dapr_metrics_port: 19101,
+};
+
+// The next services follow the same pattern (uncomment and add to SERVICES when
+// their crates exist):
+//
+// audit-service           8002 audit         3502 50012 50022 19102
+// websocket-service       8003 websocket     3503 50013 50023 19103
+// notification-service    8004 notification  3504 50014 50024 19104
+// recurring-task-service  8005 recurring     3505 50015 50025 19105
+//
+// pub const AUDIT_SERVICE: ServiceSpec = ServiceSpec {
+//     app_id: "audit-service",
+//     package: "audit-service",
+//     app_port: 8002,
+//     schema: "audit",
+//     dapr_http_port: 3502,
+//     dapr_grpc_port: 50012,
+//     dapr_internal_grpc_port: 50022,
+//     dapr_metrics_port: 19102,
+// };
+
+/// All services, in start order (shutdown runs in reverse).
+pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE];
+
+/// Looks a service up by app id in [`SERVICES`].
+pub fn find_service(app_id: &str) -> Option<&'static ServiceSpec> {
+    SERVICES.iter().find(|s| s.app_id == app_id)
+}
+
+/// Schema (and login role) of the Dapr PostgreSQL state store used by the
+/// workflow apps (`statestore` component, secret `dapr-db`).
+pub const DAPR_SCHEMA: &str = "dapr";
+
+/// The one database every schema lives in.
+pub const DATABASE: &str = "todo_platform";
+
+/// Topics the stack creates (broker auto-creation is off).
+pub const TOPICS: &[&str] = &["task-events", "task-updates", "reminders"];
+
+pub const PG_PORT: u16 = 5432;
+pub const KAFKA_PORT: u16 = 9092;
+pub const KAFKA_CONTROLLER_PORT: u16 = 9093;
+pub const PLACEMENT_PORT: u16 = 50005;
+pub const PLACEMENT_HEALTHZ_PORT: u16 = 8081;
+pub const PLACEMENT_METRICS_PORT: u16 = 19091;
+pub const PLACEMENT_RAFT_PORT: u16 = 8201;
+pub const SCHEDULER_PORT: u16 = 50006;
+pub const SCHEDULER_HEALTHZ_PORT: u16 = 8082;
+pub const SCHEDULER_METRICS_PORT: u16 = 19092;
+pub const SCHEDULER_ETCD_CLIENT_PORT: u16 = 2379;
+pub const SCHEDULER_ETCD_PEER_PORT: u16 = 2380;
+
+pub const KAFKA_VERSION: &str = "4.1.1";
+/// Not 1.18.3: its durabletask-go v0.12.4 is refused by the Go module proxy.
+pub const DAPR_VERSION: &str = "1.18.2";

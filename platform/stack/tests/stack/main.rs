@@ -1,0 +1,110 @@
+//! Stack tests: the real PostgreSQL, Kafka and Dapr runtime (daprd, placement,
+//! scheduler) and the real services, brought up once by `todo-stack` for this
+//! test binary and torn down at the end.
+//!
+//! Tests that only read share the stack and run in parallel; fault tests
+//! (stopping Kafka or a sidecar) take it exclusively, so nothing else runs
+//! while a dependency is down. Kafka is read with `kcat`, a client that is not
+//! Dapr, so what the tests see is what is really on the topics.
+
+mod support;
+mod todo;
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use todo_stack::{Stack, StackOptions};
+use tokio::sync::RwLock;
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
+
+/// What every trial gets: the runtime and the stack.
+#[derive(Clone)]
+pub struct Ctx {
+    runtime: Arc<tokio::runtime::Runtime>,
+    stack: Arc<RwLock<Option<Stack>>>,
+}
+
+impl Ctx {
+    fn finish(result: anyhow::Result<()>) -> Result<(), Failed> {
+        result.map_err(|e| Failed::from(format!("{e:#}")))
+    }
+
+    /// Runs a test that shares the stack with others.
+    pub fn shared(&self, test: for<'a> fn(&'a Stack) -> BoxFut<'a>) -> Result<(), Failed> {
+        Self::finish(self.runtime.block_on(async {
+            let guard = self.stack.read().await;
+            let stack = guard
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("the stack did not come up"))?;
+            test(stack).await
+        }))
+    }
+
+    /// Runs a test that stops and starts parts of the stack; nothing else runs meanwhile.
+    pub fn exclusive(&self, test: for<'a> fn(&'a mut Stack) -> BoxFut<'a>) -> Result<(), Failed> {
+        Self::finish(self.runtime.block_on(async {
+            let mut guard = self.stack.write().await;
+            let stack = guard
+                .as_mut()
+                .ok_or_else(|| anyhow::anyhow!("the stack did not come up"))?;
+            test(stack).await
+        }))
+    }
+}
+
+/// A trial sharing the stack.
+#[macro_export]
+macro_rules! shared {
+    ($ctx:expr, $f:path) => {{
+        fn boxed<'a>(s: &'a todo_stack::Stack) -> $crate::BoxFut<'a> {
+            Box::pin($f(s))
+        }
+        let ctx = $ctx.clone();
+        libtest_mimic::Trial::test(stringify!($f), move || ctx.shared(boxed))
+    }};
+}
+
+/// A trial owning the stack.
+#[macro_export]
+macro_rules! exclusive {
+    ($ctx:expr, $f:path) => {{
+        fn boxed<'a>(s: &'a mut todo_stack::Stack) -> $crate::BoxFut<'a> {
+            Box::pin($f(s))
+        }
+        let ctx = $ctx.clone();
+        libtest_mimic::Trial::test(stringify!($f), move || ctx.exclusive(boxed))
+    }};
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime"),
+    );
+    let ctx = Ctx {
+        runtime: runtime.clone(),
+        stack: Arc::new(RwLock::new(None)),
+    };
+    let trials: Vec<Trial> = todo::trials(&ctx);
+
+    if !args.list {
+        let started = std::time::Instant::now();
+        match runtime.block_on(Stack::up(StackOptions::for_tests("stack-tests"))) {
+            Ok(stack) => {
+                eprintln!("stack up in {:.1}s", started.elapsed().as_secs_f64());
+                *ctx.stack.blocking_write() = Some(stack);
+            }
+            Err(e) => eprintln!("the stack did not come up: {e:#}"),
+        }
+    }
+    let conclusion = libtest_mimic::run(&args, trials);
+    let stack = ctx.stack.blocking_write().take();
+    if let Some(Err(e)) = stack.map(|s| runtime.block_on(s.shutdown())) {
+        eprintln!("stack shutdown: {e:#}");
+    }
+    conclusion.exit();
+}

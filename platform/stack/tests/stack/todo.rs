@@ -1,0 +1,736 @@
+//! User story 1 and the todo service's guarantees, against the real stack.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail, ensure};
+use serde_json::{Value, json};
+use todo_stack::Stack;
+
+use crate::support::{
+    TodoClient, admin_db, eventually, expect_records, read_topic, task_records, text,
+};
+use crate::{Ctx, exclusive, shared};
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![
+        shared!(ctx, creating_a_task_stores_it_and_publishes_task_created),
+        shared!(ctx, updating_a_task_publishes_task_updated),
+        shared!(
+            ctx,
+            completing_a_task_publishes_task_completed_on_both_topics
+        ),
+        shared!(ctx, deleting_a_task_removes_it_and_publishes_task_deleted),
+        shared!(
+            ctx,
+            a_create_retried_with_the_same_idempotency_key_creates_one_task_and_one_event
+        ),
+        shared!(
+            ctx,
+            completing_twice_is_a_conflict_unless_the_same_key_is_used
+        ),
+        shared!(ctx, users_never_see_each_others_tasks),
+        shared!(ctx, lists_filter_by_status_and_page),
+        shared!(ctx, bad_inputs_get_a_4xx_json_error),
+        shared!(ctx, every_event_of_a_task_is_published_in_order),
+        exclusive!(ctx, with_kafka_down_writes_fail_fast_and_nothing_is_lost),
+        exclusive!(ctx, with_the_sidecar_down_writes_fail_and_readiness_says_so),
+    ]
+}
+
+fn new_task(title: &str) -> Value {
+    json!({ "title": title, "description": "from the stack tests", "due_date": "2026-12-01T09:00:00+01:00" })
+}
+
+/// Checks every envelope field of a record against the task it should describe.
+fn check_envelope(
+    record: &crate::support::Record,
+    event_type: &str,
+    user: &str,
+    payload: &Value,
+) -> Result<()> {
+    let ce = &record.cloud_event;
+    let env = record.envelope();
+    let event_id = text(env, "/event_id");
+    ensure!(
+        uuid::Uuid::parse_str(event_id).is_ok(),
+        "event_id is a UUID: {env}"
+    );
+    ensure!(
+        text(ce, "/id") == event_id,
+        "the CloudEvent id is the event_id: {ce}"
+    );
+    ensure!(
+        text(env, "/event_type") == event_type,
+        "event_type {event_type}: {env}"
+    );
+    ensure!(
+        text(env, "/schema_version") == "1.0",
+        "schema_version 1.0: {env}"
+    );
+    let ts = text(env, "/timestamp");
+    let parsed = chrono::DateTime::parse_from_rfc3339(ts);
+    ensure!(
+        parsed.is_ok() && ts.ends_with('Z') && ts.len() == "2026-01-01T00:00:00.000Z".len(),
+        "timestamp is RFC 3339 UTC with milliseconds: {ts}"
+    );
+    let task_id = text(payload, "/id");
+    ensure!(text(env, "/task_id") == task_id, "task_id: {env}");
+    ensure!(text(env, "/user_id") == user, "user_id: {env}");
+    ensure!(
+        &env["payload"] == payload,
+        "payload is the task snapshot:\n{}\nvs\n{payload}",
+        env["payload"]
+    );
+    ensure!(
+        record.key.as_deref() == Some(task_id),
+        "the record key is the task id: {:?}",
+        record.key
+    );
+    Ok(())
+}
+
+async fn creating_a_task_stores_it_and_publishes_task_created(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let task = alice.create(new_task("Buy milk")).await?.expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    ensure!(
+        text(&task, "/status") == "pending" && task["version"] == 1,
+        "{task}"
+    );
+    ensure!(
+        text(&task, "/due_date").starts_with("2026-12-01T08:00:00"),
+        "due date stored in UTC: {task}"
+    );
+
+    let db = admin_db(stack).await?;
+    let title: Option<String> =
+        sqlx::query_scalar("select title from todo.task where id = $1::uuid")
+            .bind(&id)
+            .fetch_optional(&db)
+            .await?;
+    ensure!(
+        title.as_deref() == Some("Buy milk"),
+        "row in PostgreSQL: {title:?}"
+    );
+
+    let events = expect_records(stack, "task-events", &id, 1).await?;
+    check_envelope(&events[0], "task-created", &alice.user, &task)?;
+    let updates = expect_records(stack, "task-updates", &id, 1).await?;
+    ensure!(
+        updates[0].envelope() == events[0].envelope(),
+        "task-updates carries the same event"
+    );
+    Ok(())
+}
+
+async fn updating_a_task_publishes_task_updated(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let task = alice.create(new_task("Draft report")).await?.expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    let patched = alice
+        .patch(&id, json!({ "title": "Final report", "description": null }))
+        .await?
+        .expect(200)?;
+    ensure!(
+        text(&patched, "/title") == "Final report" && patched["description"].is_null(),
+        "{patched}"
+    );
+    ensure!(patched["version"] == 2, "version grows: {patched}");
+    let put = alice
+        .send(
+            "PUT",
+            &format!("/api/v1/tasks/{id}"),
+            Some(json!({ "title": "Report", "status": "in_progress" })),
+            &[],
+        )
+        .await?
+        .expect(200)?;
+    ensure!(
+        text(&put, "/status") == "in_progress" && put["due_date"].is_null(),
+        "PUT replaces: {put}"
+    );
+
+    let events = expect_records(stack, "task-events", &id, 3).await?;
+    check_envelope(&events[1], "task-updated", &alice.user, &patched)?;
+    check_envelope(&events[2], "task-updated", &alice.user, &put)?;
+    expect_records(stack, "task-updates", &id, 3).await?;
+
+    let unchanged = alice
+        .patch(&id, json!({ "title": "Report" }))
+        .await?
+        .expect(200)?;
+    ensure!(
+        unchanged["version"] == 3,
+        "a patch that changes nothing is not a change: {unchanged}"
+    );
+    expect_records(stack, "task-events", &id, 3).await?;
+    Ok(())
+}
+
+async fn completing_a_task_publishes_task_completed_on_both_topics(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let task = alice.create(new_task("Water plants")).await?.expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    let done = alice.complete(&id, None).await?.expect(200)?;
+    ensure!(text(&done, "/status") == "complete", "{done}");
+    let events = expect_records(stack, "task-events", &id, 2).await?;
+    check_envelope(&events[1], "task-completed", &alice.user, &done)?;
+    let updates = expect_records(stack, "task-updates", &id, 2).await?;
+    check_envelope(&updates[1], "task-completed", &alice.user, &done)?;
+    Ok(())
+}
+
+async fn deleting_a_task_removes_it_and_publishes_task_deleted(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let task = alice.create(new_task("Old idea")).await?.expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    let gone = alice.delete(&id).await?;
+    ensure!(gone.status == 204, "DELETE answers 204: {gone:?}");
+    alice.get(&id).await?.expect(404)?;
+    let db = admin_db(stack).await?;
+    let rows: i64 = sqlx::query_scalar("select count(*) from todo.task where id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&db)
+        .await?;
+    ensure!(rows == 0, "row removed from PostgreSQL");
+    let events = expect_records(stack, "task-events", &id, 2).await?;
+    check_envelope(&events[1], "task-deleted", &alice.user, &task)?;
+    alice.delete(&id).await?.expect(404)?;
+    Ok(())
+}
+
+async fn a_create_retried_with_the_same_idempotency_key_creates_one_task_and_one_event(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let key = uuid::Uuid::new_v4().to_string();
+    let first = alice
+        .create_keyed(new_task("Once"), &key)
+        .await?
+        .expect(201)?;
+    let second = alice
+        .create_keyed(new_task("Once"), &key)
+        .await?
+        .expect(201)?;
+    ensure!(
+        first == second,
+        "the retry returns the same task:\n{first}\n{second}"
+    );
+    let list = alice
+        .send("GET", "/api/v1/tasks", None, &[])
+        .await?
+        .expect(200)?;
+    ensure!(list["total"] == 1, "one task exists: {list}");
+    expect_records(stack, "task-events", text(&first, "/id"), 1).await?;
+
+    let other = alice
+        .create_keyed(new_task("Something else"), &key)
+        .await?
+        .expect(422)?;
+    ensure!(
+        text(&other, "/error") == "idempotency_key_reused",
+        "{other}"
+    );
+    Ok(())
+}
+
+async fn completing_twice_is_a_conflict_unless_the_same_key_is_used(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let a = alice.create(new_task("A")).await?.expect(201)?;
+    let id = text(&a, "/id").to_owned();
+    let key = uuid::Uuid::new_v4().to_string();
+    let first = alice.complete(&id, Some(&key)).await?.expect(200)?;
+    let again = alice.complete(&id, Some(&key)).await?.expect(200)?;
+    ensure!(first == again, "same key, same answer");
+    let conflict = alice.complete(&id, None).await?.expect(409)?;
+    ensure!(
+        text(&conflict, "/error") == "already_complete",
+        "{conflict}"
+    );
+    let events = expect_records(stack, "task-events", &id, 2).await?;
+    ensure!(
+        text(events[1].envelope(), "/event_type") == "task-completed",
+        "one completion event"
+    );
+    Ok(())
+}
+
+async fn users_never_see_each_others_tasks(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let bob = TodoClient::new(stack);
+    let task = alice
+        .create(new_task("Alice's secret"))
+        .await?
+        .expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    bob.get(&id).await?.expect(404)?;
+    bob.patch(&id, json!({ "title": "mine now" }))
+        .await?
+        .expect(404)?;
+    bob.complete(&id, None).await?.expect(404)?;
+    bob.delete(&id).await?.expect(404)?;
+    let list = bob
+        .send("GET", "/api/v1/tasks", None, &[])
+        .await?
+        .expect(200)?;
+    ensure!(list["total"] == 0, "bob lists nothing: {list}");
+    let still = alice.get(&id).await?.expect(200)?;
+    ensure!(still == task, "alice's task is untouched");
+    expect_records(stack, "task-events", &id, 1).await?;
+    Ok(())
+}
+
+async fn lists_filter_by_status_and_page(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let mut ids = Vec::new();
+    for title in ["one", "two", "three"] {
+        ids.push(text(&alice.create(new_task(title)).await?.expect(201)?, "/id").to_owned());
+    }
+    alice.complete(&ids[1], None).await?.expect(200)?;
+    let get = |q: &'static str| {
+        let alice = alice.clone();
+        async move {
+            alice
+                .send("GET", &format!("/api/v1/tasks{q}"), None, &[])
+                .await?
+                .expect(200)
+        }
+    };
+    let all = get("").await?;
+    ensure!(
+        all["total"] == 3 && all["tasks"].as_array().map(Vec::len) == Some(3),
+        "{all}"
+    );
+    let order: Vec<&str> = all["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| text(t, "/id"))
+        .collect();
+    ensure!(
+        order == ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    let complete = get("?status=complete").await?;
+    ensure!(
+        complete["total"] == 1 && text(&complete, "/tasks/0/id") == ids[1],
+        "{complete}"
+    );
+    let page = get("?limit=2&offset=2").await?;
+    ensure!(
+        page["total"] == 3 && page["tasks"].as_array().map(Vec::len) == Some(1),
+        "{page}"
+    );
+    Ok(())
+}
+
+async fn bad_inputs_get_a_4xx_json_error(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let id = text(&alice.create(new_task("target")).await?.expect(201)?, "/id").to_owned();
+    let tasks = "/api/v1/tasks";
+    let one = format!("/api/v1/tasks/{id}");
+    let big = format!("{{\"title\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let long_title = format!(r#"{{"title": "{}"}}"#, "t".repeat(256));
+    let cases: Vec<(&str, &str, String, &str, u16)> = vec![
+        ("malformed JSON", "POST", tasks.into(), "{\"title\": ", 400),
+        (
+            "missing title",
+            "POST",
+            tasks.into(),
+            r#"{"description": "no title"}"#,
+            400,
+        ),
+        (
+            "empty title",
+            "POST",
+            tasks.into(),
+            r#"{"title": "   "}"#,
+            422,
+        ),
+        (
+            "256-character title",
+            "POST",
+            tasks.into(),
+            &long_title,
+            422,
+        ),
+        (
+            "unknown status",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "status": "done"}"#,
+            400,
+        ),
+        (
+            "unknown schedule",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "recurrence_schedule": "hourly", "due_date": "2026-01-01T00:00:00Z"}"#,
+            400,
+        ),
+        (
+            "recurring without due date",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "recurrence_schedule": "daily"}"#,
+            422,
+        ),
+        (
+            "invalid date",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "due_date": "2026-02-30T10:00:00Z"}"#,
+            400,
+        ),
+        (
+            "not a date",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "reminder_time": "tomorrow"}"#,
+            400,
+        ),
+        (
+            "unknown time zone",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "timezone": "Mars/Olympus"}"#,
+            422,
+        ),
+        (
+            "title of the wrong type",
+            "POST",
+            tasks.into(),
+            r#"{"title": 42}"#,
+            400,
+        ),
+        (
+            "is_recurring of the wrong type",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "is_recurring": "yes"}"#,
+            400,
+        ),
+        ("a JSON array", "POST", tasks.into(), r#"[1, 2]"#, 400),
+        (
+            "unknown field",
+            "POST",
+            tasks.into(),
+            r#"{"title": "x", "colour": "red"}"#,
+            400,
+        ),
+        ("3 MB body", "POST", tasks.into(), &big, 413),
+        (
+            "non-UUID id",
+            "GET",
+            "/api/v1/tasks/not-a-uuid".into(),
+            "",
+            400,
+        ),
+        (
+            "non-UUID id on complete",
+            "POST",
+            "/api/v1/tasks/123/complete".into(),
+            "",
+            400,
+        ),
+        (
+            "patch with wrong type",
+            "PATCH",
+            one.clone(),
+            r#"{"due_date": 5}"#,
+            400,
+        ),
+        (
+            "patch to an empty title",
+            "PATCH",
+            one.clone(),
+            r#"{"title": ""}"#,
+            422,
+        ),
+        (
+            "limit over 200",
+            "GET",
+            "/api/v1/tasks?limit=1000".into(),
+            "",
+            400,
+        ),
+        (
+            "negative offset",
+            "GET",
+            "/api/v1/tasks?offset=-1".into(),
+            "",
+            400,
+        ),
+        (
+            "unknown status filter",
+            "GET",
+            "/api/v1/tasks?status=archived".into(),
+            "",
+            400,
+        ),
+        ("unknown route", "GET", "/api/v1/nope".into(), "", 404),
+        (
+            "unknown task",
+            "GET",
+            format!("/api/v1/tasks/{}", uuid::Uuid::new_v4()),
+            "",
+            404,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, method, path, body, expected) in cases {
+        let answer = if body.is_empty() {
+            alice.send(method, &path, None, &[]).await?
+        } else {
+            alice
+                .send_raw(method, &path, "application/json", body.as_bytes().to_vec())
+                .await?
+        };
+        let json_error = answer.content_type.starts_with("application/json")
+            && answer.body["error"].is_string()
+            && answer.body["message"].is_string();
+        if answer.status != expected || !json_error {
+            failures.push(format!(
+                "{name}: expected {expected} with a JSON error, got {} {} {}",
+                answer.status, answer.content_type, answer.body
+            ));
+        }
+    }
+    let wrong_type = alice
+        .send_raw("POST", tasks, "text/plain", b"title=x".to_vec())
+        .await?;
+    if !(400..500).contains(&wrong_type.status) || !wrong_type.body["error"].is_string() {
+        failures.push(format!(
+            "text/plain body: {} {}",
+            wrong_type.status, wrong_type.body
+        ));
+    }
+    let bad_user = TodoClient::for_user(stack, "has space")
+        .send("GET", tasks, None, &[])
+        .await?;
+    if bad_user.status != 400 {
+        failures.push(format!("X-User-Id with a space: {}", bad_user.status));
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} bad inputs were not answered as expected:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+    expect_records(stack, "task-events", &id, 1).await?;
+    Ok(())
+}
+
+async fn every_event_of_a_task_is_published_in_order(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let task = alice.create(new_task("v1")).await?.expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    // Concurrent changes of one task: each is serialized by the row lock, and
+    // their events must leave in the same order as the versions.
+    let mut handles = Vec::new();
+    for i in 0..20 {
+        let alice = alice.clone();
+        let id = id.clone();
+        handles.push(tokio::spawn(async move {
+            alice
+                .patch(&id, json!({ "title": format!("v{}", i + 2) }))
+                .await
+        }));
+    }
+    for h in handles {
+        h.await??.expect(200)?;
+    }
+    for topic in ["task-events", "task-updates"] {
+        let records = expect_records(stack, topic, &id, 21).await?;
+        let versions: Vec<i64> = records
+            .iter()
+            .map(|r| r.envelope()["payload"]["version"].as_i64().unwrap_or(0))
+            .collect();
+        ensure!(
+            versions == (1..=21).collect::<Vec<_>>(),
+            "{topic}: versions in offset order {versions:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn with_kafka_down_writes_fail_fast_and_nothing_is_lost(stack: &mut Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let before = alice
+        .create(new_task("before the outage"))
+        .await?
+        .expect(201)?;
+    let before_id = text(&before, "/id").to_owned();
+
+    stack.stop_kafka().await?;
+    // A burst of writes as the broker disappears: some commit before the relay
+    // notices, and none of them may answer 2xx.
+    let key = uuid::Uuid::new_v4().to_string();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        let alice = alice.clone();
+        let id = before_id.clone();
+        let key = key.clone();
+        handles.push(tokio::spawn(async move {
+            if i == 0 {
+                alice
+                    .create_keyed(new_task("during the outage"), &key.clone())
+                    .await
+            } else {
+                alice
+                    .patch(&id, json!({ "title": format!("outage edit {i}") }))
+                    .await
+            }
+        }));
+    }
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await??);
+    }
+    let slowest = started.elapsed();
+    for a in &answers {
+        ensure!(
+            a.status == 503 && text(&a.body, "/error") == "dependency_unavailable",
+            "503 while Kafka is down: {a:?}"
+        );
+    }
+    ensure!(
+        slowest < Duration::from_secs(10),
+        "writes fail within a bounded time (took {slowest:?})"
+    );
+    eprintln!(
+        "    with Kafka down, 10 writes answered 503 within {:.2}s",
+        slowest.as_secs_f64()
+    );
+    let later = Instant::now();
+    alice.create(new_task("still down")).await?.expect(503)?;
+    eprintln!("    a later write answered 503 in {:?}", later.elapsed());
+
+    stack.start_kafka().await?;
+    eventually(
+        Duration::from_secs(60),
+        "writes succeed again after Kafka returns",
+        || async {
+            let a = alice.create(new_task("after the outage")).await?;
+            Ok((a.status == 201).then_some(()))
+        },
+    )
+    .await?;
+    // The retried create returns the task committed during the outage, if it was.
+    let retried = alice
+        .create_keyed(new_task("during the outage"), &key)
+        .await?
+        .expect(201)?;
+
+    let db = admin_db(stack).await?;
+    let pending: i64 =
+        sqlx::query_scalar("select count(*) from todo.outbox where published_at is null")
+            .fetch_one(&db)
+            .await?;
+    ensure!(
+        pending == 0,
+        "no committed change lacks its event ({pending} pending)"
+    );
+    let tasks: Vec<(uuid::Uuid, i64)> =
+        sqlx::query_as("select id, version from todo.task where user_id = $1")
+            .bind(&alice.user)
+            .fetch_all(&db)
+            .await?;
+    ensure!(
+        tasks
+            .iter()
+            .any(|(id, _)| id.to_string() == text(&retried, "/id")),
+        "the retried task exists"
+    );
+    let events = read_topic(stack, "task-events").await?;
+    for (id, version) in &tasks {
+        let mine: Vec<_> = events
+            .iter()
+            .filter(|r| r.envelope()["task_id"] == id.to_string())
+            .collect();
+        let versions: Vec<i64> = mine
+            .iter()
+            .map(|r| r.envelope()["payload"]["version"].as_i64().unwrap_or(0))
+            .collect();
+        ensure!(
+            versions == (1..=*version).collect::<Vec<_>>(),
+            "task {id}: every committed version published exactly once, in order: {versions:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn with_the_sidecar_down_writes_fail_and_readiness_says_so(stack: &mut Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    alice.ready().await?.expect(200)?;
+    stack.stop_sidecar("todo-service").await?;
+
+    let started = Instant::now();
+    let answer = alice.create(new_task("sidecar gone")).await?;
+    ensure!(
+        answer.status == 503 && text(&answer.body, "/error") == "dependency_unavailable",
+        "{answer:?}"
+    );
+    ensure!(
+        text(&answer.body, "/message").contains("sidecar"),
+        "the message names the sidecar: {}",
+        answer.body
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    let ready = alice.ready().await?;
+    ensure!(
+        ready.status == 503 && text(&ready.body, "/status") == "not_ready",
+        "{ready:?}"
+    );
+    let sidecar = ready.body["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "sidecar")
+        .cloned();
+    ensure!(
+        sidecar.map(|c| c["status"] == "failing").unwrap_or(false),
+        "the sidecar check fails: {}",
+        ready.body
+    );
+
+    stack.start_sidecar("todo-service").await?;
+    eventually(Duration::from_secs(60), "ready again", || async {
+        Ok((alice.ready().await?.status == 200).then_some(()))
+    })
+    .await?;
+    eventually(Duration::from_secs(30), "writes succeed again", || async {
+        Ok((alice.create(new_task("sidecar back")).await?.status == 201).then_some(()))
+    })
+    .await?;
+    let db = admin_db(stack).await?;
+    let pending: i64 =
+        sqlx::query_scalar("select count(*) from todo.outbox where published_at is null")
+            .fetch_one(&db)
+            .await?;
+    ensure!(
+        pending == 0,
+        "what was committed meanwhile got published ({pending} pending)"
+    );
+    let committed: Vec<(uuid::Uuid,)> =
+        sqlx::query_as("select id from todo.task where user_id = $1")
+            .bind(&alice.user)
+            .fetch_all(&db)
+            .await?;
+    for (id,) in committed {
+        ensure!(
+            task_records(stack, "task-events", &id.to_string())
+                .await?
+                .len()
+                == 1,
+            "task {id} has its event"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! `cargo xtask bench`: drives creates, updates and completes against a fresh
+//! local stack from this process and prints latency percentiles (request, and
+//! request start → event on Kafka by the broker's timestamps) and throughput.
+//!
+//! Phase 1 paces writes at a fixed rate (default 200/s) to measure latency
+//! under steady load; phase 2 runs closed-loop with many concurrent clients to
+//! measure sustained throughput. Numbers are printed, never asserted.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use todo_stack::{Stack, StackOptions};
+
+struct Options {
+    paced_ops: usize,
+    rate: u32,
+    burst_ops: usize,
+    concurrency: usize,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        paced_ops: 6_000,
+        rate: 200,
+        burst_ops: 10_000,
+        concurrency: 32,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || {
+            it.next()
+                .context("missing value")
+                .and_then(|v| v.parse::<usize>().context("not a number"))
+        };
+        match a.as_str() {
+            "--paced-ops" => o.paced_ops = value()?,
+            "--rate" => o.rate = value()? as u32,
+            "--burst-ops" => o.burst_ops = value()?,
+            "--concurrency" => o.concurrency = value()?,
+            other => bail!(
+                "unknown option {other} (use --paced-ops N --rate R --burst-ops N --concurrency C)"
+            ),
+        }
+    }
+    Ok(o)
+}
+
+/// One write: when it started (wall clock, ms), how long it took, and which
+/// task version it produced (to find its event on Kafka).
+struct Sample {
+    started_ms: i64,
+    latency: Duration,
+    task_version: Option<(String, i64)>,
+}
+
+#[derive(Clone)]
+struct Driver {
+    http: reqwest::Client,
+    base: String,
+    created: Arc<Mutex<VecDeque<String>>>,
+    updated: Arc<Mutex<VecDeque<String>>>,
+    samples: Arc<Mutex<Vec<Sample>>>,
+    errors: Arc<Mutex<HashMap<u16, usize>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Driver {
+    /// The next operation of the create → update → complete cycle.
+    async fn step(&self, n: usize) {
+        let pick = |q: &Arc<Mutex<VecDeque<String>>>| q.lock().unwrap().pop_front();
+        let (method, path, body, next) = match n % 3 {
+            1 => match pick(&self.created) {
+                Some(id) => (
+                    "PATCH",
+                    format!("/api/v1/tasks/{id}"),
+                    Some(json!({"title": format!("edited {n}")})),
+                    Some(&self.updated),
+                ),
+                None => (
+                    "POST",
+                    "/api/v1/tasks".to_owned(),
+                    Some(json!({"title": format!("task {n}")})),
+                    Some(&self.created),
+                ),
+            },
+            2 => match pick(&self.updated) {
+                Some(id) => ("POST", format!("/api/v1/tasks/{id}/complete"), None, None),
+                None => (
+                    "POST",
+                    "/api/v1/tasks".to_owned(),
+                    Some(json!({"title": format!("task {n}")})),
+                    Some(&self.created),
+                ),
+            },
+            _ => (
+                "POST",
+                "/api/v1/tasks".to_owned(),
+                Some(json!({"title": format!("task {n}")})),
+                Some(&self.created),
+            ),
+        };
+        let started_ms = now_ms();
+        let started = Instant::now();
+        let mut req = self
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", self.base),
+            )
+            .header("X-User-Id", "bench");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let result = req.send().await;
+        let latency = started.elapsed();
+        match result {
+            Ok(res) if res.status().is_success() => {
+                let v: Value = res.json().await.unwrap_or(Value::Null);
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                let version = v["version"].as_i64().unwrap_or(0);
+                if let Some(q) = next {
+                    q.lock().unwrap().push_back(id.clone());
+                }
+                self.samples.lock().unwrap().push(Sample {
+                    started_ms,
+                    latency,
+                    task_version: Some((id, version)),
+                });
+            }
+            Ok(res) => {
+                *self
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .entry(res.status().as_u16())
+                    .or_default() += 1
+            }
+            Err(_) => *self.errors.lock().unwrap().entry(0).or_default() += 1,
+        }
+    }
+
+    fn take(&self) -> (Vec<Sample>, HashMap<u16, usize>) {
+        (
+            std::mem::take(&mut *self.samples.lock().unwrap()),
+            std::mem::take(&mut *self.errors.lock().unwrap()),
+        )
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut values_ms: Vec<f64>) {
+    values_ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "  {name:<34} n={:<6} p50={:>7.2} ms  p95={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        values_ms.len(),
+        percentile(&values_ms, 50.0),
+        percentile(&values_ms, 95.0),
+        percentile(&values_ms, 99.0),
+        values_ms.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+/// Broker timestamps of `task-events` records, by (task id, version).
+async fn kafka_times(stack: &Stack) -> Result<HashMap<(String, i64), i64>> {
+    let out = tokio::process::Command::new("kcat")
+        .args([
+            "-b",
+            &stack.kafka_brokers(),
+            "-C",
+            "-t",
+            "task-events",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-J",
+        ])
+        .output()
+        .await
+        .context("running kcat")?;
+    let mut times = HashMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Ok(ce) = serde_json::from_str::<Value>(v["payload"].as_str().unwrap_or_default())
+        else {
+            continue;
+        };
+        let data = &ce["data"];
+        let key = (
+            data["task_id"].as_str().unwrap_or_default().to_owned(),
+            data["payload"]["version"].as_i64().unwrap_or(0),
+        );
+        times.insert(key, v["ts"].as_i64().unwrap_or(0));
+    }
+    Ok(times)
+}
+
+fn report(
+    phase: &str,
+    samples: &[Sample],
+    errors: &HashMap<u16, usize>,
+    times: &HashMap<(String, i64), i64>,
+    elapsed: Duration,
+) {
+    println!(
+        "{phase}: {} successful writes in {:.1}s = {:.0} writes/s; errors: {errors:?}",
+        samples.len(),
+        elapsed.as_secs_f64(),
+        samples.len() as f64 / elapsed.as_secs_f64()
+    );
+    summary(
+        "request latency",
+        samples
+            .iter()
+            .map(|s| s.latency.as_secs_f64() * 1000.0)
+            .collect(),
+    );
+    let mut missing = 0;
+    let to_kafka: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| {
+            let t = s.task_version.as_ref().and_then(|k| times.get(k));
+            if t.is_none() {
+                missing += 1;
+            }
+            t.map(|ts| (ts - s.started_ms) as f64)
+        })
+        .collect();
+    summary("request start -> event on Kafka", to_kafka);
+    if missing > 0 {
+        println!(
+            "  {missing} acknowledged writes have no event on task-events (this would be a bug)"
+        );
+    }
+}
+
+pub async fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    println!("bench: bringing up a fresh stack (.state/bench)");
+    let stack = Stack::up(StackOptions::for_tests("bench")).await?;
+    let driver = Driver {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        base: stack.app_url("todo-service"),
+        created: Default::default(),
+        updated: Default::default(),
+        samples: Default::default(),
+        errors: Default::default(),
+    };
+    // Warm-up: connections, statement caches, the relay.
+    for n in 0..300 {
+        driver.step(n).await;
+    }
+    driver.take();
+
+    println!("phase 1: {} writes paced at {}/s", o.paced_ops, o.rate);
+    let period = Duration::from_secs_f64(1.0 / f64::from(o.rate));
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(o.paced_ops);
+    for n in 0..o.paced_ops {
+        ticker.tick().await;
+        let d = driver.clone();
+        handles.push(tokio::spawn(async move { d.step(n).await }));
+    }
+    for h in handles {
+        h.await?;
+    }
+    let paced_elapsed = started.elapsed();
+    let (paced, paced_errors) = driver.take();
+
+    println!(
+        "phase 2: {} writes from {} concurrent clients",
+        o.burst_ops, o.concurrency
+    );
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..o.concurrency {
+        let d = driver.clone();
+        let next = next.clone();
+        let total = o.burst_ops;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                d.step(n).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    let burst_elapsed = started.elapsed();
+    let (burst, burst_errors) = driver.take();
+
+    let times = kafka_times(&stack).await?;
+    println!();
+    report(
+        &format!("phase 1 (paced at {}/s)", o.rate),
+        &paced,
+        &paced_errors,
+        &times,
+        paced_elapsed,
+    );
+    report(
+        &format!("phase 2 ({} clients, closed loop)", o.concurrency),
+        &burst,
+        &burst_errors,
+        &times,
+        burst_elapsed,
+    );
+    stack.shutdown().await?;
+    Ok(())
+}

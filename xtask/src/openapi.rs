@@ -1,0 +1,39 @@
+//! `cargo xtask openapi`: runs `<service binary> openapi` for each service and
+//! writes its output to `openapi/<schema>.json`.
+
+use anyhow::{Context, Result, bail};
+use todo_stack::{SERVICES, ServiceSpec, build_services, workspace_root};
+use tokio::process::Command;
+
+pub async fn run(args: &[String]) -> Result<()> {
+    if !args.is_empty() {
+        bail!("`cargo xtask openapi` takes no arguments");
+    }
+    let specs: Vec<&ServiceSpec> = SERVICES.iter().collect();
+    let bins = build_services(&specs).await?;
+    let dir = workspace_root().join("openapi");
+    std::fs::create_dir_all(&dir)?;
+    for spec in specs {
+        let bin = &bins[spec.app_id];
+        eprintln!("[xtask] $ {} openapi", bin.display());
+        let out = Command::new(bin)
+            .arg("openapi")
+            .output()
+            .await
+            .with_context(|| format!("running {} openapi", bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} openapi failed ({}):\n{}",
+                bin.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .with_context(|| format!("{} openapi printed invalid JSON", spec.package))?;
+        let path = dir.join(format!("{}.json", spec.schema));
+        std::fs::write(&path, &out.stdout)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! `cargo xtask up`: the whole local stack, until Ctrl-C.
+
+use anyhow::{Result, bail};
+use todo_stack::{Stack, StackOptions};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn interrupted() {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Cannot install handlers: never resolve (default behaviour applies).
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn print_urls(stack: &Stack) {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for spec in stack.services() {
+        let app = stack.app_url(spec.app_id);
+        rows.push((format!("{} API", spec.app_id), app.clone()));
+        rows.push(("  Swagger UI".into(), format!("{app}/docs")));
+        rows.push(("  OpenAPI".into(), format!("{app}/openapi.json")));
+        rows.push(("  metrics".into(), format!("{app}/metrics")));
+        rows.push(("  Dapr sidecar".into(), stack.dapr_http_url(spec.app_id)));
+    }
+    rows.push(("Kafka broker".into(), stack.kafka_brokers()));
+    rows.push(("PostgreSQL (admin)".into(), stack.pg_admin_url()));
+    rows.push(("logs".into(), stack.logs_dir().display().to_string()));
+    rows.push((
+        "watch events".into(),
+        format!(
+            "kcat -b {} -C -t task-events -o beginning",
+            stack.kafka_brokers()
+        ),
+    ));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    println!();
+    for (k, v) in rows {
+        println!("  {k:<width$}  {v}");
+    }
+    println!("\nPress Ctrl-C to stop everything.");
+}
+
+pub async fn run(args: &[String]) -> Result<()> {
+    let mut opts = StackOptions::local();
+    for a in args {
+        match a.as_str() {
+            "--no-services" => opts.services.clear(),
+            "--fresh" => opts.fresh = true,
+            other => bail!("unknown option {other:?} (known: --no-services, --fresh)"),
+        }
+    }
+    let stack = tokio::select! {
+        r = Stack::up(opts) => r?,
+        _ = interrupted() => bail!("interrupted while starting (everything started was killed)"),
+    };
+    print_urls(&stack);
+    interrupted().await;
+    eprintln!();
+    tokio::select! {
+        r = stack.shutdown() => r,
+        _ = interrupted() => {
+            eprintln!("[xtask] second signal: killing everything");
+            Ok(())
+        }
+    }
+}
