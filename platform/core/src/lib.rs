@@ -1,5 +1,7 @@
 //! Shared pieces of the Todo platform, used by every service.
 //!
+//! - [`bootstrap`]: start-up steps every service shares.
+//! - [`consumer`]: subscribing through Dapr: token check, schema gate, inbox.
 //! - [`envelope`]: the versioned event envelope, topic names and event types (the
 //!   contract of architecture §3, in one place).
 //! - [`sidecar`]: the Dapr sidecar as the services see it: secrets, bulk publishing
@@ -12,6 +14,8 @@
 //! - [`settings`]: the environment every service reads at start-up.
 //! - [`database`]: the PostgreSQL pool, from credentials in the Dapr secret store.
 
+pub mod bootstrap;
+pub mod consumer;
 pub mod database;
 pub mod envelope;
 pub mod problem;

@@ -161,3 +161,20 @@ pub fn problem_response(err: poem::Error) -> poem::Response {
         .content_type("application/json")
         .body(serde_json::to_vec(&problem).unwrap_or_default())
 }
+
+impl From<sqlx::Error> for ApiError {
+    /// A database failure: 503 when the database is unreachable, otherwise 500;
+    /// the cause is logged here, never returned.
+    fn from(e: sqlx::Error) -> Self {
+        if matches!(
+            e,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+        ) {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::unavailable("the database is unavailable; retry later")
+        } else {
+            tracing::error!(error = %e, "database error");
+            ApiError::internal()
+        }
+    }
+}

@@ -140,6 +140,9 @@ pub struct AppParts<T> {
     pub readiness: Readiness,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Routes outside the OpenAPI document: sidecar callbacks (subscriptions,
+    /// job triggers), each guarded by its provider.
+    pub callbacks: Vec<(&'static str, poem::endpoint::BoxEndpoint<'static>)>,
 }
 
 /// Builds the full HTTP app: API, docs, metrics, limits and JSON errors.
@@ -149,10 +152,15 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
         metrics,
         readiness,
         max_body_bytes,
+        callbacks,
     } = parts;
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
-    Route::new()
+    let mut route = Route::new();
+    for (path, endpoint) in callbacks {
+        route = route.at(path, endpoint);
+    }
+    route
         .nest("/docs", docs)
         .at("/openapi.json", spec)
         .at("/metrics", get(metrics_text))

@@ -29,27 +29,25 @@ pub const TODO_SERVICE: ServiceSpec = ServiceSpec {
     dapr_metrics_port: 19101,
 };
 
-// The next services follow the same pattern (uncomment and add to SERVICES when
-// their crates exist):
+pub const AUDIT_SERVICE: ServiceSpec = ServiceSpec {
+    app_id: "audit-service",
+    package: "audit-service",
+    app_port: 8002,
+    schema: "audit",
+    dapr_http_port: 3502,
+    dapr_grpc_port: 50012,
+    dapr_internal_grpc_port: 50022,
+    dapr_metrics_port: 19102,
+};
+
+// The next services follow the same pattern (add to SERVICES when their crates exist):
 //
-// audit-service           8002 audit         3502 50012 50022 19102
 // websocket-service       8003 websocket     3503 50013 50023 19103
 // notification-service    8004 notification  3504 50014 50024 19104
 // recurring-task-service  8005 recurring     3505 50015 50025 19105
-//
-// pub const AUDIT_SERVICE: ServiceSpec = ServiceSpec {
-//     app_id: "audit-service",
-//     package: "audit-service",
-//     app_port: 8002,
-//     schema: "audit",
-//     dapr_http_port: 3502,
-//     dapr_grpc_port: 50012,
-//     dapr_internal_grpc_port: 50022,
-//     dapr_metrics_port: 19102,
-// };
 
 /// All services, in start order (shutdown runs in reverse).
-pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE];
+pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE, AUDIT_SERVICE];
 
 /// Looks a service up by app id in [`SERVICES`].
 pub fn find_service(app_id: &str) -> Option<&'static ServiceSpec> {

@@ -16,10 +16,9 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use poem_openapi::OpenApiService;
 use todo_core::{
-    database,
-    server::{self, AppParts, HealthApi, Readiness},
+    bootstrap,
+    server::{self, AppParts, HealthApi},
     settings::DaprSettings,
-    sidecar::Sidecar,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -45,52 +44,42 @@ pub struct Application {
     relay: Relay,
 }
 
-impl Application {
+impl bootstrap::Service for Application {
+    const APP_ID: &'static str = APP_ID;
+    const CONFIG_PREFIX: &'static str = "TODO_";
+    type Config = TodoConfig;
+
+    fn openapi_spec() -> String {
+        openapi().spec()
+    }
+
     /// Waits for the sidecar, reads the database credentials through it,
     /// migrates, and binds the port (`APP_PORT`; 0 picks a free one).
-    pub async fn build(settings: DaprSettings, config: TodoConfig) -> anyhow::Result<Self> {
-        let sidecar = Sidecar::new(&settings, config.publish_call_timeout())?;
-        sidecar
-            .wait_until_outbound_ready(settings.sidecar_wait())
-            .await
-            .context("waiting for the Dapr sidecar")?;
-        let pool = database::connect(
-            &sidecar,
-            &settings.secret_store,
+    async fn build(settings: DaprSettings, config: TodoConfig) -> anyhow::Result<Self> {
+        let connected = bootstrap::connect(
+            settings,
             &config.db_secret,
             config.db_max_connections,
+            config.publish_call_timeout(),
         )
         .await?;
+        let pool = connected.pool.clone();
         sqlx::migrate!("../../db/todo")
             .run(&pool)
             .await
             .context("applying migrations from db/todo")?;
 
-        let relay = Relay::new(pool.clone(), sidecar.clone());
-        let service = TaskService::new(pool.clone(), relay.clone(), config.publish_wait());
-        let readiness = Readiness::default()
-            .with("database", {
-                let pool = pool.clone();
-                move || database::ping(pool.clone())
-            })
-            .with("sidecar", {
-                let sidecar = sidecar.clone();
-                move || {
-                    let sidecar = sidecar.clone();
-                    async move { sidecar.check_health().await.map_err(|e| e.to_string()) }
-                }
-            });
+        let relay = Relay::new(pool.clone(), connected.sidecar.clone());
+        let service = TaskService::new(pool, relay.clone(), config.publish_wait());
         let app = server::build_app(AppParts {
             api: openapi(),
             metrics: todo_core::telemetry::init_metrics(),
-            readiness,
+            readiness: connected.readiness(),
             max_body_bytes: config.max_body_bytes,
+            callbacks: Vec::new(),
         });
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, service));
-        let port = settings.app_port.unwrap_or(DEFAULT_PORT);
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,
@@ -98,17 +87,19 @@ impl Application {
         })
     }
 
-    /// The address actually bound.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
     /// Runs the relay and serves until `shutdown` is cancelled.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "todo-service listening");
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
         server::serve(self.listener, self.app, shutdown).await?;
         relay.await.ok();
         Ok(())
+    }
+}
+
+impl Application {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
     }
 }

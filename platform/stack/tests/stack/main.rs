@@ -7,6 +7,7 @@
 //! while a dependency is down. Kafka is read with `kcat`, a client that is not
 //! Dapr, so what the tests see is what is really on the topics.
 
+mod audit;
 mod support;
 mod todo;
 
@@ -89,7 +90,10 @@ fn main() {
         runtime: runtime.clone(),
         stack: Arc::new(RwLock::new(None)),
     };
-    let trials: Vec<Trial> = todo::trials(&ctx);
+    let trials: Vec<Trial> = todo::trials(&ctx)
+        .into_iter()
+        .chain(audit::trials(&ctx))
+        .collect();
 
     if !args.list {
         let started = std::time::Instant::now();

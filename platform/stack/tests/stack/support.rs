@@ -292,3 +292,50 @@ pub fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
+
+/// GETs a JSON document from any service.
+pub async fn get_json(url: &str) -> Result<Answer> {
+    let res = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    answer(res).await
+}
+
+/// The value of one Prometheus sample (0 when absent), e.g.
+/// `events_skipped_total{reason="unknown_schema_version"}`.
+pub async fn metric(base_url: &str, sample: &str) -> Result<f64> {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0))
+}
+
+/// Produces one record onto `topic` with kcat, as a producer that is not Dapr.
+pub async fn produce(stack: &Stack, topic: &str, key: &str, value: &str) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kcat")
+        .args(["-b", &stack.kafka_brokers(), "-P", "-t", topic, "-k", key])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running kcat -P")?;
+    let mut stdin = child.stdin.take().context("kcat stdin")?;
+    stdin.write_all(value.as_bytes()).await?;
+    stdin.write_all(b"\n").await?;
+    drop(stdin);
+    let status = child.wait().await?;
+    ensure_ok(status.success(), "kcat -P failed")
+}
+
+fn ensure_ok(ok: bool, what: &str) -> Result<()> {
+    if ok { Ok(()) } else { bail!("{what}") }
+}

@@ -1,0 +1,141 @@
+//! The HTTP API (`/api/v1/audit`): read-only queries of the audit trail.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    Enum, Object, OpenApi, Tags,
+    param::{Path, Query},
+    payload::Json,
+};
+use sqlx::PgPool;
+use todo_core::problem::ApiError;
+use uuid::Uuid;
+
+use crate::db::{self, Filter};
+use crate::record::AuditRecord;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// The immutable history of every task event, in chronological order.
+    Audit,
+}
+
+/// The kinds of task event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename = "AuditEventType", rename_all = "kebab-case")]
+pub enum EventTypeFilter {
+    TaskCreated,
+    TaskUpdated,
+    TaskCompleted,
+    TaskDeleted,
+}
+
+impl EventTypeFilter {
+    fn as_str(self) -> &'static str {
+        match self {
+            EventTypeFilter::TaskCreated => "task-created",
+            EventTypeFilter::TaskUpdated => "task-updated",
+            EventTypeFilter::TaskCompleted => "task-completed",
+            EventTypeFilter::TaskDeleted => "task-deleted",
+        }
+    }
+}
+
+/// One recorded event.
+#[derive(Debug, Clone, Object)]
+#[oai(rename = "AuditRecord")]
+pub struct AuditRecordView {
+    pub id: Uuid,
+    /// The event's id (unique: each event is recorded once).
+    pub event_id: Uuid,
+    /// `task-created`, `task-updated`, `task-completed` or `task-deleted`.
+    pub event_type: String,
+    pub schema_version: String,
+    pub task_id: Uuid,
+    /// Who made the change.
+    pub user_id: String,
+    /// The task snapshot the event carried.
+    pub payload: serde_json::Value,
+    /// When the change happened (the event's timestamp).
+    pub timestamp: DateTime<Utc>,
+    /// When the audit service stored it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl From<AuditRecord> for AuditRecordView {
+    fn from(r: AuditRecord) -> Self {
+        AuditRecordView {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            schema_version: r.schema_version,
+            task_id: r.task_id,
+            user_id: r.user_id,
+            payload: r.payload,
+            timestamp: r.timestamp,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+/// One page of records.
+#[derive(Debug, Object)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecordView>,
+    /// How many records match the filter in all.
+    pub total: i64,
+}
+
+/// The audit API.
+pub struct AuditApi;
+
+#[OpenApi(prefix_path = "/api/v1/audit", tag = "ApiTags::Audit")]
+impl AuditApi {
+    /// Query the audit trail, oldest first.
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        pool: Data<&PgPool>,
+        /// Only this task's events.
+        task_id: Query<Option<Uuid>>,
+        /// Only events of this type.
+        event_type: Query<Option<EventTypeFilter>>,
+        /// 1–500, default 100.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        /// Default 0.
+        offset: Query<Option<u32>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let filter = Filter {
+            task_id: task_id.0,
+            event_type: event_type.0.map(|t| t.as_str().to_owned()),
+        };
+        let (records, total) = db::list(
+            &pool,
+            &filter,
+            i64::from(limit.0.unwrap_or(100)),
+            i64::from(offset.0.unwrap_or(0)),
+        )
+        .await?;
+        Ok(Json(AuditPage {
+            records: records.into_iter().map(Into::into).collect(),
+            total,
+        }))
+    }
+
+    /// One record.
+    #[oai(path = "/:record_id", method = "get")]
+    async fn get(
+        &self,
+        pool: Data<&PgPool>,
+        record_id: Path<Uuid>,
+    ) -> Result<Json<AuditRecordView>, ApiError> {
+        match db::get(&pool, record_id.0).await? {
+            Some(r) => Ok(Json(r.into())),
+            None => Err(ApiError::not_found(format!(
+                "audit record {} not found",
+                record_id.0
+            ))),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Rows of `audit_record`: insert and read, nothing else (the role cannot
+//! update or delete them).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::record::AuditRecord;
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    event_id: Uuid,
+    event_type: String,
+    schema_version: String,
+    task_id: Uuid,
+    user_id: String,
+    payload: serde_json::Value,
+    event_timestamp: DateTime<Utc>,
+    recorded_at: DateTime<Utc>,
+}
+
+impl From<Row> for AuditRecord {
+    fn from(r: Row) -> Self {
+        AuditRecord {
+            id: r.id,
+            event_id: r.event_id,
+            event_type: r.event_type,
+            schema_version: r.schema_version,
+            task_id: r.task_id,
+            user_id: r.user_id,
+            payload: r.payload,
+            timestamp: r.event_timestamp,
+            recorded_at: r.recorded_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at";
+
+/// Stores a record; a second record of the same event is ignored.
+pub async fn insert(conn: &mut PgConnection, r: &AuditRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into audit_record (id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (event_id) do nothing",
+    )
+    .bind(r.id)
+    .bind(r.event_id)
+    .bind(&r.event_type)
+    .bind(&r.schema_version)
+    .bind(r.task_id)
+    .bind(&r.user_id)
+    .bind(&r.payload)
+    .bind(r.timestamp)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Filters of a record query.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub task_id: Option<Uuid>,
+    pub event_type: Option<String>,
+}
+
+/// A page of records in chronological order, and how many match in all.
+pub async fn list(
+    db: &PgPool,
+    f: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<AuditRecord>, i64), sqlx::Error> {
+    let sql = format!(
+        "select {COLUMNS} from audit_record \
+         where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2) \
+         order by event_timestamp, seq limit $3 offset $4"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql)
+        .bind(f.task_id)
+        .bind(&f.event_type)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    let total: i64 = sqlx::query_scalar(
+        "select count(*) from audit_record where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2)",
+    )
+    .bind(f.task_id)
+    .bind(&f.event_type)
+    .fetch_one(db)
+    .await?;
+    Ok((rows.into_iter().map(Into::into).collect(), total))
+}
+
+/// One record by id.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<AuditRecord>, sqlx::Error> {
+    let sql = format!("select {COLUMNS} from audit_record where id = $1");
+    Ok(sqlx::query_as::<_, Row>(&sql)
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .map(Into::into))
+}

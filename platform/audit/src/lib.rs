@@ -1,0 +1,94 @@
+//! The Audit service: consumes `task-events` through Dapr (its own consumer
+//! group) and stores every event once as an immutable [`record::AuditRecord`];
+//! serves the trail at `/api/v1/audit`.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod record;
+
+use anyhow::Context;
+use poem_openapi::OpenApiService;
+use todo_core::{
+    bootstrap,
+    consumer::{Consumer, Subscription},
+    envelope::Topic,
+    server::{self, AppParts, HealthApi},
+    settings::DaprSettings,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{api::AuditApi, config::AuditConfig, record::Recorder};
+
+/// The app id and default port of this service.
+pub const APP_ID: &str = "audit-service";
+pub const DEFAULT_PORT: u16 = 8002;
+
+/// The OpenAPI service of this app (also what `openapi/audit.json` holds).
+pub fn openapi() -> OpenApiService<(AuditApi, HealthApi), ()> {
+    OpenApiService::new(
+        (AuditApi, HealthApi),
+        "Audit service",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "The immutable, chronological record of every task event published to `task-events`.",
+    )
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    app: poem::endpoint::BoxEndpoint<'static>,
+}
+
+impl bootstrap::Service for Application {
+    const APP_ID: &'static str = APP_ID;
+    const CONFIG_PREFIX: &'static str = "AUDIT_";
+    type Config = AuditConfig;
+
+    fn openapi_spec() -> String {
+        openapi().spec()
+    }
+
+    async fn build(settings: DaprSettings, config: AuditConfig) -> anyhow::Result<Self> {
+        let app_token = settings.app_api_token.clone();
+        let connected = bootstrap::connect(
+            settings,
+            &config.db_secret,
+            config.db_max_connections,
+            std::time::Duration::from_secs(5),
+        )
+        .await?;
+        let pool = connected.pool.clone();
+        sqlx::migrate!("../../db/audit")
+            .run(&pool)
+            .await
+            .context("applying migrations from db/audit")?;
+        let consumer = Consumer::new(
+            APP_ID,
+            pool.clone(),
+            Recorder,
+            vec![Subscription {
+                topic: Topic::TaskEvents,
+            }],
+            app_token,
+        );
+        let app = server::build_app(AppParts {
+            api: openapi(),
+            metrics: todo_core::telemetry::init_metrics(),
+            readiness: connected.readiness(),
+            max_body_bytes: config.max_body_bytes,
+            callbacks: consumer.endpoints(),
+        });
+        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, pool));
+        let listener = connected.bind(DEFAULT_PORT).await?;
+        Ok(Application { listener, app })
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "audit-service listening");
+        server::serve(self.listener, self.app, shutdown).await?;
+        Ok(())
+    }
+}
