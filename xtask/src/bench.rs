@@ -3,8 +3,10 @@
 //! request start → event on Kafka by the broker's timestamps) and throughput.
 //!
 //! Phase 1 paces writes at a fixed rate (default 200/s) to measure latency
-//! under steady load; phase 2 runs closed-loop with many concurrent clients to
-//! measure sustained throughput. Numbers are printed, never asserted.
+//! under steady load, and the audit lag (event timestamp → recorded_at) under
+//! it; phase 2 runs closed-loop with many concurrent clients to measure
+//! sustained throughput while the audit service is stopped, then restarts it
+//! and measures its catch-up rate. Numbers are printed, never asserted.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -13,6 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use todo_stack::{Stack, StackOptions};
 
@@ -158,6 +161,24 @@ impl Driver {
     }
 }
 
+/// Waits until the audit trail holds `expected` records of the bench user.
+async fn wait_for_audit(db: &sqlx::PgPool, expected: i64) -> Result<i64> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from audit.audit_record where user_id = 'bench'")
+                .fetch_one(db)
+                .await?;
+        if n >= expected {
+            return Ok(n);
+        }
+        if Instant::now() > deadline {
+            bail!("the audit trail holds {n} of {expected} records after 300s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -257,7 +278,7 @@ fn report(
 pub async fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     println!("bench: bringing up a fresh stack (.state/bench)");
-    let stack = Stack::up(StackOptions::for_tests("bench")).await?;
+    let mut stack = Stack::up(StackOptions::for_tests("bench")).await?;
     let driver = Driver {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -268,13 +289,22 @@ pub async fn run(args: &[String]) -> Result<()> {
         samples: Default::default(),
         errors: Default::default(),
     };
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&stack.pg_admin_url())
+        .await?;
     // Warm-up: connections, statement caches, the relay.
-    for n in 0..300 {
+    let warmup = 300;
+    for n in 0..warmup {
         driver.step(n).await;
     }
-    driver.take();
+    let warm = driver.take().0.len();
+    if warm != warmup {
+        bail!("{} of {warmup} warm-up writes failed", warmup - warm);
+    }
 
     println!("phase 1: {} writes paced at {}/s", o.paced_ops, o.rate);
+    let paced_from = Utc::now();
     let period = Duration::from_secs_f64(1.0 / f64::from(o.rate));
     let mut ticker = tokio::time::interval(period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -289,12 +319,27 @@ pub async fn run(args: &[String]) -> Result<()> {
         h.await?;
     }
     let paced_elapsed = started.elapsed();
+    let paced_to = Utc::now();
     let (paced, paced_errors) = driver.take();
+    let paced_total = warmup as i64 + paced.len() as i64;
+
+    let recorded_before_outage = wait_for_audit(&db, paced_total).await?;
+    let lags: Vec<f64> = sqlx::query_scalar(
+        "select (extract(epoch from recorded_at - event_timestamp) * 1000)::float8 from audit.audit_record \
+         where user_id = 'bench' and event_timestamp between $1 and $2",
+    )
+    .bind(paced_from)
+    .bind(paced_to)
+    .fetch_all(&db)
+    .await?;
 
     println!(
-        "phase 2: {} writes from {} concurrent clients",
+        "phase 2: stopping the audit service; {} writes from {} concurrent clients",
         o.burst_ops, o.concurrency
     );
+    stack.stop_service("audit-service").await?;
+    stack.stop_sidecar("audit-service").await?;
+    let outage_started = Utc::now();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -317,6 +362,20 @@ pub async fn run(args: &[String]) -> Result<()> {
     }
     let burst_elapsed = started.elapsed();
     let (burst, burst_errors) = driver.take();
+    let backlog = burst.len() as i64;
+
+    let restarted = Instant::now();
+    stack.start_sidecar("audit-service").await?;
+    stack.start_service("audit-service").await?;
+    wait_for_audit(&db, recorded_before_outage + backlog).await?;
+    let caught_up = restarted.elapsed();
+    let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+        "select min(recorded_at), max(recorded_at) from audit.audit_record where user_id = 'bench' and event_timestamp >= $1",
+    )
+    .bind(outage_started)
+    .fetch_one(&db)
+    .await?;
+    let processing = (last - first).num_milliseconds().max(1) as f64 / 1000.0;
 
     let times = kafka_times(&stack).await?;
     println!();
@@ -327,12 +386,21 @@ pub async fn run(args: &[String]) -> Result<()> {
         &times,
         paced_elapsed,
     );
+    summary("audit lag (event -> recorded_at)", lags);
     report(
         &format!("phase 2 ({} clients, closed loop)", o.concurrency),
         &burst,
         &burst_errors,
         &times,
         burst_elapsed,
+    );
+    println!(
+        "audit catch-up: {backlog} events accumulated while it was down; all recorded {:.2}s after the restart began \
+         ({:.0} events/s, including sidecar start and consumer-group join); first to last record {:.2}s ({:.0} events/s)",
+        caught_up.as_secs_f64(),
+        backlog as f64 / caught_up.as_secs_f64(),
+        processing,
+        backlog as f64 / processing
     );
     stack.shutdown().await?;
     Ok(())

@@ -285,6 +285,20 @@ pub async fn stop_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// Checks that the committed OpenAPI document at `path` is `current` (what the
+/// service serves); the error says how to regenerate it.
+pub fn check_openapi_document(current: &str, path: &std::path::Path) -> Result<(), String> {
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    if committed.trim_end() == current.trim_end() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is stale: run `cargo xtask openapi` and commit the result",
+            path.display()
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::route_shape;
