@@ -201,29 +201,9 @@ fn summary(name: &str, mut values_ms: Vec<f64>) {
 
 /// Broker timestamps of `task-events` records, by (task id, version).
 async fn kafka_times(stack: &Stack) -> Result<HashMap<(String, i64), i64>> {
-    let out = tokio::process::Command::new("kcat")
-        .args([
-            "-b",
-            &stack.kafka_brokers(),
-            "-C",
-            "-t",
-            "task-events",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-J",
-        ])
-        .output()
-        .await
-        .context("running kcat")?;
     let mut times = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let Ok(ce) = serde_json::from_str::<Value>(v["payload"].as_str().unwrap_or_default())
-        else {
+    for record in todo_stack::read_topic(&stack.kafka_brokers(), "task-events").await? {
+        let Ok(ce) = serde_json::from_str::<Value>(&record.value) else {
             continue;
         };
         let data = &ce["data"];
@@ -231,7 +211,7 @@ async fn kafka_times(stack: &Stack) -> Result<HashMap<(String, i64), i64>> {
             data["task_id"].as_str().unwrap_or_default().to_owned(),
             data["payload"]["version"].as_i64().unwrap_or(0),
         );
-        times.insert(key, v["ts"].as_i64().unwrap_or(0));
+        times.insert(key, record.timestamp_ms);
     }
     Ok(times)
 }

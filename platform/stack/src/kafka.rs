@@ -332,3 +332,49 @@ mod tests {
         assert_eq!(base64url(&[0xffu8; 16]).len(), 22);
     }
 }
+
+/// One record read back from a topic with kcat (a client that is not Dapr).
+#[derive(Debug, Clone)]
+pub struct TopicRecord {
+    pub key: Option<String>,
+    /// The record timestamp in milliseconds (the broker's append time here).
+    pub timestamp_ms: i64,
+    pub value: String,
+}
+
+/// Everything on `topic` from the beginning, read with `kcat -C -e -J`.
+pub async fn read_topic(brokers: &str, topic: &str) -> Result<Vec<TopicRecord>> {
+    let out = tokio::process::Command::new("kcat")
+        .args([
+            "-b",
+            brokers,
+            "-C",
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-J",
+        ])
+        .output()
+        .await
+        .context("running kcat")?;
+    if !out.status.success() {
+        bail!("kcat failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut records = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+    {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("kcat line {line}"))?;
+        records.push(TopicRecord {
+            key: v["key"].as_str().map(str::to_owned),
+            timestamp_ms: v["ts"].as_i64().unwrap_or(0),
+            value: v["payload"].as_str().unwrap_or_default().to_owned(),
+        });
+    }
+    Ok(records)
+}

@@ -43,6 +43,7 @@ use anyhow::{Context, Result, anyhow, bail};
 
 pub use dapr::BIN_DIR_ENV as DAPR_BIN_DIR_ENV;
 pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
+pub use kafka::{TopicRecord, read_topic};
 pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
 pub use services::{build_services, cargo_command, workspace_root};
 pub use spec::*;

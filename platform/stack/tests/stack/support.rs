@@ -126,6 +126,16 @@ impl TodoClient {
         self.send("POST", "/api/v1/tasks", Some(body), &[]).await
     }
 
+    /// Creates a task titled `title` (expecting 201); returns it and its id.
+    pub async fn create_task(&self, title: &str) -> Result<(Value, String)> {
+        let task = self
+            .create(serde_json::json!({ "title": title }))
+            .await?
+            .expect(201)?;
+        let id = text(&task, "/id").to_owned();
+        Ok((task, id))
+    }
+
     pub async fn create_keyed(&self, body: Value, key: &str) -> Result<Answer> {
         self.send(
             "POST",
@@ -207,38 +217,14 @@ impl Record {
 
 /// Everything on `topic`, read from the beginning with kcat.
 pub async fn read_topic(stack: &Stack, topic: &str) -> Result<Vec<Record>> {
-    let out = tokio::process::Command::new("kcat")
-        .args([
-            "-b",
-            &stack.kafka_brokers(),
-            "-C",
-            "-t",
-            topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-            "-J",
-        ])
-        .output()
-        .await
-        .context("running kcat")?;
-    if !out.status.success() {
-        bail!("kcat failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let mut records = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-    {
-        let v: Value = serde_json::from_str(line).with_context(|| format!("kcat line {line}"))?;
-        let payload = v["payload"].as_str().unwrap_or_default();
-        records.push(Record {
-            key: v["key"].as_str().map(str::to_owned),
-            cloud_event: serde_json::from_str(payload).unwrap_or(Value::String(payload.to_owned())),
-        });
-    }
-    Ok(records)
+    Ok(todo_stack::read_topic(&stack.kafka_brokers(), topic)
+        .await?
+        .into_iter()
+        .map(|r| Record {
+            key: r.key,
+            cloud_event: serde_json::from_str(&r.value).unwrap_or(Value::String(r.value)),
+        })
+        .collect())
 }
 
 /// The records on `topic` about `task_id`, in offset order.

@@ -125,8 +125,7 @@ async fn creating_a_task_stores_it_and_publishes_task_created(stack: &Stack) -> 
 
 async fn updating_a_task_publishes_task_updated(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let task = alice.create(new_task("Draft report")).await?.expect(201)?;
-    let id = text(&task, "/id").to_owned();
+    let (_, id) = alice.create_task("Draft report").await?;
     let patched = alice
         .patch(&id, json!({ "title": "Final report", "description": null }))
         .await?
@@ -169,8 +168,7 @@ async fn updating_a_task_publishes_task_updated(stack: &Stack) -> Result<()> {
 
 async fn completing_a_task_publishes_task_completed_on_both_topics(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let task = alice.create(new_task("Water plants")).await?.expect(201)?;
-    let id = text(&task, "/id").to_owned();
+    let (_, id) = alice.create_task("Water plants").await?;
     let done = alice.complete(&id, None).await?.expect(200)?;
     ensure!(text(&done, "/status") == "complete", "{done}");
     let events = expect_records(stack, "task-events", &id, 2).await?;
@@ -182,8 +180,7 @@ async fn completing_a_task_publishes_task_completed_on_both_topics(stack: &Stack
 
 async fn deleting_a_task_removes_it_and_publishes_task_deleted(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let task = alice.create(new_task("Old idea")).await?.expect(201)?;
-    let id = text(&task, "/id").to_owned();
+    let (task, id) = alice.create_task("Old idea").await?;
     let gone = alice.delete(&id).await?;
     ensure!(gone.status == 204, "DELETE answers 204: {gone:?}");
     alice.get(&id).await?.expect(404)?;
@@ -236,8 +233,7 @@ async fn a_create_retried_with_the_same_idempotency_key_creates_one_task_and_one
 
 async fn completing_twice_is_a_conflict_unless_the_same_key_is_used(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let a = alice.create(new_task("A")).await?.expect(201)?;
-    let id = text(&a, "/id").to_owned();
+    let (_, id) = alice.create_task("A").await?;
     let key = uuid::Uuid::new_v4().to_string();
     let first = alice.complete(&id, Some(&key)).await?.expect(200)?;
     let again = alice.complete(&id, Some(&key)).await?.expect(200)?;
@@ -258,11 +254,7 @@ async fn completing_twice_is_a_conflict_unless_the_same_key_is_used(stack: &Stac
 async fn users_never_see_each_others_tasks(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
     let bob = TodoClient::new(stack);
-    let task = alice
-        .create(new_task("Alice's secret"))
-        .await?
-        .expect(201)?;
-    let id = text(&task, "/id").to_owned();
+    let (task, id) = alice.create_task("Alice's secret").await?;
     bob.get(&id).await?.expect(404)?;
     bob.patch(&id, json!({ "title": "mine now" }))
         .await?
@@ -524,8 +516,7 @@ async fn bad_inputs_get_a_4xx_json_error(stack: &Stack) -> Result<()> {
 
 async fn every_event_of_a_task_is_published_in_order(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let task = alice.create(new_task("v1")).await?.expect(201)?;
-    let id = text(&task, "/id").to_owned();
+    let (_, id) = alice.create_task("v1").await?;
     // Concurrent changes of one task: each is serialized by the row lock, and
     // their events must leave in the same order as the versions.
     let mut handles = Vec::new();
@@ -552,6 +543,16 @@ async fn every_event_of_a_task_is_published_in_order(stack: &Stack) -> Result<()
             "{topic}: versions in offset order {versions:?}"
         );
     }
+    Ok(())
+}
+
+/// Fails unless every committed change's events are published.
+async fn ensure_outbox_drained(db: &sqlx::PgPool, what: &str) -> Result<()> {
+    let pending: i64 =
+        sqlx::query_scalar("select count(*) from todo.outbox where published_at is null")
+            .fetch_one(db)
+            .await?;
+    ensure!(pending == 0, "{what} ({pending} events pending)");
     Ok(())
 }
 
@@ -625,14 +626,7 @@ async fn with_kafka_down_writes_fail_fast_and_nothing_is_lost(stack: &mut Stack)
         .expect(201)?;
 
     let db = admin_db(stack).await?;
-    let pending: i64 =
-        sqlx::query_scalar("select count(*) from todo.outbox where published_at is null")
-            .fetch_one(&db)
-            .await?;
-    ensure!(
-        pending == 0,
-        "no committed change lacks its event ({pending} pending)"
-    );
+    ensure_outbox_drained(&db, "no committed change lacks its event").await?;
     let tasks: Vec<(uuid::Uuid, i64)> =
         sqlx::query_as("select id, version from todo.task where user_id = $1")
             .bind(&alice.user)
@@ -710,14 +704,7 @@ async fn with_the_sidecar_down_writes_fail_and_readiness_says_so(stack: &mut Sta
     })
     .await?;
     let db = admin_db(stack).await?;
-    let pending: i64 =
-        sqlx::query_scalar("select count(*) from todo.outbox where published_at is null")
-            .fetch_one(&db)
-            .await?;
-    ensure!(
-        pending == 0,
-        "what was committed meanwhile got published ({pending} pending)"
-    );
+    ensure_outbox_drained(&db, "what was committed meanwhile got published").await?;
     let committed: Vec<(uuid::Uuid,)> =
         sqlx::query_as("select id from todo.task where user_id = $1")
             .bind(&alice.user)
