@@ -82,10 +82,11 @@ pub fn plan(
             steps.push(Step::CancelReminder {
                 task_id: task.id.clone(),
             });
-            if event_type == "task-completed" {
-                if let Some(next) = next_instance(task, anchor)? {
-                    steps.push(Step::CreateNext(next));
-                }
+            if event_type == "task-completed"
+                && let Some(next) = next_instance(task, anchor)?
+            {
+                steps.push(Step::CreateNext(next));
+            }
             }
         }
         "task-deleted" => {
