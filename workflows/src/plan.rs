@@ -87,7 +87,6 @@ pub fn plan(
             {
                 steps.push(Step::CreateNext(next));
             }
-            }
         }
         "task-deleted" => {
             steps.push(Step::CancelReminder {
