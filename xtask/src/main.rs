@@ -5,18 +5,19 @@
 //! * `test [cargo test args…]` — build, then `cargo test --release --workspace`.
 //! * `openapi` — write each service's OpenAPI document to `openapi/<schema>.json`.
 //! * `bench [args…]` — load benchmark against a running stack.
+//! * `bench websocket [args…]` — WebSocket fan-out latency and memory per connection.
 
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_websocket;
 mod openapi;
 mod test;
 mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: cargo xtask <up [--no-services] [--fresh] | test [args] | openapi | bench [args]>";
+const USAGE: &str = "usage: cargo xtask <up [--no-services] [--fresh] | test [args] | openapi | bench [args] | bench websocket [args]>";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -32,7 +33,10 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         "openapi" => openapi::run(rest).await,
-        "bench" => bench::run(rest).await,
+        "bench" => match rest.split_first() {
+            Some((sub, more)) if sub == "websocket" => bench_websocket::run(more).await,
+            _ => bench::run(rest).await,
+        },
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -27,6 +27,16 @@ fn print_urls(stack: &Stack) {
         rows.push(("  Swagger UI".into(), format!("{app}/docs")));
         rows.push(("  OpenAPI".into(), format!("{app}/openapi.json")));
         rows.push(("  metrics".into(), format!("{app}/metrics")));
+        if spec.app_id == todo_stack::WEBSOCKET_SERVICE.app_id {
+            rows.push((
+                "  WebSocket".into(),
+                format!(
+                    "ws://127.0.0.1:{}/ws?user_id=<user>&since=<seq>",
+                    spec.app_port
+                ),
+            ));
+            rows.push(("  live page".into(), format!("{app}/live?user_id=alice")));
+        }
         rows.push(("  Dapr sidecar".into(), stack.dapr_http_url(spec.app_id)));
     }
     rows.push(("Kafka broker".into(), stack.kafka_brokers()));

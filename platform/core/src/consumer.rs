@@ -19,6 +19,9 @@
 //! Outcomes map to Dapr as: applied or duplicate or skipped → `SUCCESS`;
 //! malformed or [`HandleError::Permanent`] → `DROP`; [`HandleError::Transient`]
 //! (e.g. the database is down) → `RETRY`, and Dapr redelivers with backoff.
+//!
+//! After the batch's transaction commits, [`EventHandler::after_commit`] gets
+//! the events it applied, for effects that must follow the commit.
 
 use std::sync::Arc;
 
@@ -71,6 +74,13 @@ pub trait EventHandler: Send + Sync + 'static {
         topic: Topic,
         event: &'a EventEnvelope,
     ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+
+    /// Called once the transaction that applied a batch has committed, with the
+    /// events of that batch that [`EventHandler::handle`] applied (not the
+    /// duplicates or skipped ones), in delivery order. For effects that must
+    /// never be seen before the commit (e.g. pushing to live clients). Must not
+    /// block; the default does nothing.
+    fn after_commit(&self, _topic: Topic, _applied: &[&EventEnvelope]) {}
 }
 
 /// The delivery status Dapr understands.
@@ -163,10 +173,15 @@ impl<H: EventHandler> Consumer<H> {
     /// Applies a batch in order, one transaction for all, a savepoint each.
     async fn apply(&self, topic: Topic, batch: Vec<Incoming>) -> Vec<Status> {
         let mut statuses = Vec::with_capacity(batch.len());
+        let mut applied: Vec<&EventEnvelope> = Vec::new();
         let result: Result<(), HandleError> = async {
             let mut tx = self.pool.begin().await?;
             for incoming in &batch {
-                statuses.push(self.apply_one(&mut tx, topic, incoming).await?);
+                let (status, fresh) = self.apply_one(&mut tx, topic, incoming).await?;
+                if let (true, Incoming::Known(e)) = (fresh, incoming) {
+                    applied.push(e);
+                }
+                statuses.push(status);
             }
             tx.commit().await?;
             Ok(())
@@ -174,6 +189,9 @@ impl<H: EventHandler> Consumer<H> {
         .await;
         match result {
             Ok(()) => {
+                if !applied.is_empty() {
+                    self.handler.after_commit(topic, &applied);
+                }
                 for s in &statuses {
                     let outcome = match s {
                         Status::Success => "success",
@@ -194,24 +212,26 @@ impl<H: EventHandler> Consumer<H> {
         }
     }
 
+    /// Applies one event; the flag says whether the handler applied it (a
+    /// fresh event, not a duplicate, skipped or rejected one).
     async fn apply_one(
         &self,
         conn: &mut PgConnection,
         topic: Topic,
         incoming: &Incoming,
-    ) -> Result<Status, HandleError> {
+    ) -> Result<(Status, bool), HandleError> {
         let event = match incoming {
             Incoming::Known(e) => e,
             Incoming::UnknownVersion { event_id, version } => {
                 tracing::warn!(event_id = %event_id, schema_version = %version, topic = %topic, "skipping event with unknown schema version");
                 metrics::counter!("events_skipped_total", "reason" => "unknown_schema_version")
                     .increment(1);
-                return Ok(Status::Success);
+                return Ok((Status::Success, false));
             }
             Incoming::Malformed(reason) => {
                 tracing::warn!(topic = %topic, reason = %reason, "dropping malformed event");
                 metrics::counter!("events_skipped_total", "reason" => "malformed").increment(1);
-                return Ok(Status::Drop);
+                return Ok((Status::Drop, false));
             }
         };
         let span = tracing::info_span!("event", task_id = %event.task_id, event_id = %event.event_id, event_type = %event.event_type);
@@ -230,19 +250,19 @@ impl<H: EventHandler> Consumer<H> {
             savepoint.commit().await?;
             tracing::debug!("duplicate delivery ignored");
             metrics::counter!("events_duplicate_total", "topic" => topic.name()).increment(1);
-            return Ok(Status::Success);
+            return Ok((Status::Success, false));
         }
         match self.handler.handle(&mut savepoint, topic, event).await {
             Ok(()) => {
                 savepoint.commit().await?;
                 tracing::debug!("event applied");
-                Ok(Status::Success)
+                Ok((Status::Success, true))
             }
             Err(HandleError::Permanent(reason)) => {
                 savepoint.rollback().await?;
                 tracing::warn!(reason = %reason, "dropping event the handler cannot apply");
                 metrics::counter!("events_skipped_total", "reason" => "rejected").increment(1);
-                Ok(Status::Drop)
+                Ok((Status::Drop, false))
             }
             Err(e) => Err(e),
         }

@@ -19,6 +19,9 @@ pub(crate) struct Credentials {
     pub pg_admin_password: String,
     /// Sent by each sidecar to its app as `dapr-api-token` (`APP_API_TOKEN`).
     pub app_api_token: String,
+    /// Guards the WebSocket service's operator stream (secret `operator-token`).
+    #[serde(default)]
+    pub operator_token: String,
     /// Login role (= schema) -> password.
     pub role_passwords: BTreeMap<String, String>,
 }
@@ -43,6 +46,9 @@ impl Credentials {
         }
         if creds.app_api_token.is_empty() {
             creds.app_api_token = random_secret();
+        }
+        if creds.operator_token.is_empty() {
+            creds.operator_token = random_secret();
         }
         for role in roles {
             creds
@@ -114,6 +120,10 @@ pub(crate) fn write_secrets_json(
     secrets.insert(
         "app-api-token".into(),
         json!({ "token": creds.app_api_token }),
+    );
+    secrets.insert(
+        "operator-token".into(),
+        json!({ "token": creds.operator_token }),
     );
     let path = state.join("secrets.json");
     let text = serde_json::to_vec_pretty(&serde_json::Value::Object(secrets))?;

@@ -1,5 +1,6 @@
 //! Debian packages the stack needs from the machine (PostgreSQL, kcat, Java,
-//! Maven), installed with apt-get when missing.
+//! Maven, and Chromium with its WebDriver for the live-page tests), installed
+//! with apt-get when missing.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,6 +36,17 @@ pub(crate) fn kcat_path() -> Option<PathBuf> {
     which("kcat")
 }
 
+/// Debian's Chromium, driven headless by the live-page stack tests.
+pub(crate) fn chromium_path() -> Option<PathBuf> {
+    which("chromium")
+}
+
+/// Debian's ChromeDriver (package `chromium-driver`), the WebDriver server
+/// the live-page stack tests talk to.
+pub(crate) fn chromedriver_path() -> Option<PathBuf> {
+    which("chromedriver")
+}
+
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -60,6 +72,12 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
     }
     if which("java").is_none() {
         packages.push("default-jre-headless");
+    }
+    if chromium_path().is_none() {
+        packages.push("chromium");
+    }
+    if chromedriver_path().is_none() {
+        packages.push("chromium-driver");
     }
     if needs.kafka_jars && which("mvn").is_none() {
         packages.push("maven");

@@ -122,6 +122,8 @@ pub struct Stack {
     scheduler: Option<Managed>,
     sidecars: BTreeMap<&'static str, Managed>,
     apps: BTreeMap<&'static str, Managed>,
+    /// Extra environment per service, applied when it (re)starts.
+    app_env: BTreeMap<&'static str, Vec<(String, String)>>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -237,6 +239,7 @@ impl Stack {
             scheduler: None,
             sidecars: BTreeMap::new(),
             apps: BTreeMap::new(),
+            app_env: BTreeMap::new(),
             _lock: lock,
         };
         if let Err(e) = stack.start_all(installed_pg).await {
@@ -410,7 +413,10 @@ impl Stack {
             .clone();
         proc::ensure_port_free(spec.app_port, spec.app_id)?;
         cmd::step(format!("{}: starting", spec.app_id));
-        let launch = services::app_launch(&bin, spec, &self.creds.app_api_token);
+        let mut launch = services::app_launch(&bin, spec, &self.creds.app_api_token);
+        for (k, v) in self.app_env.get(spec.app_id).into_iter().flatten() {
+            launch = launch.env(k, v.clone());
+        }
         let m = proc::spawn(&self.state, launch)?;
         self.apps.insert(spec.app_id, m);
         Ok(())
@@ -500,6 +506,18 @@ impl Stack {
         &self.creds.app_api_token
     }
 
+    /// The token of the WebSocket service's operator stream (secret
+    /// `operator-token`, key `token`).
+    pub fn operator_token(&self) -> &str {
+        &self.creds.operator_token
+    }
+
+    /// The process id of a running service (not its sidecar), e.g. to read
+    /// its memory from `/proc/<pid>/status`.
+    pub fn service_pid(&self, app_id: &str) -> Option<u32> {
+        self.apps.get(app_id).and_then(Managed::pid)
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state
     }
@@ -582,6 +600,19 @@ impl Stack {
         self.spawn_app(spec)?;
         let sidecar_running = self.sidecars.contains_key(spec.app_id);
         self.wait_app(spec, sidecar_running).await
+    }
+
+    /// Extra environment variables for a service from its next start on
+    /// (replacing earlier ones; empty: none), e.g. a short retention in a test.
+    pub fn set_service_env(&mut self, app_id: &str, vars: &[(&str, &str)]) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        self.app_env.insert(
+            spec.app_id,
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        Ok(())
     }
 
     /// SIGKILL to a service (crash tests).

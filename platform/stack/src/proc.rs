@@ -167,6 +167,11 @@ pub(crate) fn spawn(state: &Path, launch: Launch) -> Result<Managed> {
 }
 
 impl Managed {
+    /// The process id, while it has not been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// `Some(status)` once the process has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child

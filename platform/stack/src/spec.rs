@@ -40,14 +40,24 @@ pub const AUDIT_SERVICE: ServiceSpec = ServiceSpec {
     dapr_metrics_port: 19102,
 };
 
+pub const WEBSOCKET_SERVICE: ServiceSpec = ServiceSpec {
+    app_id: "websocket-service",
+    package: "websocket-service",
+    app_port: 8003,
+    schema: "websocket",
+    dapr_http_port: 3503,
+    dapr_grpc_port: 50013,
+    dapr_internal_grpc_port: 50023,
+    dapr_metrics_port: 19103,
+};
+
 // The next services follow the same pattern (add to SERVICES when their crates exist):
 //
-// websocket-service       8003 websocket     3503 50013 50023 19103
 // notification-service    8004 notification  3504 50014 50024 19104
 // recurring-task-service  8005 recurring     3505 50015 50025 19105
 
 /// All services, in start order (shutdown runs in reverse).
-pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE, AUDIT_SERVICE];
+pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE, AUDIT_SERVICE, WEBSOCKET_SERVICE];
 
 /// Looks a service up by app id in [`SERVICES`].
 pub fn find_service(app_id: &str) -> Option<&'static ServiceSpec> {

@@ -5,11 +5,14 @@
 //! Tests that only read share the stack and run in parallel; fault tests
 //! (stopping Kafka or a sidecar) take it exclusively, so nothing else runs
 //! while a dependency is down. Kafka is read with `kcat`, a client that is not
-//! Dapr, so what the tests see is what is really on the topics.
+//! Dapr, so what the tests see is what is really on the topics. WebSocket
+//! streams are read with `tokio-tungstenite`, and the live page in headless
+//! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
 mod audit;
 mod support;
 mod todo;
+mod websocket;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -93,6 +96,7 @@ fn main() {
     let trials: Vec<Trial> = todo::trials(&ctx)
         .into_iter()
         .chain(audit::trials(&ctx))
+        .chain(websocket::trials(&ctx))
         .collect();
 
     if !args.list {

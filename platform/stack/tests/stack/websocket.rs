@@ -1,0 +1,736 @@
+//! User story 3 and the WebSocket service's guarantees, against the real
+//! stack: tasks are changed through the Todo API, the updates travel through
+//! Dapr and Kafka, and are read with a WebSocket client (`tokio-tungstenite`)
+//! and in headless Chromium driven over WebDriver.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use todo_stack::Stack;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+use crate::support::{TodoClient, admin_db, eventually, get_json, metric, text};
+use crate::{Ctx, exclusive, shared};
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![
+        shared!(
+            ctx,
+            two_clients_of_a_user_get_a_new_task_within_two_seconds_and_another_user_gets_nothing
+        ),
+        shared!(
+            ctx,
+            a_client_that_reconnects_with_since_gets_exactly_what_it_missed_then_live_updates
+        ),
+        shared!(ctx, the_operator_stream_needs_the_token_and_sees_every_user),
+        shared!(ctx, bad_stream_requests_get_json_errors),
+        shared!(ctx, the_service_serves_health_docs_and_a_connection_gauge),
+        shared!(ctx, the_live_page_shows_a_new_task_in_two_browser_tabs),
+        exclusive!(
+            ctx,
+            with_no_client_connected_updates_are_still_consumed_and_logged
+        ),
+        exclusive!(ctx, a_stalled_client_does_not_delay_a_healthy_one),
+        exclusive!(
+            ctx,
+            a_cursor_older_than_the_retention_window_gets_resync_required
+        ),
+    ]
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn ws_url(stack: &Stack, path_and_query: &str) -> String {
+    format!(
+        "ws://127.0.0.1:{}{path_and_query}",
+        stack.service("websocket-service").app_port
+    )
+}
+
+/// A WebSocket client of the service that has seen `ready`.
+struct WsClient {
+    socket: Socket,
+    /// Updates that came before `ready` (the replay).
+    replayed: Vec<Value>,
+    /// The `ready` message's cursor.
+    ready_seq: i64,
+    /// Control messages seen (`resync-required`, `ready`).
+    controls: Vec<Value>,
+}
+
+impl WsClient {
+    /// Connects to `path_and_query` and reads until `ready`.
+    async fn open(stack: &Stack, path_and_query: &str) -> Result<WsClient> {
+        let url = ws_url(stack, path_and_query);
+        let (socket, _) = tokio_tungstenite::connect_async(&url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let mut client = WsClient {
+            socket,
+            replayed: Vec::new(),
+            ready_seq: -1,
+            controls: Vec::new(),
+        };
+        loop {
+            let msg = client.next_json(Duration::from_secs(10)).await?;
+            if msg["type"] == "ready" {
+                client.ready_seq = msg["seq"].as_i64().unwrap_or(-1);
+                client.controls.push(msg);
+                return Ok(client);
+            }
+            if msg.get("type").is_some() {
+                client.controls.push(msg);
+            } else {
+                client.replayed.push(msg);
+            }
+        }
+    }
+
+    /// A user's stream, live only or after `since`.
+    async fn user(stack: &Stack, user: &str, since: Option<i64>) -> Result<WsClient> {
+        let q = match since {
+            Some(s) => format!("/ws?user_id={user}&since={s}"),
+            None => format!("/ws?user_id={user}"),
+        };
+        Self::open(stack, &q).await
+    }
+
+    /// The next JSON text message, within `within`.
+    async fn next_json(&mut self, within: Duration) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .map_err(|_| anyhow::anyhow!("no message within {within:?}"))?
+                .context("the stream ended")??;
+            match msg {
+                Message::Text(t) => return Ok(serde_json::from_str(t.as_str())?),
+                Message::Close(frame) => bail!("closed by the server: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next update (not a control message).
+    async fn next_update(&mut self, within: Duration) -> Result<Value> {
+        loop {
+            let msg = self.next_json(within).await?;
+            if msg.get("type").is_none() {
+                return Ok(msg);
+            }
+        }
+    }
+
+    /// Updates until one about `task_id` of type `event_type`; returns it.
+    async fn until(&mut self, task_id: &str, event_type: &str, within: Duration) -> Result<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let u = self
+                .next_update(left)
+                .await
+                .with_context(|| format!("waiting for {event_type} of {task_id}"))?;
+            if u["task_id"] == task_id && u["event_type"] == event_type {
+                return Ok(u);
+            }
+        }
+    }
+}
+
+async fn connections(stack: &Stack) -> Result<i64> {
+    let body = get_json(&format!(
+        "{}/api/v1/connections",
+        stack.app_url("websocket-service")
+    ))
+    .await?
+    .expect(200)?;
+    body["active_connections"]
+        .as_i64()
+        .context("active_connections is a number")
+}
+
+async fn two_clients_of_a_user_get_a_new_task_within_two_seconds_and_another_user_gets_nothing(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let bob = TodoClient::new(stack);
+    let mut tab1 = WsClient::user(stack, &alice.user, None).await?;
+    let mut tab2 = WsClient::user(stack, &alice.user, None).await?;
+    let mut bobs = WsClient::user(stack, &bob.user, None).await?;
+    ensure!(connections(stack).await? >= 3, "three streams counted");
+
+    let started = Instant::now();
+    let (task, id) = alice.create_task("Seen everywhere").await?;
+    let first = tab1
+        .until(&id, "task-created", Duration::from_secs(2))
+        .await?;
+    let at1 = started.elapsed();
+    let second = tab2
+        .until(&id, "task-created", Duration::from_secs(2))
+        .await?;
+    let at2 = started.elapsed();
+    eprintln!(
+        "    task-created reached tab 1 after {:.1} ms, tab 2 after {:.1} ms",
+        at1.as_secs_f64() * 1e3,
+        at2.as_secs_f64() * 1e3
+    );
+    ensure!(at2 <= Duration::from_secs(2), "both within 2 s: {at2:?}");
+    ensure!(first == second, "both tabs get the same message");
+    ensure!(
+        first["user_id"] == alice.user.as_str()
+            && first["payload"] == task
+            && first["schema_version"] == "1.0"
+            && first["seq"].as_i64().is_some_and(|s| s > tab1.ready_seq),
+        "an update is the envelope plus seq: {first}"
+    );
+
+    // Bob's stream: the first update it gets is Bob's own task, created after
+    // Alice's, so Alice's never came.
+    let (_, bobs_id) = bob.create_task("Bob's").await?;
+    let got = bobs.next_update(Duration::from_secs(5)).await?;
+    ensure!(
+        got["task_id"] == bobs_id.as_str() && got["user_id"] == bob.user.as_str(),
+        "another user's stream gets only its own updates, got {got}"
+    );
+    Ok(())
+}
+
+async fn a_client_that_reconnects_with_since_gets_exactly_what_it_missed_then_live_updates(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let mut ws = WsClient::user(stack, &alice.user, None).await?;
+    let (_, id) = alice.create_task("Draft").await?;
+    let created = ws
+        .until(&id, "task-created", Duration::from_secs(5))
+        .await?;
+    let cursor = created["seq"].as_i64().context("seq")?;
+    ws.socket.close(None).await?;
+    drop(ws);
+
+    alice
+        .patch(&id, json!({ "title": "Second draft" }))
+        .await?
+        .expect(200)?;
+    alice
+        .patch(&id, json!({ "status": "in_progress" }))
+        .await?
+        .expect(200)?;
+    alice.complete(&id, None).await?.expect(200)?;
+
+    let mut ws = WsClient::user(stack, &alice.user, Some(cursor)).await?;
+    let mut missed = ws.replayed.clone();
+    while missed.len() < 3 {
+        missed.push(ws.next_update(Duration::from_secs(5)).await?);
+    }
+    let types: Vec<&str> = missed.iter().map(|u| text(u, "/event_type")).collect();
+    ensure!(
+        types == ["task-updated", "task-updated", "task-completed"],
+        "exactly the three missed changes, in order: {types:?}"
+    );
+    let seqs: Vec<i64> = missed.iter().filter_map(|u| u["seq"].as_i64()).collect();
+    ensure!(
+        seqs.len() == 3 && cursor < seqs[0] && seqs.windows(2).all(|w| w[0] < w[1]),
+        "cursors grow from the one resumed after: {cursor} then {seqs:?}"
+    );
+    ensure!(
+        missed[0]["payload"]["title"] == "Second draft"
+            && missed[2]["payload"]["status"] == "complete",
+        "the snapshots of each change: {missed:?}"
+    );
+    alice.delete(&id).await?;
+    let live = ws.next_update(Duration::from_secs(5)).await?;
+    ensure!(
+        live["event_type"] == "task-deleted" && live["seq"].as_i64() > Some(seqs[2]),
+        "then live updates, no duplicate at the seam: {live}"
+    );
+    Ok(())
+}
+
+async fn the_operator_stream_needs_the_token_and_sees_every_user(stack: &Stack) -> Result<()> {
+    let refused = tokio_tungstenite::connect_async(ws_url(stack, "/ws/operator?token=wrong")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            ensure!(res.status() == 401, "wrong token: {}", res.status())
+        }
+        other => bail!("a wrong operator token must be refused with 401, got {other:?}"),
+    }
+    let mut operator = WsClient::open(
+        stack,
+        &format!("/ws/operator?token={}", stack.operator_token()),
+    )
+    .await?;
+    let alice = TodoClient::new(stack);
+    let bob = TodoClient::new(stack);
+    let (_, a) = alice.create_task("a").await?;
+    let (_, b) = bob.create_task("b").await?;
+    operator
+        .until(&a, "task-created", Duration::from_secs(5))
+        .await?;
+    operator
+        .until(&b, "task-created", Duration::from_secs(5))
+        .await?;
+    Ok(())
+}
+
+async fn bad_stream_requests_get_json_errors(stack: &Stack) -> Result<()> {
+    let base = stack.app_url("websocket-service");
+    for (path, status) in [
+        ("/ws?since=1", 400),
+        ("/ws?user_id=alice&since=-3", 400),
+        ("/ws?user_id=alice&since=abc", 400),
+        ("/ws/operator", 401),
+    ] {
+        let client = reqwest::Client::new();
+        let res = client
+            .get(format!("{base}{path}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .send()
+            .await?;
+        ensure!(res.status() == status, "{path}: {}", res.status());
+        let body: Value = res.json().await.with_context(|| format!("{path}: JSON"))?;
+        ensure!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{path}: {body}"
+        );
+    }
+    let plain = get_json(&format!("{base}/ws?user_id=alice")).await?;
+    ensure!(
+        plain.status == 400 && plain.body["error"].is_string(),
+        "a plain GET: {plain:?}"
+    );
+    Ok(())
+}
+
+async fn the_service_serves_health_docs_and_a_connection_gauge(stack: &Stack) -> Result<()> {
+    let base = stack.app_url("websocket-service");
+    get_json(&format!("{base}/health")).await?.expect(200)?;
+    let ready = get_json(&format!("{base}/health/ready"))
+        .await?
+        .expect(200)?;
+    ensure!(ready["status"] == "ready", "{ready}");
+    let docs = get_json(&format!("{base}/docs")).await?;
+    ensure!(
+        docs.status == 200 && docs.content_type.starts_with("text/html"),
+        "Swagger UI"
+    );
+    let spec = get_json(&format!("{base}/openapi.json"))
+        .await?
+        .expect(200)?;
+    ensure!(
+        spec["paths"]["/api/v1/connections"]["get"].is_object(),
+        "the connections endpoint is documented"
+    );
+    let page = get_json(&format!("{base}/live?user_id=alice")).await?;
+    ensure!(
+        page.status == 200 && page.content_type.starts_with("text/html"),
+        "the live page: {}",
+        page.status
+    );
+    let _open = WsClient::user(stack, "gauge-watcher", None).await?;
+    let gauge = metric(&base, "websocket_connections{stream=\"user\"}").await?;
+    ensure!(
+        gauge >= 1.0,
+        "the connection gauge counts open streams: {gauge}"
+    );
+    Ok(())
+}
+
+/// Headless Chromium behind Debian's chromedriver: `stop` ends the session
+/// (and Chromium); chromedriver is also killed on drop.
+struct Browser {
+    driver: tokio::process::Child,
+    client: fantoccini::Client,
+    _profile: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Browser {
+    async fn start(stack: &Stack) -> Result<Browser> {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            l.local_addr()?.port()
+        };
+        let log = std::fs::File::create(stack.logs_dir().join("chromedriver.log"))?;
+        let driver = tokio::process::Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting chromedriver (Debian package chromium-driver)")?;
+        let profile =
+            TempDir(std::env::temp_dir().join(format!("todo-live-page-{}", uuid::Uuid::new_v4())));
+        std::fs::create_dir_all(&profile.0)?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    format!("--user-data-dir={}", profile.0.display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let client = eventually(Duration::from_secs(20), "chromedriver session", || {
+            let caps = caps.clone();
+            let url = url.clone();
+            async move {
+                Ok(fantoccini::ClientBuilder::new(
+                    hyper_util::client::legacy::connect::HttpConnector::new(),
+                )
+                .capabilities(caps)
+                .connect(&url)
+                .await
+                .ok())
+            }
+        })
+        .await?;
+        Ok(Browser {
+            driver,
+            client,
+            _profile: profile,
+        })
+    }
+
+    /// Evaluates `expr` in the current tab.
+    async fn eval(&self, expr: &str) -> Result<Value> {
+        Ok(self
+            .client
+            .execute(&format!("return {expr};"), vec![])
+            .await?)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill().await;
+    }
+}
+
+async fn the_live_page_shows_a_new_task_in_two_browser_tabs(stack: &Stack) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let (_, earlier) = alice.create_task("Already there").await?;
+    let browser = Browser::start(stack).await?;
+    let result = async {
+        let page = format!(
+            "{}/live?user_id={}",
+            stack.app_url("websocket-service"),
+            alice.user
+        );
+        let c = &browser.client;
+        c.goto(&page).await?;
+        let first = c.window().await?;
+        let second = c.new_window(true).await?.handle;
+        c.switch_to_window(second.clone()).await?;
+        c.goto(&page).await?;
+        let tabs = [first, second];
+        let has =
+            |id: &str| format!("document.querySelector(\"li[data-task-id='{id}']\") !== null");
+        for tab in &tabs {
+            c.switch_to_window(tab.clone()).await?;
+            eventually(
+                Duration::from_secs(10),
+                "the page is live and replayed",
+                || async {
+                    let ready = browser
+                        .eval("document.body.dataset.ready === 'true'")
+                        .await?;
+                    let replayed = browser.eval(&has(&earlier)).await?;
+                    Ok((ready == true && replayed == true).then_some(()))
+                },
+            )
+            .await?;
+        }
+        let started = Instant::now();
+        let (_, id) = alice.create_task("Shown in both tabs").await?;
+        for tab in &tabs {
+            c.switch_to_window(tab.clone()).await?;
+            eventually(
+                Duration::from_secs(5),
+                "the new task in the tab",
+                || async { Ok((browser.eval(&has(&id)).await? == true).then_some(())) },
+            )
+            .await?;
+        }
+        eprintln!(
+            "    the new task was in both tabs {:.0} ms after the request",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let title = browser
+            .eval(&format!(
+                "document.querySelector(\"li[data-task-id='{id}'] .title\").textContent"
+            ))
+            .await?;
+        ensure!(title == "Shown in both tabs", "the title shown: {title}");
+        Ok(())
+    }
+    .await;
+    browser.stop().await;
+    result
+}
+
+async fn with_no_client_connected_updates_are_still_consumed_and_logged(
+    stack: &mut Stack,
+) -> Result<()> {
+    let stack = &*stack;
+    eventually(Duration::from_secs(10), "no stream open", || async {
+        Ok((connections(stack).await? == 0).then_some(()))
+    })
+    .await?;
+    let base = stack.app_url("websocket-service");
+    let success = "events_consumed_total{topic=\"task-updates\",outcome=\"success\"}";
+    let retry = "events_consumed_total{topic=\"task-updates\",outcome=\"retry\"}";
+    let (ok_before, retry_before) = (metric(&base, success).await?, metric(&base, retry).await?);
+    let db = admin_db(stack).await?;
+    let alice = TodoClient::new(stack);
+    for i in 0..5 {
+        alice.create_task(&format!("nobody watches {i}")).await?;
+    }
+    let logged: i64 = eventually(Duration::from_secs(10), "5 updates logged", || async {
+        let n: i64 =
+            sqlx::query_scalar("select count(*) from websocket.update_log where user_id = $1")
+                .bind(&alice.user)
+                .fetch_one(&db)
+                .await?;
+        Ok((n >= 5).then_some(n))
+    })
+    .await?;
+    ensure!(logged == 5, "each update logged once: {logged}");
+    ensure!(
+        metric(&base, success).await? >= ok_before + 5.0,
+        "consumed (offsets move on)"
+    );
+    ensure!(
+        metric(&base, retry).await? == retry_before,
+        "nothing was retried"
+    );
+    ensure!(connections(stack).await? == 0, "still no stream open");
+    let log = std::fs::read_to_string(stack.logs_dir().join("websocket-service.log"))?;
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    ensure!(errors.is_empty(), "the service logged errors: {errors:#?}");
+    Ok(())
+}
+
+async fn a_stalled_client_does_not_delay_a_healthy_one(stack: &mut Stack) -> Result<()> {
+    let stack = &*stack;
+    let base = stack.app_url("websocket-service");
+    let alice = TodoClient::new(stack);
+    let received: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+    let mut healthy = WsClient::user(stack, &alice.user, None).await?;
+    let reader = tokio::spawn({
+        let received = received.clone();
+        async move {
+            while let Ok(u) = healthy.next_update(Duration::from_secs(60)).await {
+                received
+                    .lock()
+                    .unwrap()
+                    .insert(text(&u, "/task_id").to_owned(), Instant::now());
+            }
+        }
+    });
+    let big = "x".repeat(9_000);
+    let mut sent: Vec<(String, Instant)> = Vec::new();
+    let create = |title: String| {
+        let alice = alice.clone();
+        let big = big.clone();
+        async move {
+            let started = Instant::now();
+            let task = alice
+                .create(json!({ "title": title, "description": big }))
+                .await?
+                .expect(201)?;
+            Ok::<_, anyhow::Error>((text(&task, "/id").to_owned(), started))
+        }
+    };
+    for i in 0..10 {
+        sent.push(create(format!("baseline {i}")).await?);
+    }
+    let baseline_n = sent.len();
+
+    // The stalled client: a small receive buffer, connected, never read.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let port = stack.service("websocket-service").app_port;
+    let tcp = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await?;
+    let (stalled, _) =
+        tokio_tungstenite::client_async(ws_url(stack, &format!("/ws?user_id={}", alice.user)), tcp)
+            .await?;
+    let kicked_metric = "websocket_closed_too_slow_total";
+    let kicked_before = metric(&base, kicked_metric).await?;
+    let mut kicked_at = None;
+    for i in 0..1500 {
+        sent.push(create(format!("flood {i}")).await?);
+        if i % 25 == 0 && kicked_at.is_none() && metric(&base, kicked_metric).await? > kicked_before
+        {
+            kicked_at = Some(i);
+        }
+        if kicked_at.is_some_and(|k| i >= k + 25) {
+            break;
+        }
+    }
+    let all: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    eventually(
+        Duration::from_secs(20),
+        "the healthy client got every update",
+        || async {
+            let r = received.lock().unwrap();
+            Ok(all.iter().all(|id| r.contains_key(id)).then_some(()))
+        },
+    )
+    .await?;
+    reader.abort();
+    let latency = |range: &[(String, Instant)]| -> Vec<f64> {
+        let r = received.lock().unwrap();
+        let mut v: Vec<f64> = range
+            .iter()
+            .filter_map(|(id, at)| r.get(id).map(|t| t.duration_since(*at).as_secs_f64() * 1e3))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let baseline = latency(&sent[..baseline_n]);
+    let during = latency(&sent[baseline_n..]);
+    let p = |v: &[f64], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "    healthy client: baseline p50 {:.1} ms max {:.1} ms; with a stalled client ({} updates) p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        p(&baseline, 0.5),
+        p(&baseline, 1.0),
+        during.len(),
+        p(&during, 0.5),
+        p(&during, 0.99),
+        p(&during, 1.0)
+    );
+    ensure!(
+        kicked_at.is_some(),
+        "the stalled client was never cut off after {} updates",
+        during.len()
+    );
+    ensure!(
+        p(&during, 0.99) <= p(&baseline, 1.0) * 3.0 + 100.0,
+        "the stalled client delayed the healthy one"
+    );
+
+    // The stalled client, read at last: what it had, then close 4008 naming
+    // the cursor to resume from.
+    let mut stalled = stalled;
+    let close = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(msg) = stalled.next().await {
+            if let Message::Close(frame) = msg? {
+                return Ok::<_, anyhow::Error>(frame);
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .context("the stalled client's stream never closed")??
+    .context("closed without a close frame")?;
+    ensure!(
+        u16::from(close.code) == 4008 && close.reason.contains("since="),
+        "close code and reason: {close:?}"
+    );
+    let resume: i64 = close
+        .reason
+        .rsplit("since=")
+        .next()
+        .and_then(|s| s.parse().ok())
+        .context("cursor in the reason")?;
+    let resumed = WsClient::user(stack, &alice.user, Some(resume)).await?;
+    ensure!(
+        !resumed.replayed.is_empty()
+            && resumed
+                .replayed
+                .iter()
+                .all(|u| u["seq"].as_i64() > Some(resume)),
+        "resuming with since replays what was missed"
+    );
+    let _ = stalled.send(Message::Close(None)).await;
+    Ok(())
+}
+
+async fn a_cursor_older_than_the_retention_window_gets_resync_required(
+    stack: &mut Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let mut ws = WsClient::user(stack, &alice.user, None).await?;
+    let cursor = ws.ready_seq;
+    let (_, old) = alice.create_task("soon pruned").await?;
+    let old_seq = ws
+        .until(&old, "task-created", Duration::from_secs(5))
+        .await?["seq"]
+        .as_i64()
+        .context("seq")?;
+    drop(ws);
+
+    // The service again, keeping updates for one second, pruning every second.
+    stack.stop_service("websocket-service").await?;
+    stack.set_service_env(
+        "websocket-service",
+        &[
+            ("WEBSOCKET_RETENTION_SECS", "1"),
+            ("WEBSOCKET_PRUNE_INTERVAL_SECS", "1"),
+        ],
+    )?;
+    let result = async {
+        stack.start_service("websocket-service").await?;
+        let stack = &*stack;
+        let db = admin_db(stack).await?;
+        let horizon: i64 = eventually(Duration::from_secs(15), "the update pruned", || async {
+            let h: i64 = sqlx::query_scalar("select pruned_through from websocket.log_horizon")
+                .fetch_one(&db)
+                .await?;
+            Ok((h >= old_seq).then_some(h))
+        })
+        .await?;
+        let mut ws = WsClient::user(stack, &alice.user, Some(cursor)).await?;
+        let first = ws.controls.first().context("a control message")?;
+        ensure!(
+            first["type"] == "resync-required"
+                && first["since"] == cursor
+                && first["pruned_through"].as_i64() >= Some(old_seq),
+            "a cursor older than the retained log is told so: {first}"
+        );
+        ensure!(
+            ws.replayed.iter().all(|u| u["task_id"] != old.as_str()),
+            "the pruned update is not replayed"
+        );
+        let at_horizon = WsClient::user(stack, &alice.user, Some(horizon)).await?;
+        ensure!(
+            at_horizon.controls.iter().all(|c| c["type"] == "ready"),
+            "a cursor at the horizon misses nothing: {:?}",
+            at_horizon.controls
+        );
+        let (_, new) = alice.create_task("after the prune").await?;
+        ws.until(&new, "task-created", Duration::from_secs(5))
+            .await?;
+        Ok(())
+    }
+    .await;
+    stack.set_service_env("websocket-service", &[])?;
+    stack.stop_service("websocket-service").await?;
+    stack.start_service("websocket-service").await?;
+    result
+}

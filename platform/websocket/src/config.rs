@@ -1,0 +1,67 @@
+//! The WebSocket service's own settings, from `WEBSOCKET_*` variables (all optional).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Tunables of the WebSocket service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebsocketConfig {
+    /// Largest request body, including bulk deliveries (`WEBSOCKET_MAX_BODY_BYTES`, default 8 MiB).
+    #[serde(default = "max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Database pool size (`WEBSOCKET_DB_MAX_CONNECTIONS`, default 10).
+    #[serde(default = "db_max_connections")]
+    pub db_max_connections: u32,
+    /// Secret holding the database URL under key `url` (`WEBSOCKET_DB_SECRET`).
+    #[serde(default = "db_secret")]
+    pub db_secret: String,
+    /// Secret holding the operator stream's token under key `token`
+    /// (`WEBSOCKET_OPERATOR_TOKEN_SECRET`, default `operator-token`).
+    #[serde(default = "operator_token_secret")]
+    pub operator_token_secret: String,
+    /// How long updates stay replayable (`WEBSOCKET_RETENTION_SECS`, default 24 h).
+    #[serde(default = "retention_secs")]
+    pub retention_secs: u64,
+    /// How often expired updates are pruned (`WEBSOCKET_PRUNE_INTERVAL_SECS`, default 60).
+    #[serde(default = "prune_interval_secs")]
+    pub prune_interval_secs: u64,
+    /// Updates a connection may have queued before it is closed as too slow
+    /// (`WEBSOCKET_QUEUE_CAPACITY`, default 256).
+    #[serde(default = "queue_capacity")]
+    pub queue_capacity: usize,
+}
+
+impl WebsocketConfig {
+    /// The retention window.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_secs)
+    }
+
+    /// The pruning period (at least one second).
+    pub fn prune_interval(&self) -> Duration {
+        Duration::from_secs(self.prune_interval_secs.max(1))
+    }
+}
+
+fn max_body_bytes() -> usize {
+    8 * 1024 * 1024
+}
+fn db_max_connections() -> u32 {
+    10
+}
+fn db_secret() -> String {
+    "websocket-db".to_owned()
+}
+fn operator_token_secret() -> String {
+    "operator-token".to_owned()
+}
+fn retention_secs() -> u64 {
+    24 * 60 * 60
+}
+fn prune_interval_secs() -> u64 {
+    60
+}
+fn queue_capacity() -> usize {
+    256
+}

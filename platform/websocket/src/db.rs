@@ -1,0 +1,103 @@
+//! The update log in PostgreSQL (`update_log`, `log_horizon`): append inside
+//! the consumer's transaction, replay after a cursor, prune by age.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::update::LogEntry;
+
+/// Advisory lock key held while appending, so that seq order is commit order:
+/// a live client told about seq n after its commit never later sees a smaller
+/// seq commit (which the seam would then skip).
+const APPEND_LOCK: i64 = 0x0077_736c_6f67; // "wslog"
+
+/// Appends an update in the caller's transaction and returns its seq; `None`
+/// when this event is already logged.
+pub async fn append(
+    conn: &mut PgConnection,
+    event_id: Uuid,
+    user_id: &str,
+    envelope: &Value,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query("select pg_advisory_xact_lock($1)")
+        .bind(APPEND_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query_scalar(
+        "insert into update_log (event_id, user_id, envelope) values ($1, $2, $3) \
+         on conflict (event_id) do nothing returning seq",
+    )
+    .bind(event_id)
+    .bind(user_id)
+    .bind(envelope)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Up to `limit` updates after `after`, oldest first; only `user`'s unless
+/// `user` is None.
+pub async fn replay(
+    db: &PgPool,
+    user: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogEntry>, sqlx::Error> {
+    let rows: Vec<(i64, String, Value)> = sqlx::query_as(
+        "select seq, user_id, envelope from update_log \
+         where seq > $1 and ($2::text is null or user_id = $2) order by seq limit $3",
+    )
+    .bind(after)
+    .bind(user)
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, user_id, envelope)| LogEntry::new(seq, user_id, &envelope))
+        .collect())
+}
+
+/// The highest seq ever pruned (0 when nothing was).
+pub async fn pruned_through(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("select pruned_through from log_horizon")
+        .fetch_one(db)
+        .await
+}
+
+/// The end of the log: the highest seq logged or pruned.
+pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "select greatest((select max(seq) from update_log), (select pruned_through from log_horizon), 0)",
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Deletes updates (and inbox rows) received before `cutoff`, moving the
+/// horizon up to the highest seq deleted. Returns how many updates went.
+pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let (deleted, highest): (i64, Option<i64>) = sqlx::query_as(
+        "with gone as (delete from update_log where received_at < $1 returning seq) \
+         select count(*), max(seq) from gone",
+    )
+    .bind(cutoff)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(highest) = highest {
+        sqlx::query(
+            "update log_horizon set pruned_through = greatest(pruned_through, $1), updated_at = now()",
+        )
+        .bind(highest)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("delete from inbox where received_at < $1")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(deleted as u64)
+}

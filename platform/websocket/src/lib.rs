@@ -1,0 +1,201 @@
+//! The WebSocket service: consumes `task-updates` through Dapr (its own
+//! consumer group), keeps a durable, bounded log of them in PostgreSQL and
+//! pushes each to the open WebSocket streams once it is committed.
+//!
+//! - `GET /ws?user_id=…&since=…`: one user's updates; with `since`, everything
+//!   after that cursor first, then live (see [`session`] for the seam).
+//! - `GET /ws/operator?since=…`: everyone's, behind the operator token.
+//! - `GET /live?user_id=…`: a page that shows the user's tasks live.
+//! - `GET /api/v1/connections`: how many streams are open.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod hub;
+pub mod logger;
+pub mod routes;
+pub mod session;
+pub mod update;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::{EndpointExt, get};
+use poem_openapi::OpenApiService;
+use sqlx::PgPool;
+use todo_core::{
+    bootstrap,
+    consumer::{Consumer, Subscription},
+    envelope::Topic,
+    server::{self, AppParts, HealthApi},
+    settings::DaprSettings,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    api::ConnectionsApi, config::WebsocketConfig, hub::Hub, logger::UpdateLogger,
+    routes::OperatorToken, session::Streams,
+};
+
+/// The app id and default port of this service.
+pub const APP_ID: &str = "websocket-service";
+pub const DEFAULT_PORT: u16 = 8003;
+
+/// The OpenAPI service of this app (also what `openapi/websocket.json` holds).
+pub fn openapi() -> OpenApiService<(ConnectionsApi, HealthApi), ()> {
+    OpenApiService::new(
+        (ConnectionsApi, HealthApi),
+        "WebSocket service",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Real-time task updates. Streams (WebSocket upgrades, outside this document): \
+         `GET /ws?user_id=<user>&since=<seq>` — the user's updates, each the event envelope \
+         plus `seq`; with `since`, everything after that cursor first, then `{\"type\":\"ready\"}`, \
+         then live updates; a cursor older than the retention window gets \
+         `{\"type\":\"resync-required\"}` first. `GET /ws/operator?since=<seq>` — every user's \
+         updates (operator token as `Authorization: Bearer` or `token=`). A client that falls \
+         too far behind is closed with code 4008 and resumes with `since`. \
+         `GET /live?user_id=<user>` — a live page of the user's tasks.",
+    )
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    app: poem::endpoint::BoxEndpoint<'static>,
+    pool: PgPool,
+    config: WebsocketConfig,
+    streams_stop: CancellationToken,
+}
+
+impl bootstrap::Service for Application {
+    const APP_ID: &'static str = APP_ID;
+    const CONFIG_PREFIX: &'static str = "WEBSOCKET_";
+    type Config = WebsocketConfig;
+
+    fn openapi_spec() -> String {
+        openapi().spec()
+    }
+
+    async fn build(settings: DaprSettings, config: WebsocketConfig) -> anyhow::Result<Self> {
+        let app_token = settings.app_api_token.clone();
+        let secret_store = settings.secret_store.clone();
+        let connected = bootstrap::connect(
+            settings,
+            &config.db_secret,
+            config.db_max_connections,
+            Duration::from_secs(5),
+        )
+        .await?;
+        let pool = connected.pool.clone();
+        sqlx::migrate!("../../db/websocket")
+            .run(&pool)
+            .await
+            .context("applying migrations from db/websocket")?;
+        let operator_token = connected
+            .sidecar
+            .secret(&secret_store, &config.operator_token_secret)
+            .await
+            .with_context(|| {
+                format!(
+                    "reading secret `{}` from Dapr secret store `{secret_store}`",
+                    config.operator_token_secret
+                )
+            })?
+            .remove("token")
+            .with_context(|| {
+                format!(
+                    "secret `{}` has no key `token`",
+                    config.operator_token_secret
+                )
+            })?;
+        let hub = Hub::new(config.queue_capacity);
+        let consumer = Consumer::new(
+            APP_ID,
+            pool.clone(),
+            UpdateLogger::new(hub.clone()),
+            vec![Subscription {
+                topic: Topic::TaskUpdates,
+            }],
+            app_token,
+        );
+        let streams_stop = CancellationToken::new();
+        let streams = Streams {
+            hub: hub.clone(),
+            pool: pool.clone(),
+            stop: streams_stop.clone(),
+        };
+        let mut callbacks = consumer.endpoints();
+        callbacks.push(("/ws", get(routes::user_stream).boxed()));
+        callbacks.push(("/ws/operator", get(routes::operator_stream).boxed()));
+        callbacks.push(("/live", get(routes::live_page).boxed()));
+        let app = server::build_app(AppParts {
+            api: openapi(),
+            metrics: todo_core::telemetry::init_metrics(),
+            readiness: connected.readiness(),
+            max_body_bytes: config.max_body_bytes,
+            callbacks,
+        });
+        let app = app
+            .data(hub)
+            .data(streams)
+            .data(OperatorToken(operator_token))
+            .boxed();
+        let listener = connected.bind(DEFAULT_PORT).await?;
+        Ok(Application {
+            listener,
+            app,
+            pool,
+            config,
+            streams_stop,
+        })
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "websocket-service listening");
+        let pruner = tokio::spawn(prune_periodically(
+            self.pool.clone(),
+            self.config.clone(),
+            shutdown.clone(),
+        ));
+        // Open streams are told to go (close 1001) as soon as shutdown begins.
+        let streams_stop = self.streams_stop.clone();
+        let stop_streams = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                streams_stop.cancel();
+            }
+        });
+        let served = server::serve(self.listener, self.app, shutdown).await;
+        pruner.abort();
+        stop_streams.abort();
+        served?;
+        Ok(())
+    }
+}
+
+/// Deletes updates older than the retention window, every prune interval,
+/// until `shutdown`.
+async fn prune_periodically(pool: PgPool, config: WebsocketConfig, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(config.prune_interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let retention = chrono::Duration::from_std(config.retention())
+            .unwrap_or_else(|_| chrono::Duration::days(1));
+        let cutoff = chrono::Utc::now() - retention;
+        match db::prune(&pool, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("websocket_updates_pruned_total").increment(n);
+                tracing::info!(pruned = n, "pruned updates older than the retention window");
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning the update log failed; will retry"),
+        }
+    }
+}

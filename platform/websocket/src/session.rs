@@ -1,0 +1,233 @@
+//! One WebSocket stream, from upgrade to close.
+//!
+//! The seam between replay and live, without gap or duplicate:
+//! 1. register with the [`Hub`] first, so every update committed from now on
+//!    is queued for this stream (the queue is the buffer);
+//! 2. replay from the log everything after the client's cursor, remembering
+//!    the last seq sent;
+//! 3. send `ready`, then drain the queue and go on live, skipping anything at
+//!    or before the last seq sent (it came with the replay).
+//!
+//! Updates are logged under a lock that makes seq order commit order, and the
+//! hub publishes only after commit, so live updates arrive in seq order.
+//! A stream whose queue fills (a slow or stalled client) is cut off by the hub;
+//! it is then closed with code 4008 and a reason naming the cursor to resume
+//! from, even while a send to it is stuck.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use poem::web::websocket::{CloseCode, Message, WebSocketStream};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::hub::{Hub, StreamKind, Subscription};
+use crate::update::{self, Start};
+
+/// Updates read from the log per query while replaying.
+const REPLAY_PAGE: i64 = 500;
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What every stream shares.
+#[derive(Debug, Clone)]
+pub struct Streams {
+    pub hub: Arc<Hub>,
+    pub pool: PgPool,
+    /// Cancelled when the service shuts down.
+    pub stop: CancellationToken,
+}
+
+/// Why a stream ended.
+#[derive(Debug)]
+enum End {
+    /// The client went away.
+    Gone,
+    /// The client fell too far behind.
+    Kicked,
+    /// The service is shutting down.
+    Stopped,
+    /// The log could not be read.
+    Failed(sqlx::Error),
+}
+
+impl From<sqlx::Error> for End {
+    fn from(e: sqlx::Error) -> Self {
+        End::Failed(e)
+    }
+}
+
+type Sink = futures::stream::SplitSink<WebSocketStream, Message>;
+
+/// The signals a send or a wait gives up on.
+struct Signals<'a> {
+    kicked: &'a CancellationToken,
+    gone: &'a CancellationToken,
+    stop: &'a CancellationToken,
+}
+
+async fn send(sink: &mut Sink, text: &str, s: &Signals<'_>) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        _ = s.kicked.cancelled() => Err(End::Kicked),
+        _ = s.gone.cancelled() => Err(End::Gone),
+        _ = s.stop.cancelled() => Err(End::Stopped),
+        r = sink.send(Message::Text(text.to_owned())) => r.map_err(|_| End::Gone),
+    }
+}
+
+/// Serves one stream: `user`'s updates (None: everyone's) after `since`.
+pub async fn serve(
+    socket: WebSocketStream,
+    streams: Streams,
+    kind: StreamKind,
+    user: Option<String>,
+    since: Option<i64>,
+) {
+    let _counted = streams.hub.connection(kind);
+    let mut subscription = streams.hub.subscribe(user.clone());
+    let (mut sink, mut incoming) = socket.split();
+    // Reading keeps pings answered and notices the client leaving.
+    let gone = CancellationToken::new();
+    let reader = tokio::spawn({
+        let gone = gone.clone();
+        async move {
+            while let Some(Ok(message)) = incoming.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+            gone.cancel();
+        }
+    });
+    let mut last_sent = since.unwrap_or(0);
+    let end = run(
+        &mut sink,
+        &mut subscription,
+        &streams,
+        user.as_deref(),
+        since,
+        &gone,
+        &mut last_sent,
+    )
+    .await;
+    drop(subscription);
+    let close = match end {
+        End::Gone => None,
+        End::Kicked => {
+            metrics::counter!("websocket_closed_too_slow_total").increment(1);
+            tracing::info!(last_sent, "closing a stream that fell too far behind");
+            Some(Message::close_with(
+                CloseCode::from(update::TOO_SLOW_CODE),
+                update::too_slow_reason(last_sent),
+            ))
+        }
+        End::Stopped => Some(Message::close_with(
+            CloseCode::Away,
+            format!("shutting down, resume with since={last_sent}"),
+        )),
+        End::Failed(e) => {
+            tracing::error!(error = %e, "cannot read the update log for a stream");
+            Some(Message::close_with(
+                CloseCode::Error,
+                format!("update log unavailable, resume with since={last_sent}"),
+            ))
+        }
+    };
+    if let Some(close) = close {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(close)).await;
+    }
+    reader.abort();
+}
+
+async fn run(
+    sink: &mut Sink,
+    subscription: &mut Subscription,
+    streams: &Streams,
+    user: Option<&str>,
+    since: Option<i64>,
+    gone: &CancellationToken,
+    last_sent: &mut i64,
+) -> End {
+    let kicked = subscription.kicked.clone();
+    let signals = Signals {
+        kicked: &kicked,
+        gone,
+        stop: &streams.stop,
+    };
+    if let Err(end) = replay(sink, streams, user, since, &signals, last_sent).await {
+        return end;
+    }
+    loop {
+        let entry = tokio::select! {
+            biased;
+            _ = kicked.cancelled() => return End::Kicked,
+            _ = gone.cancelled() => return End::Gone,
+            _ = streams.stop.cancelled() => return End::Stopped,
+            e = subscription.queue.recv() => match e {
+                Some(e) => e,
+                None => return End::Kicked,
+            },
+        };
+        if !update::is_new(entry.seq, *last_sent) {
+            continue;
+        }
+        if let Err(end) = send(sink, &entry.text, &signals).await {
+            return end;
+        }
+        *last_sent = entry.seq;
+        metrics::counter!("websocket_messages_sent_total").increment(1);
+    }
+}
+
+/// Steps 2 and 3 of the seam: the replay (or the current end of the log),
+/// then `ready`.
+async fn replay(
+    sink: &mut Sink,
+    streams: &Streams,
+    user: Option<&str>,
+    since: Option<i64>,
+    signals: &Signals<'_>,
+    last_sent: &mut i64,
+) -> Result<(), End> {
+    let horizon = match since {
+        Some(_) => db::pruned_through(&streams.pool).await?,
+        None => 0,
+    };
+    let after = match update::plan(since, horizon) {
+        Start::Live => {
+            *last_sent = db::last_seq(&streams.pool).await?;
+            None
+        }
+        Start::Replay { after } => Some(after),
+        Start::Resync {
+            since,
+            pruned_through,
+        } => {
+            send(
+                sink,
+                &update::resync_required_text(since, pruned_through),
+                signals,
+            )
+            .await?;
+            Some(since)
+        }
+    };
+    if let Some(after) = after {
+        *last_sent = after;
+        loop {
+            let page = db::replay(&streams.pool, user, *last_sent, REPLAY_PAGE).await?;
+            let full = page.len() as i64 == REPLAY_PAGE;
+            for entry in page {
+                send(sink, &entry.text, signals).await?;
+                *last_sent = entry.seq;
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+    send(sink, &update::ready_text(*last_sent), signals).await
+}
