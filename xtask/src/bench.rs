@@ -14,43 +14,26 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use todo_stack::{Stack, StackOptions};
 
-struct Options {
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Writes in the paced phase.
+    #[arg(long, default_value_t = 6_000)]
     paced_ops: usize,
+    /// Writes per second in the paced phase.
+    #[arg(long, default_value_t = 200)]
     rate: u32,
+    /// Writes in the closed-loop phase (the audit service is down meanwhile).
+    #[arg(long, default_value_t = 10_000)]
     burst_ops: usize,
+    /// Concurrent clients in the closed-loop phase.
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
-}
-
-fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        paced_ops: 6_000,
-        rate: 200,
-        burst_ops: 10_000,
-        concurrency: 32,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .context("missing value")
-                .and_then(|v| v.parse::<usize>().context("not a number"))
-        };
-        match a.as_str() {
-            "--paced-ops" => o.paced_ops = value()?,
-            "--rate" => o.rate = value()? as u32,
-            "--burst-ops" => o.burst_ops = value()?,
-            "--concurrency" => o.concurrency = value()?,
-            other => bail!(
-                "unknown option {other} (use --paced-ops N --rate R --burst-ops N --concurrency C)"
-            ),
-        }
-    }
-    Ok(o)
 }
 
 /// One write: when it started (wall clock, ms), how long it took, and which
@@ -255,8 +238,7 @@ fn report(
     }
 }
 
-pub async fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+pub async fn run(o: Options) -> Result<()> {
     println!("bench: bringing up a fresh stack (.state/bench)");
     let mut stack = Stack::up(StackOptions::for_tests("bench")).await?;
     let driver = Driver {

@@ -19,36 +19,21 @@ use serde_json::{Value, json};
 use todo_stack::{Stack, StackOptions};
 use tokio_tungstenite::tungstenite::Message;
 
-struct Options {
+/// Options of `cargo xtask bench websocket`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Connected clients per latency run (repeatable); default 1, 100 and 1000.
+    #[arg(long = "clients", default_values_t = [1, 100, 1000])]
     levels: Vec<usize>,
+    /// Idle connections opened to measure memory per connection.
+    #[arg(long, default_value_t = 1000)]
     idle: usize,
+    /// Updates per latency run.
+    #[arg(long, default_value_t = 200)]
     events: usize,
+    /// Creates per second through the Todo API.
+    #[arg(long, default_value_t = 20)]
     rate: u32,
-}
-
-fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options {
-        levels: vec![1, 100, 1000],
-        idle: 1000,
-        events: 200,
-        rate: 20,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .context("missing value")
-                .and_then(|v| v.parse::<usize>().context("not a number"))
-        };
-        match a.as_str() {
-            "--idle" => o.idle = value()?,
-            "--events" => o.events = value()?,
-            "--rate" => o.rate = value()? as u32,
-            "--clients" => o.levels = vec![value()?],
-            other => bail!("unknown option {other} (use --clients N --idle N --events N --rate R)"),
-        }
-    }
-    Ok(o)
 }
 
 /// Raises the soft open-files limit to the hard one: 1 000 client sockets
@@ -220,8 +205,7 @@ async fn latency_level(
     ))
 }
 
-pub async fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+pub async fn run(o: Options) -> Result<()> {
     raise_fd_limit()?;
     println!("bench websocket: bringing up a fresh stack (.state/bench-websocket)");
     let stack = Stack::up(StackOptions::for_tests("bench-websocket")).await?;
@@ -235,8 +219,10 @@ pub async fn run(args: &[String]) -> Result<()> {
             .build()?;
         // Warm-up: a connection and an update through every layer.
         let warm_up = Options {
+            levels: vec![1],
+            idle: 0,
             events: 20,
-            ..parse(&[])?
+            rate: o.rate,
         };
         latency_level(&stack, &http, &warm_up, 1).await?;
 

@@ -5,10 +5,7 @@ use anyhow::{Context, Result, bail};
 use todo_stack::{SERVICES, ServiceSpec, build_services, workspace_root};
 use tokio::process::Command;
 
-pub async fn run(args: &[String]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("`cargo xtask openapi` takes no arguments");
-    }
+pub async fn run() -> Result<()> {
     let specs: Vec<&ServiceSpec> = SERVICES.iter().collect();
     let bins = build_services(&specs).await?;
     let dir = workspace_root().join("openapi");

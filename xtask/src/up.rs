@@ -57,15 +57,23 @@ fn print_urls(stack: &Stack) {
     println!("\nPress Ctrl-C to stop everything.");
 }
 
-pub async fn run(args: &[String]) -> Result<()> {
+/// Options of `cargo xtask up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Start PostgreSQL, Kafka, placement and scheduler only (and provision them).
+    #[arg(long)]
+    no_services: bool,
+    /// Wipe the state folder (.state) first.
+    #[arg(long)]
+    fresh: bool,
+}
+
+pub async fn run(args: UpArgs) -> Result<()> {
     let mut opts = StackOptions::local();
-    for a in args {
-        match a.as_str() {
-            "--no-services" => opts.services.clear(),
-            "--fresh" => opts.fresh = true,
-            other => bail!("unknown option {other:?} (known: --no-services, --fresh)"),
-        }
+    if args.no_services {
+        opts.services.clear();
     }
+    opts.fresh = args.fresh;
     let stack = tokio::select! {
         r = Stack::up(opts) => r?,
         _ = interrupted() => bail!("interrupted while starting (everything started was killed)"),
