@@ -53,9 +53,14 @@ pub fn cargo_command() -> Command {
     c
 }
 
-/// `cargo build --release -p <package>...` in one invocation; returns each
-/// package's binary path (from cargo's JSON messages, so `CARGO_TARGET_DIR` and
-/// friends are honoured).
+/// `cargo build --release --workspace --all-targets` in one invocation; returns
+/// each service's binary path (from cargo's JSON messages, so
+/// `CARGO_TARGET_DIR` and friends are honoured).
+///
+/// The whole workspace with all targets, not just `-p <service>`: cargo unifies
+/// features over the packages and targets it builds, so a narrower selection
+/// than `cargo xtask test` / `cargo test --workspace` builds a second variant of
+/// half the dependency tree (minutes on two cores) instead of reusing theirs.
 pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static str, PathBuf>> {
     let mut bins = BTreeMap::new();
     if specs.is_empty() {
@@ -68,11 +73,10 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
     c.args([
         "build",
         "--release",
+        "--workspace",
+        "--all-targets",
         "--message-format=json-render-diagnostics",
     ]);
-    for s in specs {
-        c.args(["-p", s.package]);
-    }
     cmd::log_cmd(&cmd::display_cmd(&c));
     let out = c
         .stdin(Stdio::null())
@@ -93,7 +97,10 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        if msg["reason"] != "compiler-artifact" {
+        let is_bin = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"));
+        if msg["reason"] != "compiler-artifact" || !is_bin || msg["profile"]["test"] == true {
             continue;
         }
         let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
