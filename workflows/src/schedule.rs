@@ -136,11 +136,16 @@ fn resolve(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         LocalResult::Ambiguous(first, second) => Some(first.min(second).with_timezone(&Utc)),
         LocalResult::None => {
             // In a gap: read the time with the offset in force just before it,
-            // which lands as far after the gap's end as the time was after its start.
-            let before = tz
-                .from_local_datetime(&(local - Duration::hours(6)))
-                .earliest()?;
-            let offset = before.offset().fix();
+            // which lands as far after the gap's end as the time was after its
+            // start. Gaps last from minutes to a whole day (Pacific/Apia skipped
+            // 30 December 2011), so look back hour by hour for a valid time.
+            let offset = (1..=48)
+                .find_map(|h| {
+                    tz.from_local_datetime(&(local - Duration::hours(h)))
+                        .earliest()
+                })?
+                .offset()
+                .fix();
             offset
                 .from_local_datetime(&local)
                 .single()
@@ -286,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn a_day_that_does_not_exist_moves_forward_by_the_whole_gap() {
+        // Samoa skipped 30 December 2011 (from UTC-10 to UTC+14).
+        let apia = chrono_tz::Pacific::Apia;
+        let due = apia
+            .with_ymd_and_hms(2011, 12, 29, 10, 0, 0)
+            .unwrap()
+            .with_timezone(&Utc);
+        let next = next_due(due, Frequency::Daily, apia, Anchor::of(due, apia)).unwrap();
+        assert_eq!(local(apia, next), "2011-12-31 10:00 +14");
+    }
+
+    #[test]
     fn an_ambiguous_time_takes_its_first_occurrence() {
         // 01:30 happens twice on 1 November 2026 in New York; take the EDT one.
         let due = New_York
@@ -388,7 +405,13 @@ mod tests {
                     due = next_due(due, Frequency::Monthly, tz, anchor).unwrap();
                     let d = due.with_timezone(&tz).date_naive();
                     let month_len = next_month_on(d.with_day(1).unwrap().pred_opt().unwrap(), 31).unwrap().day();
-                    prop_assert_eq!(d.day(), anchor.day.min(month_len), "{} in {:?}", d, tz);
+                    let intended = d.with_day(anchor.day.min(month_len)).unwrap();
+                    // A date that does not exist in the zone (a whole-day gap)
+                    // moves forward by the documented rule; every other month
+                    // lands on the anchor day, or the month's last day.
+                    if tz.from_local_datetime(&intended.and_time(anchor.time)).earliest().is_some() {
+                        prop_assert_eq!(d, intended, "in {:?}", tz);
+                    }
                 }
             }
         }
