@@ -219,7 +219,11 @@ impl LocalKafka {
                 .arg("-cp")
                 .arg(self.classpath())
                 .arg("kafka.tools.StorageTool")
-                .args(["format", "-t", &cluster_id, "-c"])
+                // `--cluster-id=<id>` in one argument: a base64url id may start
+                // with `-`, which the tool would otherwise read as an option.
+                .arg("format")
+                .arg(format!("--cluster-id={cluster_id}"))
+                .arg("-c")
                 .arg(props)
                 .arg("--ignore-formatted"),
             None,

@@ -11,7 +11,9 @@ pub struct TodoConfig {
     /// 503 (`TODO_PUBLISH_WAIT_MS`, default 3000).
     #[serde(default = "publish_wait_ms")]
     pub publish_wait_ms: u64,
-    /// Upper bound of one publish call to the sidecar (`TODO_PUBLISH_CALL_TIMEOUT_MS`, default 5000).
+    /// Upper bound of one publish call to the sidecar (`TODO_PUBLISH_CALL_TIMEOUT_MS`,
+    /// default 60 000). Longer than the sidecar's own bounded retries, so the
+    /// relay never gives up on a call whose message may still be delivered.
     #[serde(default = "publish_call_timeout_ms")]
     pub publish_call_timeout_ms: u64,
     /// Largest request body (`TODO_MAX_BODY_BYTES`, default 1 MiB).
@@ -38,7 +40,7 @@ fn publish_wait_ms() -> u64 {
     3000
 }
 fn publish_call_timeout_ms() -> u64 {
-    5000
+    60_000
 }
 fn max_body_bytes() -> usize {
     1024 * 1024

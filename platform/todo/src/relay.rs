@@ -29,6 +29,8 @@ use crate::db::outbox::{self, PendingEvent};
 const BATCH: i64 = 256;
 /// How often an idle relay looks for rows committed by another instance.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// A publish call unconfirmed this long makes new writes fail fast.
+const SLOW_CALL: Duration = Duration::from_secs(2);
 /// Published events are kept this long (for inspection), then pruned.
 const KEEP_PUBLISHED_SECS: i64 = 3600;
 
@@ -106,7 +108,7 @@ impl Relay {
         let mut backoff = new_backoff();
         let mut last_prune = tokio::time::Instant::now();
         loop {
-            match self.publish_batch().await {
+            match self.publish_batch_watched().await {
                 Ok(0) => {
                     self.set_failing(None);
                     backoff = new_backoff();
@@ -134,6 +136,25 @@ impl Relay {
                         _ = stop.cancelled() => return,
                     }
                 }
+            }
+        }
+    }
+
+    /// [`Self::publish_batch`], reporting the bus as failing while a call has
+    /// gone unconfirmed for [`SLOW_CALL`] — without abandoning the call, whose
+    /// message may still reach the broker (giving up and publishing again
+    /// would put it on the topic twice).
+    async fn publish_batch_watched(&self) -> Result<usize, String> {
+        let batch = self.publish_batch();
+        tokio::pin!(batch);
+        tokio::select! {
+            result = &mut batch => result,
+            _ = tokio::time::sleep(SLOW_CALL) => {
+                self.set_failing(Some(format!(
+                    "the event bus has not confirmed a publish for {} s",
+                    SLOW_CALL.as_secs()
+                )));
+                batch.await
             }
         }
     }
