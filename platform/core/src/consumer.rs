@@ -137,10 +137,7 @@ impl<H: EventHandler> Consumer<H> {
         let token = self.app_token.clone();
         let shared = Arc::new(Shared { consumer: self });
         let guard = move |ep: BoxEndpoint<'static>| -> BoxEndpoint<'static> {
-            let token = token.clone();
-            ep.data(shared.clone())
-                .around(move |ep, req| check_token(ep, req, token.clone()))
-                .boxed()
+            require_app_token(ep.data(shared.clone()).boxed(), token.clone())
         };
         vec![
             (
@@ -330,6 +327,17 @@ async fn deliver<H: EventHandler>(
         let status = consumer.apply(topic, vec![classify(&body)]).await[0];
         Json(json!({ "status": status })).into_response()
     }
+}
+
+/// Wraps a sidecar callback (subscription delivery, job trigger) so that it
+/// answers 401 unless the request carries the app API token (`dapr-api-token`
+/// = `APP_API_TOKEN`); with no token configured every caller is accepted.
+pub fn require_app_token(
+    ep: BoxEndpoint<'static>,
+    token: Option<SecretString>,
+) -> BoxEndpoint<'static> {
+    ep.around(move |ep, req| check_token(ep, req, token.clone()))
+        .boxed()
 }
 
 /// Refuses callbacks that do not carry the app API token.

@@ -13,6 +13,7 @@
 //! - [`text`]: a strict JSON string type for request bodies.
 //! - [`settings`]: the environment every service reads at start-up.
 //! - [`database`]: the PostgreSQL pool, from credentials in the Dapr secret store.
+//! - [`workflow`]: hosting Dapr Workflows: the worker, idempotent instance starts.
 
 pub mod bootstrap;
 pub mod consumer;
@@ -24,3 +25,4 @@ pub mod settings;
 pub mod sidecar;
 pub mod telemetry;
 pub mod text;
+pub mod workflow;

@@ -14,7 +14,7 @@ use dapr::dapr::proto::runtime::v1::{
 use secrecy::{ExposeSecret, SecretString};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-use crate::envelope::{PUBSUB_NAME, Topic};
+use crate::envelope::{EventEnvelope, PUBSUB_NAME, Topic};
 use crate::settings::DaprSettings;
 
 type Grpc = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
@@ -219,5 +219,27 @@ impl Sidecar {
             .into_iter()
             .map(|f| (f.entry_id, f.error))
             .collect())
+    }
+
+    /// Publishes one event to `topic` as its CloudEvent (id = `event_id`,
+    /// source = `source`), keyed by its task id. `Ok` only once the broker
+    /// has it.
+    pub async fn publish(
+        &self,
+        topic: Topic,
+        event: &EventEnvelope,
+        source: &str,
+    ) -> Result<(), SidecarError> {
+        let cloud_event = serde_json::to_vec(&event.to_cloud_event(source))
+            .map_err(|e| SidecarError::Config(format!("serializing the event: {e}")))?;
+        let outgoing = OutgoingEvent {
+            entry_id: event.event_id.to_string(),
+            partition_key: event.task_id.to_string(),
+            cloud_event,
+        };
+        match self.bulk_publish(topic, &[outgoing]).await?.into_iter().next() {
+            None => Ok(()),
+            Some((_, error)) => Err(SidecarError::Failed(error)),
+        }
     }
 }
