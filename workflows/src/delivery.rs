@@ -100,7 +100,9 @@ pub async fn notification_delivery_v1(ctx: WorkflowContext) -> WorkflowResult<Op
                         .with_retry_policy(mark_failed_retry_policy()),
                 )
                 .await?;
-            DeliveryOutcome::Failed { error: failed.error }
+            DeliveryOutcome::Failed {
+                error: failed.error,
+            }
         }
     };
     Ok(Some(serde_json::to_string(&outcome)?))

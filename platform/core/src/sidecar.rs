@@ -237,7 +237,12 @@ impl Sidecar {
             partition_key: event.task_id.to_string(),
             cloud_event,
         };
-        match self.bulk_publish(topic, &[outgoing]).await?.into_iter().next() {
+        match self
+            .bulk_publish(topic, &[outgoing])
+            .await?
+            .into_iter()
+            .next()
+        {
             None => Ok(()),
             Some((_, error)) => Err(SidecarError::Failed(error)),
         }

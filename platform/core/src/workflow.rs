@@ -112,12 +112,10 @@ impl Starter {
             .try_with_input(input)
             .map_err(|e| unavailable(format!("serializing the input: {e}")))?;
         let mut client = self.client.clone();
-        let result = tokio::time::timeout(
-            self.call_timeout,
-            client.schedule_workflow(name, options),
-        )
-        .await
-        .map_err(|_| unavailable(format!("no answer within {:?}", self.call_timeout)))?;
+        let result =
+            tokio::time::timeout(self.call_timeout, client.schedule_workflow(name, options))
+                .await
+                .map_err(|_| unavailable(format!("no answer within {:?}", self.call_timeout)))?;
         match result {
             Ok(_) => Ok(Started::New),
             Err(e) if already_exists(&e) => Ok(Started::AlreadyRunning),

@@ -51,13 +51,36 @@ pub const WEBSOCKET_SERVICE: ServiceSpec = ServiceSpec {
     dapr_metrics_port: 19103,
 };
 
-// The next services follow the same pattern (add to SERVICES when their crates exist):
-//
-// notification-service    8004 notification  3504 50014 50024 19104
-// recurring-task-service  8005 recurring     3505 50015 50025 19105
+pub const NOTIFICATION_SERVICE: ServiceSpec = ServiceSpec {
+    app_id: "notification-service",
+    package: "notification-service",
+    app_port: 8004,
+    schema: "notification",
+    dapr_http_port: 3504,
+    dapr_grpc_port: 50014,
+    dapr_internal_grpc_port: 50024,
+    dapr_metrics_port: 19104,
+};
+
+pub const RECURRING_SERVICE: ServiceSpec = ServiceSpec {
+    app_id: "recurring-task-service",
+    package: "recurring-task-service",
+    app_port: 8005,
+    schema: "recurring",
+    dapr_http_port: 3505,
+    dapr_grpc_port: 50015,
+    dapr_internal_grpc_port: 50025,
+    dapr_metrics_port: 19105,
+};
 
 /// All services, in start order (shutdown runs in reverse).
-pub static SERVICES: &[ServiceSpec] = &[TODO_SERVICE, AUDIT_SERVICE, WEBSOCKET_SERVICE];
+pub static SERVICES: &[ServiceSpec] = &[
+    TODO_SERVICE,
+    AUDIT_SERVICE,
+    WEBSOCKET_SERVICE,
+    NOTIFICATION_SERVICE,
+    RECURRING_SERVICE,
+];
 
 /// Looks a service up by app id in [`SERVICES`].
 pub fn find_service(app_id: &str) -> Option<&'static ServiceSpec> {

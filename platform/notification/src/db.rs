@@ -1,0 +1,173 @@
+//! Rows of `notification`.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use todo_workflows::reminder::Reminder;
+use uuid::Uuid;
+
+/// A notification as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Notification {
+    pub id: Uuid,
+    pub reminder_event_id: Uuid,
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub notification_type: String,
+    pub channel: String,
+    pub title: String,
+    pub due_date: Option<DateTime<Utc>>,
+    pub remind_at: DateTime<Utc>,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
+     remind_at, status, attempts, last_error, created_at, sent_at, updated_at";
+
+const INSERT: &str = "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Stores a pending notification of `r`; whether it is new.
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    id: Uuid,
+    channel: &str,
+    r: &Reminder,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(&format!("{INSERT} on conflict do nothing"))
+        .bind(id)
+        .bind(r.event_id())
+        .bind(r.task_id)
+        .bind(&r.user_id)
+        .bind(channel)
+        .bind(&r.title)
+        .bind(r.due_date)
+        .bind(r.remind_at)
+        .bind("pending")
+        .execute(conn)
+        .await?
+        .rows_affected()
+        == 1)
+}
+
+/// Whether the notification was already sent.
+pub async fn is_sent(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query_scalar::<_, String>("select status from notification where id = $1")
+            .bind(id)
+            .fetch_optional(db)
+            .await?
+            .is_some_and(|s| s == "sent"),
+    )
+}
+
+/// Records that the notification was delivered (its row may not be committed
+/// by the consumer yet: the upsert then waits for it and updates it).
+pub async fn mark_sent(
+    db: &PgPool,
+    id: Uuid,
+    channel: &str,
+    r: &Reminder,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "{INSERT} on conflict (id) do update set status = 'sent', \
+         sent_at = coalesce(notification.sent_at, now()), last_error = null, updated_at = now()"
+    ))
+    .bind(id)
+    .bind(r.event_id())
+    .bind(r.task_id)
+    .bind(&r.user_id)
+    .bind(channel)
+    .bind(&r.title)
+    .bind(r.due_date)
+    .bind(r.remind_at)
+    .bind("sent")
+    .execute(db)
+    .await?;
+    // A fresh insert (no row yet) also needs its sent_at.
+    sqlx::query("update notification set sent_at = now() where id = $1 and sent_at is null")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Records that an attempt failed for good (a sent notification stays sent).
+pub async fn mark_failed(db: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update notification set status = 'failed', last_error = $2, updated_at = now() where id = $1 and status <> 'sent'",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Locks a notification until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select {COLUMNS} from notification where id = $1 for update"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Starts the next attempt of a failed notification; the updated row.
+pub async fn begin_retry(conn: &mut PgConnection, id: Uuid) -> Result<Notification, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "update notification set status = 'pending', attempts = attempts + 1, last_error = null, updated_at = now() \
+         where id = $1 returning {COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Filters of a notification query.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub status: Option<String>,
+    pub task_id: Option<Uuid>,
+    pub user_id: Option<String>,
+}
+
+/// A page of notifications, newest first, and how many match in all.
+pub async fn list(
+    db: &PgPool,
+    f: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Notification>, i64), sqlx::Error> {
+    let filter = "($1::text is null or status = $1) and ($2::uuid is null or task_id = $2) and ($3::text is null or user_id = $3)";
+    let rows = sqlx::query_as(&format!(
+        "select {COLUMNS} from notification where {filter} order by created_at desc, id limit $4 offset $5"
+    ))
+    .bind(&f.status)
+    .bind(f.task_id)
+    .bind(&f.user_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from notification where {filter}"))
+        .bind(&f.status)
+        .bind(f.task_id)
+        .bind(&f.user_id)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// One notification by id.
+pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+    sqlx::query_as(&format!("select {COLUMNS} from notification where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}

@@ -1,0 +1,120 @@
+//! The Notification service: consumes `reminders` through Dapr (its own
+//! consumer group); each `reminder-fired` becomes one in-app notification,
+//! delivered by the durable `notification_delivery_v1` workflow, which pushes
+//! `notification-delivered` on `task-updates` for the user's live clients
+//! ([`delivery`]). Serves `/api/v1/notifications` ([`api`]).
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod delivery;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use poem::EndpointExt;
+use poem_openapi::OpenApiService;
+use todo_core::{
+    bootstrap,
+    consumer::{Consumer, Subscription},
+    envelope::Topic,
+    server::{self, AppParts, HealthApi},
+    settings::DaprSettings,
+    workflow::Workflows,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{api::NotificationApi, config::NotificationConfig, delivery::ReminderHandler};
+
+/// The app id and default port of this service.
+pub const APP_ID: &str = "notification-service";
+pub const DEFAULT_PORT: u16 = 8004;
+
+/// The OpenAPI service of this app (also what `openapi/notification.json` holds).
+pub fn openapi() -> OpenApiService<(NotificationApi, HealthApi), ()> {
+    OpenApiService::new(
+        (NotificationApi, HealthApi),
+        "Notification service",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "In-app notifications of task reminders: one per reminder, delivered by a durable Dapr \
+         Workflow that pushes `notification-delivered` on `task-updates` to the user's WebSocket \
+         clients. Failed ones can be retried. The sidecar callback `/events/reminders` needs the \
+         app API token.",
+    )
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    app: poem::endpoint::BoxEndpoint<'static>,
+    workflows: Workflows,
+}
+
+impl bootstrap::Service for Application {
+    const APP_ID: &'static str = APP_ID;
+    const CONFIG_PREFIX: &'static str = "NOTIFICATION_";
+    type Config = NotificationConfig;
+
+    fn openapi_spec() -> String {
+        openapi().spec()
+    }
+
+    async fn build(settings: DaprSettings, config: NotificationConfig) -> anyhow::Result<Self> {
+        let app_token = settings.app_api_token.clone();
+        let connected = bootstrap::connect(
+            settings,
+            &config.db_secret,
+            config.db_max_connections,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let pool = connected.pool.clone();
+        sqlx::migrate!("../../db/notification")
+            .run(&pool)
+            .await
+            .context("applying migrations from db/notification")?;
+        let deps = Arc::new(delivery::Deps {
+            pool: pool.clone(),
+            sidecar: connected.sidecar.clone(),
+        });
+        let workflows = Workflows::start(&connected.settings, Duration::from_secs(10), |r| {
+            delivery::register(r, deps)
+        })
+        .await?;
+        let consumer = Consumer::new(
+            APP_ID,
+            pool.clone(),
+            ReminderHandler {
+                workflows: workflows.starter(),
+            },
+            vec![Subscription {
+                topic: Topic::Reminders,
+            }],
+            app_token,
+        );
+        let callbacks = consumer.endpoints();
+        let app = server::build_app(AppParts {
+            api: openapi(),
+            metrics: todo_core::telemetry::init_metrics(),
+            readiness: connected.readiness(),
+            max_body_bytes: config.max_body_bytes,
+            callbacks,
+        });
+        let app = app.data(pool).data(workflows.starter()).boxed();
+        let listener = connected.bind(DEFAULT_PORT).await?;
+        Ok(Application {
+            listener,
+            app,
+            workflows,
+        })
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "notification-service listening");
+        server::serve(self.listener, self.app, shutdown).await?;
+        self.workflows.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,390 @@
+//! The recurring-task service's tables: series (`recurrence_schedule`), which
+//! series each task belongs to (`series_task`), and reminders (`reminder`).
+
+use chrono::{DateTime, NaiveTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use todo_workflows::reminder::Reminder;
+use todo_workflows::schedule::{Anchor, Frequency};
+use uuid::Uuid;
+
+/// A series as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Series {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub frequency: String,
+    pub timezone: String,
+    pub anchor_day: i16,
+    pub anchor_time: NaiveTime,
+    pub next_due_date: DateTime<Utc>,
+    pub current_task_id: Uuid,
+    pub parent_task_id: Option<Uuid>,
+    pub instances: i32,
+    pub is_active: bool,
+    pub ended_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Series {
+    /// What the series keeps from its first due date.
+    pub fn anchor(&self) -> Anchor {
+        Anchor {
+            day: u32::try_from(self.anchor_day).unwrap_or(1),
+            time: self.anchor_time,
+        }
+    }
+}
+
+/// The fields of a series that follow its newest instance.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub task_id: Uuid,
+    pub title: String,
+    pub frequency: Frequency,
+    pub timezone: String,
+    pub due_date: DateTime<Utc>,
+}
+
+const SERIES_COLUMNS: &str = "s.id, s.user_id, s.title, s.frequency, s.timezone, s.anchor_day, s.anchor_time, \
+     s.next_due_date, s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, \
+     s.created_at, s.updated_at";
+
+fn frequency_name(f: Frequency) -> &'static str {
+    match f {
+        Frequency::Daily => "daily",
+        Frequency::Weekly => "weekly",
+        Frequency::Monthly => "monthly",
+    }
+}
+
+/// The series `task_id` belongs to.
+pub async fn series_of(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+) -> Result<Option<Series>, sqlx::Error> {
+    let sql = format!(
+        "select {SERIES_COLUMNS} from recurrence_schedule s join series_task t on t.series_id = s.id where t.task_id = $1"
+    );
+    sqlx::query_as(&sql)
+        .bind(task_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Starts a series whose first instance is `first` (series id = its task id)
+/// and links the task to it.
+pub async fn start_series(
+    conn: &mut PgConnection,
+    user_id: &str,
+    first: &Current,
+    anchor: Anchor,
+) -> Result<Series, sqlx::Error> {
+    let sql = format!(
+        "with s as (insert into recurrence_schedule (id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, current_task_id) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $1) \
+         on conflict (id) do update set updated_at = recurrence_schedule.updated_at returning *) \
+         select {SERIES_COLUMNS} from s"
+    );
+    let series: Series = sqlx::query_as(&sql)
+        .bind(first.task_id)
+        .bind(user_id)
+        .bind(&first.title)
+        .bind(frequency_name(first.frequency))
+        .bind(&first.timezone)
+        .bind(i16::try_from(anchor.day).unwrap_or(1))
+        .bind(anchor.time)
+        .bind(first.due_date)
+        .fetch_one(&mut *conn)
+        .await?;
+    link(conn, first.task_id, series.id).await?;
+    Ok(series)
+}
+
+/// Records that `task_id` is an instance of `series_id`.
+pub async fn link(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    series_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("insert into series_task (task_id, series_id) values ($1, $2) on conflict (task_id) do nothing")
+        .bind(task_id)
+        .bind(series_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Follows a change of the series' newest instance: schedule fields, and the
+/// anchor when its due date moved. Switching recurrence off ends the series
+/// (`not_recurring`); switching it back on resumes it, unless it was deleted.
+pub async fn update_current(
+    conn: &mut PgConnection,
+    series_id: Uuid,
+    current: &Current,
+    anchor: Option<Anchor>,
+    recurring: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
+         anchor_day = coalesce($6, anchor_day), anchor_time = coalesce($7, anchor_time), \
+         is_active = case when ended_reason = 'deleted' then false else $8 end, \
+         ended_reason = case when ended_reason = 'deleted' then ended_reason when $8 then null else 'not_recurring' end, \
+         updated_at = now() \
+         where id = $1 and current_task_id = $9",
+    )
+    .bind(series_id)
+    .bind(&current.title)
+    .bind(frequency_name(current.frequency))
+    .bind(&current.timezone)
+    .bind(current.due_date)
+    .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
+    .bind(anchor.map(|a| a.time))
+    .bind(recurring)
+    .bind(current.task_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a series for good (one of its tasks was deleted).
+pub async fn end_series(conn: &mut PgConnection, series_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update recurrence_schedule set is_active = false, ended_reason = 'deleted', updated_at = now() where id = $1",
+    )
+    .bind(series_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks a series row until the transaction ends; whether it is active.
+pub async fn lock_series(
+    conn: &mut PgConnection,
+    series_id: Uuid,
+) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar("select is_active from recurrence_schedule where id = $1 for no key update")
+        .bind(series_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records the instance created after `parent_task_id` as the series' newest.
+pub async fn record_next(
+    conn: &mut PgConnection,
+    series_id: Uuid,
+    task_id: Uuid,
+    parent_task_id: Uuid,
+    due_date: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    link(conn, task_id, series_id).await?;
+    sqlx::query(
+        "update recurrence_schedule set current_task_id = $2, parent_task_id = $3, next_due_date = $4, \
+         instances = instances + 1, updated_at = now() where id = $1 and current_task_id <> $2",
+    )
+    .bind(series_id)
+    .bind(task_id)
+    .bind(parent_task_id)
+    .bind(due_date)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A reminder as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ReminderRow {
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub due_date: Option<DateTime<Utc>>,
+    pub remind_at: DateTime<Utc>,
+    pub status: String,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const REMINDER_COLUMNS: &str =
+    "r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at";
+
+/// Stores `r` as the task's scheduled reminder (replacing any earlier one).
+pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into reminder (task_id, user_id, title, due_date, remind_at, status) values ($1, $2, $3, $4, $5, 'scheduled') \
+         on conflict (task_id) do update set user_id = $2, title = $3, due_date = $4, remind_at = $5, \
+         status = 'scheduled', fired_at = null, updated_at = now()",
+    )
+    .bind(r.task_id)
+    .bind(&r.user_id)
+    .bind(&r.title)
+    .bind(r.due_date)
+    .bind(r.remind_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the task's reminder cancelled; whether one was still scheduled.
+pub async fn cancel_reminder(conn: &mut PgConnection, task_id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "update reminder set status = 'cancelled', updated_at = now() where task_id = $1 and status = 'scheduled'",
+    )
+    .bind(task_id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// The tasks of a series whose reminder is still scheduled.
+pub async fn scheduled_in_series(
+    conn: &mut PgConnection,
+    series_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select r.task_id from reminder r join series_task t on t.task_id = r.task_id \
+         where t.series_id = $1 and r.status = 'scheduled' order by r.remind_at",
+    )
+    .bind(series_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// What a job trigger finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerState {
+    /// This reminder is due: publish it.
+    Due,
+    /// It was already published.
+    AlreadyFired,
+    /// It was cancelled or replaced by another time (or never stored).
+    Stale,
+}
+
+/// Where the reminder `r` stands.
+pub async fn trigger_state(db: &PgPool, r: &Reminder) -> Result<TriggerState, sqlx::Error> {
+    let row: Option<(String, DateTime<Utc>)> =
+        sqlx::query_as("select status, remind_at from reminder where task_id = $1")
+            .bind(r.task_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(match row {
+        Some((status, at)) if at == r.remind_at && status == "scheduled" => TriggerState::Due,
+        Some((status, at)) if at == r.remind_at && status == "fired" => TriggerState::AlreadyFired,
+        _ => TriggerState::Stale,
+    })
+}
+
+/// Records that `r` was published.
+pub async fn mark_fired(db: &PgPool, r: &Reminder) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update reminder set status = 'fired', fired_at = now(), updated_at = now() \
+         where task_id = $1 and remind_at = $2 and status = 'scheduled'",
+    )
+    .bind(r.task_id)
+    .bind(r.remind_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Filters of a series query.
+#[derive(Debug, Clone, Default)]
+pub struct SeriesFilter {
+    pub is_active: Option<bool>,
+    pub user_id: Option<String>,
+}
+
+/// A page of series, oldest first, and how many match in all.
+pub async fn list_series(
+    db: &PgPool,
+    f: &SeriesFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Series>, i64), sqlx::Error> {
+    let filter =
+        "($1::boolean is null or s.is_active = $1) and ($2::text is null or s.user_id = $2)";
+    let sql = format!(
+        "select {SERIES_COLUMNS} from recurrence_schedule s where {filter} order by s.created_at, s.id limit $3 offset $4"
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(f.is_active)
+        .bind(&f.user_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(&format!(
+        "select count(*) from recurrence_schedule s where {filter}"
+    ))
+    .bind(f.is_active)
+    .bind(&f.user_id)
+    .fetch_one(db)
+    .await?;
+    Ok((rows, total))
+}
+
+/// One series by id.
+pub async fn get_series(db: &PgPool, id: Uuid) -> Result<Option<Series>, sqlx::Error> {
+    let sql = format!("select {SERIES_COLUMNS} from recurrence_schedule s where s.id = $1");
+    sqlx::query_as(&sql).bind(id).fetch_optional(db).await
+}
+
+/// The scheduled reminders of the given series, with the series of each.
+pub async fn pending_reminders_of(
+    db: &PgPool,
+    series_ids: &[Uuid],
+) -> Result<Vec<(Uuid, ReminderRow)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        series_id: Uuid,
+        #[sqlx(flatten)]
+        reminder: ReminderRow,
+    }
+    let sql = format!(
+        "select t.series_id, {REMINDER_COLUMNS} from reminder r join series_task t on t.task_id = r.task_id \
+         where t.series_id = any($1) and r.status = 'scheduled' order by r.remind_at"
+    );
+    let rows: Vec<Row> = sqlx::query_as(&sql).bind(series_ids).fetch_all(db).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.series_id, r.reminder))
+        .collect())
+}
+
+/// Filters of a reminder query.
+#[derive(Debug, Clone, Default)]
+pub struct ReminderFilter {
+    pub status: Option<String>,
+    pub user_id: Option<String>,
+    pub task_id: Option<Uuid>,
+}
+
+/// A page of reminders by due time, and how many match in all.
+pub async fn list_reminders(
+    db: &PgPool,
+    f: &ReminderFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ReminderRow>, i64), sqlx::Error> {
+    let filter = "($1::text is null or r.status = $1) and ($2::text is null or r.user_id = $2) and ($3::uuid is null or r.task_id = $3)";
+    let sql = format!(
+        "select {REMINDER_COLUMNS} from reminder r where {filter} order by r.remind_at, r.task_id limit $4 offset $5"
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(&f.status)
+        .bind(&f.user_id)
+        .bind(f.task_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await?;
+    let total = sqlx::query_scalar(&format!("select count(*) from reminder r where {filter}"))
+        .bind(&f.status)
+        .bind(&f.user_id)
+        .bind(f.task_id)
+        .fetch_one(db)
+        .await?;
+    Ok((rows, total))
+}

@@ -1,0 +1,138 @@
+//! The Recurring Task service: consumes `task-events` through Dapr (its own
+//! consumer group) and
+//! - keeps a series (RecurrenceSchedule) per recurring task, and on each
+//!   completion starts the durable `recurrence_v1` workflow that creates the
+//!   next instance through the Todo service ([`series`], [`activity`]);
+//! - keeps each task's reminder as a Dapr job `reminder-<task_id>` whose
+//!   trigger publishes `reminder-fired` to `reminders` ([`jobs`], [`trigger`]);
+//! - serves `/api/v1/schedules` and `/api/v1/reminders` ([`api`]).
+
+pub mod activity;
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod jobs;
+pub mod series;
+pub mod trigger;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use poem::EndpointExt;
+use poem_openapi::OpenApiService;
+use todo_core::{
+    bootstrap,
+    consumer::{Consumer, Subscription, require_app_token},
+    envelope::Topic,
+    server::{self, AppParts, HealthApi},
+    settings::DaprSettings,
+    workflow::Workflows,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{api::RecurringApi, config::RecurringConfig, jobs::Jobs, series::SeriesHandler};
+
+/// The app id and default port of this service.
+pub const APP_ID: &str = "recurring-task-service";
+pub const DEFAULT_PORT: u16 = 8005;
+
+/// The OpenAPI service of this app (also what `openapi/recurring.json` holds).
+pub fn openapi() -> OpenApiService<(RecurringApi, HealthApi), ()> {
+    OpenApiService::new(
+        (RecurringApi, HealthApi),
+        "Recurring Task service",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Series of recurring tasks (the next instance is created by a durable Dapr Workflow when one \
+         is completed) and task reminders (Dapr jobs that publish `reminder-fired` to `reminders`). \
+         Sidecar callbacks (`/events/task-events`, `/job/reminder-<task_id>`) need the app API token.",
+    )
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    app: poem::endpoint::BoxEndpoint<'static>,
+    workflows: Workflows,
+}
+
+impl bootstrap::Service for Application {
+    const APP_ID: &'static str = APP_ID;
+    const CONFIG_PREFIX: &'static str = "RECURRING_";
+    type Config = RecurringConfig;
+
+    fn openapi_spec() -> String {
+        openapi().spec()
+    }
+
+    async fn build(settings: DaprSettings, config: RecurringConfig) -> anyhow::Result<Self> {
+        let app_token = settings.app_api_token.clone();
+        let connected = bootstrap::connect(
+            settings,
+            &config.db_secret,
+            config.db_max_connections,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let pool = connected.pool.clone();
+        sqlx::migrate!("../../db/recurring")
+            .run(&pool)
+            .await
+            .context("applying migrations from db/recurring")?;
+        let deps = Arc::new(activity::Deps {
+            pool: pool.clone(),
+            sidecar: connected.sidecar.clone(),
+            todo_app_id: config.todo_app_id.clone(),
+        });
+        let workflows = Workflows::start(&connected.settings, Duration::from_secs(10), |r| {
+            activity::register(r, deps)
+        })
+        .await?;
+        let consumer = Consumer::new(
+            APP_ID,
+            pool.clone(),
+            SeriesHandler {
+                jobs: Jobs::new(connected.sidecar.clone()),
+                workflows: workflows.starter(),
+            },
+            vec![Subscription {
+                topic: Topic::TaskEvents,
+            }],
+            app_token.clone(),
+        );
+        let trigger_deps = Arc::new(trigger::TriggerDeps {
+            pool: pool.clone(),
+            sidecar: connected.sidecar.clone(),
+        });
+        let mut callbacks = consumer.endpoints();
+        callbacks.push((
+            "/job/:name",
+            require_app_token(
+                poem::post(trigger::trigger).data(trigger_deps).boxed(),
+                app_token,
+            ),
+        ));
+        let app = server::build_app(AppParts {
+            api: openapi(),
+            metrics: todo_core::telemetry::init_metrics(),
+            readiness: connected.readiness(),
+            max_body_bytes: config.max_body_bytes,
+            callbacks,
+        });
+        let app = app.data(pool).boxed();
+        let listener = connected.bind(DEFAULT_PORT).await?;
+        Ok(Application {
+            listener,
+            app,
+            workflows,
+        })
+    }
+
+    async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "recurring-task-service listening");
+        server::serve(self.listener, self.app, shutdown).await?;
+        self.workflows.shutdown().await;
+        Ok(())
+    }
+}

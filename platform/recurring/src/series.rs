@@ -1,0 +1,227 @@
+//! What a `task-events` event does here: keep each recurring task's series
+//! (its RecurrenceSchedule) current, start the recurrence workflow on a
+//! completion, end the series on a deletion, and keep each task's reminder
+//! job in step with its `reminder_time`.
+//!
+//! The decisions are [`todo_workflows::plan`]'s; this module applies them
+//! inside the consumer's transaction (the inbox dedupes redeliveries). Jobs
+//! API calls and workflow starts are idempotent (job names and instance ids
+//! are derived from the task), so a batch that is retried repeats them
+//! harmlessly.
+
+use chrono::Utc;
+use sqlx::PgConnection;
+use todo_core::consumer::{EventHandler, HandleError};
+use todo_core::envelope::{EventEnvelope, EventType, Topic};
+use todo_core::workflow::{Started, Starter};
+use todo_workflows::plan::{self, Step, TaskSnapshot};
+use todo_workflows::recurrence::{self, RecurrenceInput};
+use todo_workflows::reminder::Reminder;
+use todo_workflows::schedule::{self, Anchor};
+use uuid::Uuid;
+
+use crate::db::{self, Current, Series};
+use crate::jobs::Jobs;
+
+/// Applies task events to series and reminders.
+pub struct SeriesHandler {
+    pub jobs: Jobs,
+    pub workflows: Starter,
+}
+
+fn permanent(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Permanent(e.to_string())
+}
+
+fn transient(e: impl std::fmt::Display) -> HandleError {
+    HandleError::Transient(e.to_string())
+}
+
+/// The schedule fields of a recurring task snapshot (None: not recurring).
+fn current_of(task_id: Uuid, task: &TaskSnapshot) -> Option<Current> {
+    match (task.is_recurring, task.recurrence_schedule, task.due_date) {
+        (true, Some(frequency), Some(due_date)) => Some(Current {
+            task_id,
+            title: task.title.clone(),
+            frequency,
+            timezone: task.timezone.clone(),
+            due_date,
+        }),
+        _ => None,
+    }
+}
+
+impl SeriesHandler {
+    /// The series of the task, after following this event: an instance of a
+    /// known series is linked to it; a recurring task outside any series
+    /// starts one; a change of the newest instance updates it.
+    async fn track(
+        &self,
+        conn: &mut PgConnection,
+        event: &EventEnvelope,
+        task: &TaskSnapshot,
+    ) -> Result<Option<Series>, HandleError> {
+        let task_id = event.task_id;
+        let current = current_of(task_id, task);
+        if let Some(series) = db::series_of(conn, task_id).await? {
+            if event.event_type == EventType::TaskUpdated && series.current_task_id == task_id {
+                let (fields, recurring) = match &current {
+                    Some(c) => (c.clone(), true),
+                    None => (
+                        Current {
+                            task_id,
+                            title: task.title.clone(),
+                            frequency: schedule::Frequency::parse(&series.frequency)
+                                .unwrap_or(schedule::Frequency::Daily),
+                            timezone: series.timezone.clone(),
+                            due_date: task.due_date.unwrap_or(series.next_due_date),
+                        },
+                        false,
+                    ),
+                };
+                // A moved due date re-anchors the series; the anchor survives
+                // every other change (28 Feb of a series on the 31st stays so).
+                let anchor = match (recurring, fields.due_date != series.next_due_date) {
+                    (true, true) => Some(Anchor::of(
+                        fields.due_date,
+                        schedule::time_zone(&fields.timezone).map_err(permanent)?,
+                    )),
+                    _ => None,
+                };
+                db::update_current(conn, series.id, &fields, anchor, recurring).await?;
+                return Ok(db::series_of(conn, task_id).await?);
+            }
+            return Ok(Some(series));
+        }
+        let Some(current) = current else {
+            return Ok(None);
+        };
+        if event.event_type == EventType::TaskDeleted {
+            return Ok(None);
+        }
+        if let Some(parent) = task.parent_task_id.as_deref().and_then(|p| p.parse().ok())
+            && let Some(series) = db::series_of(conn, parent).await?
+        {
+            db::link(conn, task_id, series.id).await?;
+            return Ok(Some(series));
+        }
+        let tz = schedule::time_zone(&current.timezone).map_err(permanent)?;
+        let anchor = Anchor::of(current.due_date, tz);
+        let series = db::start_series(conn, &event.user_id, &current, anchor).await?;
+        tracing::info!(series_id = %series.id, "series started");
+        Ok(Some(series))
+    }
+
+    async fn schedule_reminder(
+        &self,
+        conn: &mut PgConnection,
+        reminder: Reminder,
+    ) -> Result<(), HandleError> {
+        db::schedule_reminder(conn, &reminder).await?;
+        self.jobs.schedule(&reminder).await.map_err(transient)?;
+        tracing::info!(remind_at = %reminder.remind_at, job = %reminder.job_name(), "reminder scheduled");
+        Ok(())
+    }
+
+    async fn cancel_reminder(
+        &self,
+        conn: &mut PgConnection,
+        task_id: Uuid,
+    ) -> Result<(), HandleError> {
+        if db::cancel_reminder(conn, task_id).await? {
+            let name = plan::reminder_job_name(&task_id.to_string());
+            self.jobs.delete(&name).await.map_err(transient)?;
+            tracing::info!(job = %name, "reminder cancelled");
+        }
+        Ok(())
+    }
+
+    async fn end_series(
+        &self,
+        conn: &mut PgConnection,
+        series: &Series,
+    ) -> Result<(), HandleError> {
+        db::end_series(conn, series.id).await?;
+        for task_id in db::scheduled_in_series(conn, series.id).await? {
+            self.cancel_reminder(conn, task_id).await?;
+        }
+        tracing::info!(series_id = %series.id, "series ended");
+        Ok(())
+    }
+
+    async fn create_next(
+        &self,
+        event: &EventEnvelope,
+        series: Option<&Series>,
+        next: plan::NextInstance,
+    ) -> Result<(), HandleError> {
+        let Some(series) = series.filter(|s| s.is_active) else {
+            tracing::info!("series has ended; no next instance");
+            return Ok(());
+        };
+        let instance_id = recurrence::instance_id(&event.task_id.to_string());
+        let input = RecurrenceInput {
+            series_id: series.id,
+            user_id: event.user_id.clone(),
+            next,
+        };
+        let started = self
+            .workflows
+            .start(recurrence::RECURRENCE_WORKFLOW, &instance_id, &input)
+            .await
+            .map_err(transient)?;
+        match started {
+            Started::New => {
+                tracing::info!(workflow = %instance_id, due_date = %input.next.due_date, "recurrence workflow started")
+            }
+            Started::AlreadyRunning => {
+                tracing::info!(workflow = %instance_id, "recurrence workflow already running")
+            }
+        }
+        Ok(())
+    }
+}
+
+impl EventHandler for SeriesHandler {
+    async fn handle(
+        &self,
+        conn: &mut PgConnection,
+        _topic: Topic,
+        event: &EventEnvelope,
+    ) -> Result<(), HandleError> {
+        let task: TaskSnapshot = serde_json::from_value(event.payload.clone())
+            .map_err(|e| permanent(format!("payload: {e}")))?;
+        let series = self.track(conn, event, &task).await?;
+        let steps = plan::plan(
+            event.event_type.as_str(),
+            &task,
+            Utc::now(),
+            series.as_ref().map(Series::anchor),
+        )
+        .map_err(permanent)?;
+        for step in steps {
+            match step {
+                Step::ScheduleReminder { at, .. } => {
+                    let reminder = Reminder {
+                        task_id: event.task_id,
+                        user_id: event.user_id.clone(),
+                        title: task.title.clone(),
+                        due_date: task.due_date,
+                        remind_at: at,
+                    };
+                    self.schedule_reminder(conn, reminder).await?;
+                }
+                Step::CancelReminder { .. } => self.cancel_reminder(conn, event.task_id).await?,
+                Step::CreateNext(next) => self.create_next(event, series.as_ref(), next).await?,
+                Step::EndSeries { .. } => {}
+            }
+        }
+        // Deleting any instance ends its series (even one no longer marked recurring).
+        if event.event_type == EventType::TaskDeleted
+            && let Some(series) = &series
+        {
+            self.end_series(conn, series).await?;
+        }
+        Ok(())
+    }
+}
