@@ -162,7 +162,7 @@ async fn wait_for_audit(db: &sqlx::PgPool, expected: i64) -> Result<i64> {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -170,7 +170,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn summary(name: &str, mut values_ms: Vec<f64>) {
+pub(crate) fn summary(name: &str, mut values_ms: Vec<f64>) {
     values_ms.sort_by(|a, b| a.total_cmp(b));
     println!(
         "  {name:<34} n={:<6} p50={:>7.2} ms  p95={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",

@@ -17,6 +17,8 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use todo_stack::{Stack, StackOptions};
+
+use crate::bench::percentile;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Options of `cargo xtask bench websocket`.
@@ -87,13 +89,6 @@ async fn open_many(port: u16, user: &str, n: usize) -> Result<Vec<Socket>> {
         }
     }
     Ok(sockets)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[(((p / 100.0) * (sorted.len() - 1) as f64).round() as usize).min(sorted.len() - 1)]
 }
 
 /// One level: `clients` streams of a fresh user, `events` creates at `rate`;

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_recurring;
 mod bench_websocket;
 mod openapi;
 mod test;
@@ -35,7 +36,8 @@ enum Command {
     /// Write each service's OpenAPI document to `openapi/<schema>.json`.
     Openapi,
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
-    /// catch-up; `bench websocket` for the WebSocket fan-out.
+    /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
+    /// for recurrence and reminders.
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -49,6 +51,8 @@ enum Command {
 enum Bench {
     /// Request → client latency with 1/100/1000 clients, memory per idle connection.
     Websocket(bench_websocket::Options),
+    /// Completion → next instance, and reminder due time → notification sent.
+    Recurring(bench_recurring::Options),
 }
 
 #[tokio::main]
@@ -64,6 +68,10 @@ async fn main() -> ExitCode {
             which: Some(Bench::Websocket(o)),
             ..
         } => bench_websocket::run(o).await,
+        Command::Bench {
+            which: Some(Bench::Recurring(o)),
+            ..
+        } => bench_recurring::run(o).await,
         Command::Bench {
             which: None,
             options,

@@ -121,7 +121,7 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Notificati
 /// Starts the next attempt of a failed notification; the updated row.
 pub async fn begin_retry(conn: &mut PgConnection, id: Uuid) -> Result<Notification, sqlx::Error> {
     sqlx::query_as(&format!(
-        "update notification set status = 'pending', attempts = attempts + 1, last_error = null, updated_at = now() \
+        "update notification set status = 'pending', attempts = attempts + 1, last_error = null, sent_at = null, updated_at = now() \
          where id = $1 returning {COLUMNS}"
     ))
     .bind(id)

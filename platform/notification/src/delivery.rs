@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use dapr::workflow::{ActivityContext, Registry, RegistryExt, WorkflowError};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -72,11 +72,11 @@ impl EventHandler for ReminderHandler {
     }
 }
 
-/// The `notification-delivered` event of a notification.
-pub fn delivered_event(notification_id: Uuid, r: &Reminder) -> EventEnvelope {
+/// The `notification-delivered` event of a notification, delivered at `now`.
+pub fn delivered_event(notification_id: Uuid, r: &Reminder, now: DateTime<Utc>) -> EventEnvelope {
     let mut event = EventEnvelope::new(
         EventType::NotificationDelivered,
-        Utc::now(),
+        now,
         r.task_id,
         r.user_id.clone(),
         json!({
@@ -99,7 +99,7 @@ async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<bool, Stri
     {
         return Ok(true);
     }
-    let event = delivered_event(input.notification_id, &input.reminder);
+    let event = delivered_event(input.notification_id, &input.reminder, Utc::now());
     deps.sidecar
         .publish(Topic::TaskUpdates, &event, crate::APP_ID)
         .await

@@ -57,10 +57,13 @@ async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceO
         .map_err(|e| e.to_string())?
     {
         Some(true) => {}
-        _ => {
+        Some(false) => {
             tracing::info!("series ended before the next instance was created; none is");
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
+        // The workflow is started inside the consumer's transaction, which
+        // may not have committed the new series yet: try again shortly.
+        None => return Err(format!("series {} is not stored yet", input.series_id)),
     }
     let url = format!(
         "{}/v1.0/invoke/{}/method/api/v1/tasks",

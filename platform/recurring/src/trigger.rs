@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use poem::{
     IntoResponse, Response, handler,
     http::StatusCode,
@@ -31,11 +31,11 @@ pub struct TriggerDeps {
     pub sidecar: Sidecar,
 }
 
-/// The `reminder-fired` event of `r`, fired now.
-pub fn reminder_fired(r: &Reminder) -> EventEnvelope {
+/// The `reminder-fired` event of `r`, fired at `now`.
+pub fn reminder_fired(r: &Reminder, now: DateTime<Utc>) -> EventEnvelope {
     let mut event = EventEnvelope::new(
         EventType::ReminderFired,
-        Utc::now(),
+        now,
         r.task_id,
         r.user_id.clone(),
         serde_json::to_value(r).unwrap_or_default(),
@@ -91,7 +91,7 @@ async fn fire(deps: &TriggerDeps, r: &Reminder) -> Result<&'static str, String> 
         }
         TriggerState::AlreadyFired => Ok("already_fired"),
         TriggerState::Due => {
-            let event = reminder_fired(r);
+            let event = reminder_fired(r, Utc::now());
             deps.sidecar
                 .publish(Topic::Reminders, &event, crate::APP_ID)
                 .await

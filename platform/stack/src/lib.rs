@@ -554,6 +554,18 @@ impl Stack {
         Ok(())
     }
 
+    /// Stops the Dapr scheduler (SIGTERM) and starts it again on the same
+    /// etcd data, waiting until it is healthy. Jobs and workflow timers
+    /// persist across it.
+    pub async fn restart_scheduler(&mut self) -> Result<()> {
+        if let Some(mut m) = self.scheduler.take() {
+            m.stop().await?;
+        }
+        let m = dapr::start_scheduler(&self.state, &self.dapr_bins, &self.client).await?;
+        self.scheduler = Some(m);
+        Ok(())
+    }
+
     /// Stops a service's sidecar (SIGTERM; daprd drains gracefully).
     pub async fn stop_sidecar(&mut self, app_id: &str) -> Result<()> {
         let spec = self.spec(app_id)?;

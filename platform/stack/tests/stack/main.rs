@@ -1,5 +1,5 @@
 //! Stack tests: the real PostgreSQL, Kafka and Dapr runtime (daprd, placement,
-//! scheduler) and the real services, brought up once by `todo-stack` for this
+//! scheduler, workflows, jobs) and the real services, brought up once by `todo-stack` for this
 //! test binary and torn down at the end.
 //!
 //! Tests that only read share the stack and run in parallel; fault tests
@@ -10,6 +10,8 @@
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
 mod audit;
+mod notification;
+mod recurring;
 mod support;
 mod todo;
 mod websocket;
@@ -97,6 +99,8 @@ fn main() {
         .into_iter()
         .chain(audit::trials(&ctx))
         .chain(websocket::trials(&ctx))
+        .chain(recurring::trials(&ctx))
+        .chain(notification::trials(&ctx))
         .collect();
 
     if !args.list {

@@ -53,7 +53,7 @@ fn ws_url(stack: &Stack, path_and_query: &str) -> String {
 }
 
 /// A WebSocket client of the service that has seen `ready`.
-struct WsClient {
+pub(crate) struct WsClient {
     socket: Socket,
     /// Updates that came before `ready` (the replay).
     replayed: Vec<Value>,
@@ -92,7 +92,7 @@ impl WsClient {
     }
 
     /// A user's stream, live only or after `since`.
-    async fn user(stack: &Stack, user: &str, since: Option<i64>) -> Result<WsClient> {
+    pub(crate) async fn user(stack: &Stack, user: &str, since: Option<i64>) -> Result<WsClient> {
         let q = match since {
             Some(s) => format!("/ws?user_id={user}&since={s}"),
             None => format!("/ws?user_id={user}"),
@@ -127,7 +127,12 @@ impl WsClient {
     }
 
     /// Updates until one about `task_id` of type `event_type`; returns it.
-    async fn until(&mut self, task_id: &str, event_type: &str, within: Duration) -> Result<Value> {
+    pub(crate) async fn until(
+        &mut self,
+        task_id: &str,
+        event_type: &str,
+        within: Duration,
+    ) -> Result<Value> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());

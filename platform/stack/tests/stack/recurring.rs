@@ -1,0 +1,520 @@
+//! User story 4 (recurring tasks) and guarantee 6, against the real stack: the
+//! recurring-task service consumes `task-events`, runs the `recurrence_v1`
+//! Dapr Workflow (placement, scheduler, PostgreSQL actor state) and creates the
+//! next instance through the Todo service with Dapr service invocation.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use todo_stack::Stack;
+
+use crate::support::{TodoClient, admin_db, eventually, get_json, produce, text};
+use crate::{Ctx, exclusive, shared};
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![
+        shared!(
+            ctx,
+            daily_weekly_and_monthly_completions_create_the_next_instance_from_the_due_date
+        ),
+        shared!(
+            ctx,
+            monthly_keeps_its_anchor_across_month_ends_and_daily_keeps_wall_clock_time_across_dst
+        ),
+        shared!(
+            ctx,
+            deleting_a_recurring_task_ends_its_series_and_a_late_completion_creates_nothing
+        ),
+        shared!(
+            ctx,
+            the_same_completion_delivered_twice_creates_one_next_instance
+        ),
+        shared!(
+            ctx,
+            schedules_and_reminders_answer_bad_input_with_json_errors
+        ),
+        exclusive!(
+            ctx,
+            a_recurring_service_killed_mid_workflow_finishes_it_after_restart_with_one_instance
+        ),
+    ]
+}
+
+fn recurring_url(stack: &Stack) -> String {
+    stack.app_url("recurring-task-service")
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("RFC 3339 literal")
+        .to_utc()
+}
+
+fn time_of(v: &Value, pointer: &str) -> Result<DateTime<Utc>> {
+    let s = text(v, pointer);
+    Ok(DateTime::parse_from_rfc3339(s)
+        .with_context(|| format!("{pointer} = {s:?} is not RFC 3339"))?
+        .to_utc())
+}
+
+/// Creates a recurring task due at `due` in `timezone`.
+async fn recurring_task(
+    client: &TodoClient,
+    title: &str,
+    frequency: &str,
+    due: &str,
+    timezone: &str,
+) -> Result<Value> {
+    client
+        .create(json!({
+            "title": title, "recurrence_schedule": frequency,
+            "due_date": due, "timezone": timezone,
+        }))
+        .await?
+        .expect(201)
+}
+
+/// The user's tasks whose `parent_task_id` is `parent`.
+async fn children(client: &TodoClient, parent: &str) -> Result<Vec<Value>> {
+    let page = client
+        .send("GET", "/api/v1/tasks?limit=200", None, &[])
+        .await?
+        .expect(200)?;
+    Ok(page["tasks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["parent_task_id"] == parent)
+        .collect())
+}
+
+/// Waits (up to `within`) for the instance after `parent`; it and the time it took.
+async fn next_instance(
+    client: &TodoClient,
+    parent: &str,
+    within: Duration,
+) -> Result<(Value, Duration)> {
+    let started = Instant::now();
+    let next = eventually(within, &format!("the instance after {parent}"), || async {
+        Ok(children(client, parent).await?.into_iter().next())
+    })
+    .await?;
+    Ok((next, started.elapsed()))
+}
+
+/// Completes `task` and waits for its next instance (at most 5 s); prints the time.
+async fn complete_and_follow(client: &TodoClient, task: &Value) -> Result<Value> {
+    let id = text(task, "/id");
+    let started = Instant::now();
+    client.complete(id, None).await?.expect(200)?;
+    let (next, _) = next_instance(client, id, Duration::from_secs(5)).await?;
+    eprintln!(
+        "    completion of {} ({}) -> next instance visible after {} ms",
+        text(task, "/title"),
+        text(task, "/recurrence_schedule"),
+        started.elapsed().as_millis()
+    );
+    Ok(next)
+}
+
+/// A schedule (series) by id.
+async fn schedule(stack: &Stack, series_id: &str) -> Result<Value> {
+    get_json(&format!(
+        "{}/api/v1/schedules/{series_id}",
+        recurring_url(stack)
+    ))
+    .await?
+    .expect(200)
+}
+
+async fn daily_weekly_and_monthly_completions_create_the_next_instance_from_the_due_date(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    // Due dates in the past: the next one follows the due date, not "now".
+    let cases = [
+        ("daily", "2026-03-10T09:00:00Z", "2026-03-11T09:00:00Z"),
+        ("weekly", "2026-03-10T09:00:00Z", "2026-03-17T09:00:00Z"),
+        ("monthly", "2026-01-31T09:00:00Z", "2026-02-28T09:00:00Z"),
+    ];
+    for (frequency, due, expected) in cases {
+        let task = recurring_task(
+            &client,
+            &format!("{frequency} chore"),
+            frequency,
+            due,
+            "UTC",
+        )
+        .await?;
+        let next = complete_and_follow(&client, &task).await?;
+        ensure!(
+            time_of(&next, "/due_date")? == at(expected),
+            "{frequency}: next due {} (expected {expected})",
+            next["due_date"]
+        );
+        ensure!(
+            next["status"] == "pending" && next["is_recurring"] == true,
+            "{frequency}: {next}"
+        );
+        ensure!(
+            next["recurrence_schedule"] == frequency && next["title"] == task["title"],
+            "{frequency}: {next}"
+        );
+        let s = eventually(Duration::from_secs(5), "the schedule follows", || async {
+            let s = schedule(stack, text(&task, "/id")).await?;
+            Ok((s["current_task_id"] == next["id"]).then_some(s))
+        })
+        .await?;
+        ensure!(s["is_active"] == true && s["instances"] == 2, "{s}");
+        ensure!(
+            s["parent_task_id"] == task["id"] && s["frequency"] == frequency,
+            "{s}"
+        );
+        ensure!(time_of(&s, "/next_due_date")? == at(expected), "{s}");
+    }
+    Ok(())
+}
+
+async fn monthly_keeps_its_anchor_across_month_ends_and_daily_keeps_wall_clock_time_across_dst(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    // 31 Jan 09:00 Berlin (CET) -> 28 Feb 09:00 CET -> 31 Mar 09:00 CEST.
+    let mut task = recurring_task(
+        &client,
+        "rent",
+        "monthly",
+        "2027-01-31T09:00:00+01:00",
+        "Europe/Berlin",
+    )
+    .await?;
+    for expected in [
+        "2027-02-28T08:00:00Z",
+        "2027-03-31T07:00:00Z",
+        "2027-04-30T07:00:00Z",
+    ] {
+        task = complete_and_follow(&client, &task).await?;
+        ensure!(
+            time_of(&task, "/due_date")? == at(expected),
+            "monthly: {} (expected {expected})",
+            task["due_date"]
+        );
+    }
+    // Daily at 09:00 across the spring-forward night in New York (14 Mar 2027)
+    // and the fall-back night in Berlin (25 Oct 2026).
+    let cases = [
+        (
+            "America/New_York",
+            "2027-03-13T09:00:00-05:00",
+            "2027-03-14T13:00:00Z",
+        ),
+        (
+            "Europe/Berlin",
+            "2026-10-24T09:00:00+02:00",
+            "2026-10-25T08:00:00Z",
+        ),
+        (
+            "Europe/Berlin",
+            "2027-03-27T09:00:00+01:00",
+            "2027-03-28T07:00:00Z",
+        ),
+    ];
+    for (tz, due, expected) in cases {
+        let task = recurring_task(&client, "stand-up", "daily", due, tz).await?;
+        let next = complete_and_follow(&client, &task).await?;
+        ensure!(
+            time_of(&next, "/due_date")? == at(expected),
+            "{tz} daily from {due}: {} (expected {expected})",
+            next["due_date"]
+        );
+        ensure!(next["timezone"] == tz, "{next}");
+    }
+    Ok(())
+}
+
+/// Builds a `task-completed` CloudEvent for `task` as a producer other than
+/// the Todo service would (a late or replayed completion), with a fresh id.
+fn completion_event(task: &Value, user: &str) -> (String, Value) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let mut payload = task.clone();
+    payload["status"] = json!("complete");
+    let event = json!({
+        "specversion": "1.0", "id": event_id, "source": "stack-tests", "type": "task-completed",
+        "datacontenttype": "application/json",
+        "data": { "event_id": event_id, "event_type": "task-completed", "schema_version": "1.0",
+                  "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                  "task_id": task["id"], "user_id": user, "payload": payload }
+    });
+    (event_id, event)
+}
+
+/// Waits until the recurring service has consumed event `event_id`.
+async fn consumed(stack: &Stack, event_id: &str) -> Result<()> {
+    let db = admin_db(stack).await?;
+    let id: uuid::Uuid = event_id.parse()?;
+    eventually(
+        Duration::from_secs(10),
+        &format!("recurring consumed {event_id}"),
+        || async {
+            let n: i64 =
+                sqlx::query_scalar("select count(*) from recurring.inbox where event_id = $1")
+                    .bind(id)
+                    .fetch_one(&db)
+                    .await?;
+            Ok((n == 1).then_some(()))
+        },
+    )
+    .await
+}
+
+/// Dapr's view of a workflow instance of the recurring service.
+async fn workflow(stack: &Stack, instance_id: &str) -> Result<Value> {
+    get_json(&format!(
+        "{}/v1.0/workflows/dapr/{instance_id}",
+        stack.dapr_http_url("recurring-task-service")
+    ))
+    .await?
+    .expect(200)
+}
+
+/// How many tasks (of any user, deleted ones excluded) follow `parent`.
+async fn stored_children(stack: &Stack, parent: &str) -> Result<i64> {
+    let db = admin_db(stack).await?;
+    Ok(
+        sqlx::query_scalar("select count(*) from todo.task where parent_task_id = $1")
+            .bind(parent.parse::<uuid::Uuid>()?)
+            .fetch_one(&db)
+            .await?,
+    )
+}
+
+async fn deleting_a_recurring_task_ends_its_series_and_a_late_completion_creates_nothing(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let first = recurring_task(
+        &client,
+        "water plants",
+        "daily",
+        "2026-06-01T08:00:00Z",
+        "UTC",
+    )
+    .await?;
+    let second = complete_and_follow(&client, &first).await?;
+    let reminder_at = (Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let second = client
+        .patch(
+            text(&second, "/id"),
+            json!({ "reminder_time": reminder_at }),
+        )
+        .await?
+        .expect(200)?;
+    let series = text(&first, "/id");
+    eventually(
+        Duration::from_secs(5),
+        "the reminder is scheduled",
+        || async {
+            let s = schedule(stack, series).await?;
+            Ok((s["pending_reminders"].as_array().map(Vec::len) == Some(1)).then_some(()))
+        },
+    )
+    .await?;
+
+    client.delete(text(&second, "/id")).await?.expect(204)?;
+    let ended = eventually(Duration::from_secs(5), "the series ends", || async {
+        let s = schedule(stack, series).await?;
+        Ok((s["is_active"] == false).then_some(s))
+    })
+    .await?;
+    ensure!(ended["ended_reason"] == "deleted", "{ended}");
+    ensure!(
+        ended["pending_reminders"] == json!([]),
+        "the pending reminder is cancelled: {ended}"
+    );
+    let reminders = get_json(&format!(
+        "{}/api/v1/reminders?task_id={}",
+        recurring_url(stack),
+        text(&second, "/id")
+    ))
+    .await?
+    .expect(200)?;
+    ensure!(
+        reminders["reminders"][0]["status"] == "cancelled",
+        "{reminders}"
+    );
+
+    // A completion of the deleted instance that arrives after its deletion
+    // (out of order, replayed) must not resurrect the series.
+    let (event_id, event) = completion_event(&second, &client.user);
+    produce(
+        stack,
+        "task-events",
+        text(&second, "/id"),
+        &event.to_string(),
+    )
+    .await?;
+    consumed(stack, &event_id).await?;
+    ensure!(
+        stored_children(stack, text(&second, "/id")).await? == 0,
+        "no instance after the deleted one"
+    );
+    let after = schedule(stack, series).await?;
+    ensure!(
+        after["is_active"] == false && after["instances"] == 2,
+        "{after}"
+    );
+    Ok(())
+}
+
+async fn the_same_completion_delivered_twice_creates_one_next_instance(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(&client, "backup", "weekly", "2026-05-04T18:00:00Z", "UTC").await?;
+    let id = text(&task, "/id");
+    let next = complete_and_follow(&client, &task).await?;
+    let instance = format!("recurrence-{id}");
+    let first_run = eventually(
+        Duration::from_secs(10),
+        "the first run completes",
+        || async {
+            let w = workflow(stack, &instance).await?;
+            Ok((w["runtimeStatus"] == "COMPLETED").then_some(w))
+        },
+    )
+    .await?;
+
+    // The very record the Todo service published, delivered again (same event
+    // id), and the same completion under a new event id (a replaying producer).
+    let record = crate::support::task_records(stack, "task-events", id)
+        .await?
+        .into_iter()
+        .find(|r| r.envelope()["event_type"] == "task-completed")
+        .context("the task-completed record")?;
+    produce(stack, "task-events", id, &record.cloud_event.to_string()).await?;
+    let (event_id, event) = completion_event(&task, &client.user);
+    produce(stack, "task-events", id, &event.to_string()).await?;
+    consumed(stack, &event_id).await?;
+    // The new event id starts the same workflow instance again (it had
+    // completed): wait for that run to finish too, then count.
+    eventually(
+        Duration::from_secs(10),
+        "the second run completes",
+        || async {
+            let w = workflow(stack, &instance).await?;
+            Ok(
+                (w["runtimeStatus"] == "COMPLETED" && w["createdAt"] != first_run["createdAt"])
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    ensure!(
+        stored_children(stack, id).await? == 1,
+        "exactly one next instance"
+    );
+    ensure!(
+        children(&client, id).await?[0]["id"] == next["id"],
+        "it is the first one"
+    );
+    Ok(())
+}
+
+async fn schedules_and_reminders_answer_bad_input_with_json_errors(stack: &Stack) -> Result<()> {
+    let base = recurring_url(stack);
+    let cases = [
+        ("/api/v1/schedules/not-a-uuid", 400),
+        (&format!("/api/v1/schedules/{}", uuid::Uuid::new_v4()), 404),
+        ("/api/v1/schedules?limit=0", 400),
+        ("/api/v1/schedules?is_active=maybe", 400),
+        ("/api/v1/reminders?status=bogus", 400),
+        ("/api/v1/reminders?task_id=nope", 400),
+        ("/api/v1/nothing-here", 404),
+    ];
+    for (path, status) in cases {
+        let a = get_json(&format!("{base}{path}")).await?;
+        ensure!(a.status == status, "{path}: {} {}", a.status, a.body);
+        ensure!(
+            a.body["error"].is_string() && a.body["message"].is_string(),
+            "{path}: {}",
+            a.body
+        );
+    }
+    let page = get_json(&format!("{base}/api/v1/schedules?is_active=true&limit=1"))
+        .await?
+        .expect(200)?;
+    ensure!(
+        page["schedules"].is_array() && page["total"].is_i64(),
+        "{page}"
+    );
+    // A job trigger without the app API token is refused.
+    let r = reqwest::Client::new()
+        .post(format!("{base}/job/reminder-{}", uuid::Uuid::new_v4()))
+        .json(&json!({}))
+        .send()
+        .await?;
+    ensure!(r.status() == 401, "trigger without token: {}", r.status());
+    Ok(())
+}
+
+async fn a_recurring_service_killed_mid_workflow_finishes_it_after_restart_with_one_instance(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(
+        &client,
+        "pay invoices",
+        "monthly",
+        "2026-08-31T10:00:00Z",
+        "UTC",
+    )
+    .await?;
+    let id = text(&task, "/id").to_owned();
+    // With the Todo service down the workflow starts but cannot create the
+    // instance; its activity keeps failing and being retried.
+    stack.stop_service("todo-service").await?;
+    let result = async {
+        let (_, event) = completion_event(&task, &client.user);
+        produce(stack, "task-events", &id, &event.to_string()).await?;
+        let instance = format!("recurrence-{id}");
+        eventually(Duration::from_secs(15), "the workflow runs", || async {
+            let w = workflow(stack, &instance).await?;
+            Ok((w["runtimeStatus"] == "RUNNING").then_some(()))
+        })
+        .await?;
+        stack.kill_service("recurring-task-service").await?;
+        stack.start_service("todo-service").await?;
+        stack.start_service("recurring-task-service").await?;
+        let (next, waited) = next_instance(&client, &id, Duration::from_secs(90)).await?;
+        eprintln!(
+            "    next instance after the restart: {} ms",
+            waited.as_millis()
+        );
+        ensure!(
+            time_of(&next, "/due_date")? == at("2026-09-30T10:00:00Z"),
+            "{next}"
+        );
+        eventually(
+            Duration::from_secs(15),
+            "the workflow completes",
+            || async {
+                let w = workflow(stack, &instance).await?;
+                Ok((w["runtimeStatus"] == "COMPLETED").then_some(()))
+            },
+        )
+        .await?;
+        ensure!(
+            stored_children(stack, &id).await? == 1,
+            "exactly one next instance"
+        );
+        Ok(())
+    }
+    .await;
+    // Leave the stack whole for the next test, whatever happened.
+    stack.start_service("todo-service").await?;
+    stack.start_service("recurring-task-service").await?;
+    result
+}

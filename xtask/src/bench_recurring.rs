@@ -1,0 +1,255 @@
+//! `cargo xtask bench recurring`: recurrence and reminders on a fresh local
+//! stack, from this process.
+//!
+//! 1. Completion → next instance: `--completions` recurring tasks are
+//!    completed through the Todo API at `--rate` per second; a poller lists
+//!    the user's tasks through the Todo API every 20 ms and notes when each
+//!    next instance first appears (so figures include up to 20 ms of polling).
+//! 2. Reminder due time → notification `sent_at`: `--reminders` tasks with
+//!    reminders spread over one minute (whole seconds, the scheduler's
+//!    granularity), read back from the notification API.
+//!
+//! Numbers are printed, never asserted; early or missing reminders are counted.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde_json::{Value, json};
+use todo_stack::{Stack, StackOptions};
+
+use crate::bench::summary;
+
+/// Options of `cargo xtask bench recurring`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Recurring completions measured.
+    #[arg(long, default_value_t = 200)]
+    completions: usize,
+    /// Completions per second.
+    #[arg(long, default_value_t = 20)]
+    rate: u32,
+    /// Reminders, spread over one minute.
+    #[arg(long, default_value_t = 200)]
+    reminders: usize,
+}
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    todo: String,
+    notification: String,
+    user: String,
+}
+
+impl Api {
+    async fn todo(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.todo))
+            .header("X-User-Id", &self.user);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn create(&self, body: Value) -> Result<String> {
+        let t = self
+            .todo(reqwest::Method::POST, "/api/v1/tasks", Some(body))
+            .await?;
+        Ok(t["id"].as_str().context("task id")?.to_owned())
+    }
+
+    /// Parent task id → task id of every task of the user that has a parent.
+    async fn children(&self) -> Result<HashMap<String, String>> {
+        let mut children = HashMap::new();
+        for offset in (0..).step_by(200) {
+            let page = self
+                .todo(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/tasks?limit=200&offset={offset}"),
+                    None,
+                )
+                .await?;
+            let tasks = page["tasks"].as_array().cloned().unwrap_or_default();
+            children.extend(tasks.iter().filter_map(|t| {
+                Some((
+                    t["parent_task_id"].as_str()?.to_owned(),
+                    t["id"].as_str()?.to_owned(),
+                ))
+            }));
+            if tasks.len() < 200 {
+                break;
+            }
+        }
+        Ok(children)
+    }
+}
+
+fn millis(d: TimeDelta) -> f64 {
+    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0
+}
+
+async fn completions(api: &Api, n: usize, rate: u32) -> Result<()> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(
+            api.create(json!({
+                "title": format!("recurring {i}"), "recurrence_schedule": "daily",
+                "due_date": "2026-03-10T09:00:00Z", "timezone": "Europe/Berlin",
+            }))
+            .await?,
+        );
+    }
+    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let seen = seen.clone();
+        let done = done.clone();
+        let api = api.clone();
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(children) = api.children().await {
+                    let now = Instant::now();
+                    let mut seen = seen.lock().expect("lock");
+                    for parent in children.into_keys() {
+                        seen.entry(parent).or_insert(now);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let mut started = HashMap::new();
+    let mut ticker = tokio::time::interval(interval);
+    for id in &ids {
+        ticker.tick().await;
+        started.insert(id.clone(), Instant::now());
+        api.todo(
+            reqwest::Method::POST,
+            &format!("/api/v1/tasks/{id}/complete"),
+            None,
+        )
+        .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().expect("lock").len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done.store(true, Ordering::Relaxed);
+    poller.await?;
+    let seen = seen.lock().expect("lock").clone();
+    let latencies: Vec<f64> = started
+        .iter()
+        .filter_map(|(id, t0)| {
+            seen.get(id)
+                .map(|t| t.duration_since(*t0).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    println!(
+        "completion -> next instance visible through the Todo API ({n} completions at {rate}/s):"
+    );
+    summary("completion -> next instance", latencies.clone());
+    println!("  missing next instances: {}", n - latencies.len());
+    Ok(())
+}
+
+async fn reminders(api: &Api, n: usize) -> Result<()> {
+    let start = (Utc::now() + TimeDelta::seconds(20))
+        .duration_trunc(TimeDelta::seconds(1))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut due: HashMap<String, DateTime<Utc>> = HashMap::new();
+    for i in 0..n {
+        let at = start + TimeDelta::seconds((i * 60 / n.max(1)) as i64);
+        let id = api
+            .create(json!({ "title": format!("reminder {i}"), "reminder_time": at.to_rfc3339() }))
+            .await?;
+        due.insert(id, at);
+    }
+    if Utc::now() >= start {
+        bail!("creating {n} reminders took longer than 20 s; lower --reminders");
+    }
+    let last = start + TimeDelta::seconds(60);
+    let url = format!(
+        "{}/api/v1/notifications?user_id={}&limit=500",
+        api.notification, api.user
+    );
+    let mut sent: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let give_up = last + TimeDelta::seconds(30);
+    while sent.len() < n && Utc::now() < give_up {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let page: Value = api.http.get(&url).send().await?.json().await?;
+        for note in page["notifications"].as_array().into_iter().flatten() {
+            if let (Some(task), Some(at)) = (note["task_id"].as_str(), note["sent_at"].as_str()) {
+                sent.insert(task.to_owned(), DateTime::parse_from_rfc3339(at)?.to_utc());
+            }
+        }
+    }
+    let page: Value = api.http.get(&url).send().await?.json().await?;
+    let mut lateness = Vec::new();
+    let mut early = 0;
+    for (task, at) in &due {
+        if let Some(s) = sent.get(task) {
+            let late = *s - *at;
+            if late < TimeDelta::zero() {
+                early += 1;
+            }
+            lateness.push(millis(late));
+        }
+    }
+    println!("reminder due time -> notification sent_at ({n} reminders due within one minute):");
+    summary("due -> sent_at", lateness.clone());
+    println!(
+        "  notifications stored: {} (expected {n}); sent: {}; early: {early}; missed: {}",
+        page["total"],
+        lateness.len(),
+        n - lateness.len()
+    );
+    Ok(())
+}
+
+pub async fn run(o: Options) -> Result<()> {
+    let stack = Stack::up(StackOptions::for_tests("bench-recurring")).await?;
+    let result = async {
+        let api = Api {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            todo: stack.app_url("todo-service"),
+            notification: stack.app_url("notification-service"),
+            user: format!("bench-{}", uuid::Uuid::new_v4()),
+        };
+        // Warm-up: the first workflow start places the actor types.
+        let warm = Api {
+            user: format!("warm-{}", uuid::Uuid::new_v4()),
+            ..api.clone()
+        };
+        completions(&warm, 5, 5).await?;
+        println!("(warm-up above)");
+        completions(&api, o.completions, o.rate).await?;
+        let reminder_api = Api {
+            user: format!("bench-r-{}", uuid::Uuid::new_v4()),
+            ..api.clone()
+        };
+        reminders(&reminder_api, o.reminders).await
+    }
+    .await;
+    stack.shutdown().await?;
+    result
+}
