@@ -24,8 +24,8 @@ pub const TODO_SERVICE: ServiceSpec = ServiceSpec {
     app_port: 8001,
     schema: "todo",
     dapr_http_port: 3501,
-    dapr_grpc_port: 50011,
-    dapr_internal_grpc_port: 50021,
+    dapr_grpc_port: 3511,
+    dapr_internal_grpc_port: 3521,
     dapr_metrics_port: 19101,
 };
 
@@ -35,8 +35,8 @@ pub const AUDIT_SERVICE: ServiceSpec = ServiceSpec {
     app_port: 8002,
     schema: "audit",
     dapr_http_port: 3502,
-    dapr_grpc_port: 50012,
-    dapr_internal_grpc_port: 50022,
+    dapr_grpc_port: 3512,
+    dapr_internal_grpc_port: 3522,
     dapr_metrics_port: 19102,
 };
 
@@ -46,8 +46,8 @@ pub const WEBSOCKET_SERVICE: ServiceSpec = ServiceSpec {
     app_port: 8003,
     schema: "websocket",
     dapr_http_port: 3503,
-    dapr_grpc_port: 50013,
-    dapr_internal_grpc_port: 50023,
+    dapr_grpc_port: 3513,
+    dapr_internal_grpc_port: 3523,
     dapr_metrics_port: 19103,
 };
 
@@ -57,8 +57,8 @@ pub const NOTIFICATION_SERVICE: ServiceSpec = ServiceSpec {
     app_port: 8004,
     schema: "notification",
     dapr_http_port: 3504,
-    dapr_grpc_port: 50014,
-    dapr_internal_grpc_port: 50024,
+    dapr_grpc_port: 3514,
+    dapr_internal_grpc_port: 3524,
     dapr_metrics_port: 19104,
 };
 
@@ -68,8 +68,8 @@ pub const RECURRING_SERVICE: ServiceSpec = ServiceSpec {
     app_port: 8005,
     schema: "recurring",
     dapr_http_port: 3505,
-    dapr_grpc_port: 50015,
-    dapr_internal_grpc_port: 50025,
+    dapr_grpc_port: 3515,
+    dapr_internal_grpc_port: 3525,
     dapr_metrics_port: 19105,
 };
 
@@ -100,11 +100,14 @@ pub const TOPICS: &[&str] = &["task-events", "task-updates", "reminders"];
 pub const PG_PORT: u16 = 5432;
 pub const KAFKA_PORT: u16 = 9092;
 pub const KAFKA_CONTROLLER_PORT: u16 = 9093;
-pub const PLACEMENT_PORT: u16 = 50005;
+/// Every port the stack listens on is below Linux's ephemeral range
+/// (32768–60999): a port in it can be taken at any moment by an outgoing
+/// connection's source port (seen with 50014, Dapr's customary range).
+pub const PLACEMENT_PORT: u16 = 3550;
 pub const PLACEMENT_HEALTHZ_PORT: u16 = 8081;
 pub const PLACEMENT_METRICS_PORT: u16 = 19091;
 pub const PLACEMENT_RAFT_PORT: u16 = 8201;
-pub const SCHEDULER_PORT: u16 = 50006;
+pub const SCHEDULER_PORT: u16 = 3551;
 pub const SCHEDULER_HEALTHZ_PORT: u16 = 8082;
 pub const SCHEDULER_METRICS_PORT: u16 = 19092;
 pub const SCHEDULER_ETCD_CLIENT_PORT: u16 = 2379;
