@@ -2,7 +2,7 @@
 //! before anything is done: the recurring-task service turns a [`Plan`] into a
 //! workflow start, Jobs API calls and schedule rows.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{self, Anchor, Frequency, ScheduleError};
@@ -57,16 +57,28 @@ pub fn reminder_job_name(task_id: &str) -> String {
     format!("reminder-{task_id}")
 }
 
+/// How late a reminder is still delivered. One whose time passed before its
+/// event was handled (the service was down, or catching up) fires at once if it
+/// is at most this late; an older one is not delivered at all, so a service
+/// that reads the topic from its start does not flood users with stale ones.
+pub fn late_reminder_grace() -> TimeDelta {
+    TimeDelta::hours(1)
+}
+
 /// Decides what `event_type` about `task` calls for. `now` only decides whether
-/// a reminder is still ahead; `anchor` is the series anchor (from its first due
-/// date) when known, else the task's own due date anchors it.
+/// a reminder is still to be delivered (ahead, or late by at most
+/// [`late_reminder_grace`]; whether it already fired is the caller's to
+/// check); `anchor` is the series anchor (from its first due date) when known,
+/// else the task's own due date anchors it.
 pub fn plan(
     event_type: &str,
     task: &TaskSnapshot,
     now: DateTime<Utc>,
     anchor: Option<Anchor>,
 ) -> Result<Plan, ScheduleError> {
-    let reminder_ahead = task.reminder_time.filter(|at| *at > now);
+    let reminder_ahead = task
+        .reminder_time
+        .filter(|at| *at > now - late_reminder_grace());
     let mut steps = Vec::new();
     match event_type {
         "task-created" | "task-updated" if task.status != "complete" => match reminder_ahead {
@@ -178,11 +190,23 @@ mod tests {
                 task_id: "t1".into()
             }]
         );
-        let later = at("2026-03-28T07:50:00Z");
+        let much_later = at("2026-03-28T08:46:00Z");
         assert_eq!(
-            plan("task-updated", &task(), later, None).unwrap(),
+            plan("task-updated", &task(), much_later, None).unwrap(),
             vec![Step::CancelReminder {
                 task_id: "t1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_reminder_missed_by_less_than_the_grace_is_still_delivered() {
+        let late = at("2026-03-28T08:40:00Z");
+        assert_eq!(
+            plan("task-created", &task(), late, None).unwrap(),
+            vec![Step::ScheduleReminder {
+                task_id: "t1".into(),
+                at: at("2026-03-28T07:45:00Z")
             }]
         );
     }

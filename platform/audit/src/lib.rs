@@ -3,22 +3,20 @@
 //! serves the trail at `/api/v1/audit`.
 
 pub mod api;
-pub mod config;
 pub mod db;
 pub mod record;
 
-use anyhow::Context;
 use poem_openapi::OpenApiService;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
     envelope::Topic,
-    server::{self, AppParts, HealthApi},
+    server::{self, HealthApi},
     settings::DaprSettings,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::AuditApi, config::AuditConfig, record::Recorder};
+use crate::{api::AuditApi, record::Recorder};
 
 /// The app id and default port of this service.
 pub const APP_ID: &str = "audit-service";
@@ -45,26 +43,28 @@ pub struct Application {
 impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "AUDIT_";
-    type Config = AuditConfig;
+    const SCHEMA: &'static str = "audit";
+    type Config = bootstrap::NoConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
     }
 
-    async fn build(settings: DaprSettings, config: AuditConfig) -> anyhow::Result<Self> {
+    async fn build(
+        settings: DaprSettings,
+        common: bootstrap::Common,
+        _config: bootstrap::NoConfig,
+    ) -> anyhow::Result<Self> {
+        static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/audit");
         let app_token = settings.app_api_token.clone();
         let connected = bootstrap::connect(
             settings,
-            &config.db_secret,
-            config.db_max_connections,
+            &common,
+            &MIGRATIONS,
             std::time::Duration::from_secs(5),
         )
         .await?;
         let pool = connected.pool.clone();
-        sqlx::migrate!("../../db/audit")
-            .run(&pool)
-            .await
-            .context("applying migrations from db/audit")?;
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
@@ -74,13 +74,7 @@ impl bootstrap::Service for Application {
             }],
             app_token,
         );
-        let app = server::build_app(AppParts {
-            api: openapi(),
-            metrics: todo_core::telemetry::init_metrics(),
-            readiness: connected.readiness(),
-            max_body_bytes: config.max_body_bytes,
-            callbacks: consumer.endpoints(),
-        });
+        let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, pool));
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application { listener, app })

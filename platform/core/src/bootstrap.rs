@@ -1,12 +1,20 @@
-//! Start-up steps every service shares: wait for the sidecar, read the
-//! database credentials through it, open the pool, declare readiness, bind.
+//! Start-up steps every service shares: its common settings, wait for the
+//! sidecar, read the database credentials through it, open the pool, migrate,
+//! build the HTTP app with readiness, bind.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::PgPool;
+use poem::{EndpointExt, endpoint::BoxEndpoint};
+use poem_openapi::{OpenApi, OpenApiService};
+use sqlx::{PgPool, migrate::Migrator};
 
-use crate::{database, server::Readiness, settings::DaprSettings, sidecar::Sidecar};
+use crate::{
+    database,
+    server::{AppParts, Readiness},
+    settings::DaprSettings,
+    sidecar::Sidecar,
+};
 
 /// A service's connections, ready to build its app on.
 pub struct Connected {
@@ -15,13 +23,51 @@ pub struct Connected {
     pub pool: PgPool,
 }
 
-/// Waits for the sidecar's API, reads secret `db_secret` (key `url`) through
-/// it and opens a pool of `max_connections`. `call_timeout` bounds each gRPC
-/// call to the sidecar.
+/// The settings every service has, read with its prefix:
+/// `<PREFIX>MAX_BODY_BYTES`, `<PREFIX>DB_MAX_CONNECTIONS` and `<PREFIX>DB_SECRET`
+/// (all optional; the defaults are the service's, see [`Service`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// Largest request body, including bulk deliveries.
+    pub max_body_bytes: usize,
+    /// Database pool size.
+    pub db_max_connections: u32,
+    /// Secret holding the database URL under key `url`.
+    pub db_secret: String,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct CommonEnv {
+    max_body_bytes: Option<usize>,
+    db_max_connections: Option<u32>,
+    db_secret: Option<String>,
+}
+
+impl Common {
+    /// The common settings of `S` from the environment.
+    pub fn from_env<S: Service>() -> anyhow::Result<Common> {
+        let env: CommonEnv = crate::settings::from_env(S::CONFIG_PREFIX)?;
+        Ok(Common {
+            max_body_bytes: env.max_body_bytes.unwrap_or(S::DEFAULT_MAX_BODY_BYTES),
+            db_max_connections: env
+                .db_max_connections
+                .unwrap_or(S::DEFAULT_DB_MAX_CONNECTIONS),
+            db_secret: env.db_secret.unwrap_or_else(|| format!("{}-db", S::SCHEMA)),
+        })
+    }
+}
+
+/// The own settings of a service that has none beyond [`Common`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct NoConfig {}
+
+/// Waits for the sidecar's API, reads the database URL (secret
+/// `common.db_secret`, key `url`) through it, opens a pool and applies the
+/// service's `migrations`. `call_timeout` bounds each gRPC call to the sidecar.
 pub async fn connect(
     settings: DaprSettings,
-    db_secret: &str,
-    max_connections: u32,
+    common: &Common,
+    migrations: &'static Migrator,
     call_timeout: Duration,
 ) -> anyhow::Result<Connected> {
     let sidecar = Sidecar::new(&settings, call_timeout)?;
@@ -29,8 +75,17 @@ pub async fn connect(
         .wait_until_outbound_ready(settings.sidecar_wait())
         .await
         .context("waiting for the Dapr sidecar")?;
-    let pool =
-        database::connect(&sidecar, &settings.secret_store, db_secret, max_connections).await?;
+    let pool = database::connect(
+        &sidecar,
+        &settings.secret_store,
+        &common.db_secret,
+        common.db_max_connections,
+    )
+    .await?;
+    migrations
+        .run(&pool)
+        .await
+        .context("applying the service's migrations (db/<service>/)")?;
     Ok(Connected {
         settings,
         sidecar,
@@ -51,6 +106,24 @@ impl Connected {
             })
     }
 
+    /// The service's whole HTTP app (see [`crate::server::build_app`]) with
+    /// this connection's readiness checks and the Prometheus recorder.
+    pub fn app<T: OpenApi + 'static>(
+        &self,
+        api: OpenApiService<T, ()>,
+        max_body_bytes: usize,
+        callbacks: Vec<(&'static str, BoxEndpoint<'static>)>,
+    ) -> BoxEndpoint<'static> {
+        crate::server::build_app(AppParts {
+            api,
+            metrics: crate::telemetry::init_metrics(),
+            readiness: self.readiness(),
+            max_body_bytes,
+            callbacks,
+        })
+        .boxed()
+    }
+
     /// Binds 127.0.0.1 on `APP_PORT`, or `default_port` (0 picks a free port).
     pub async fn bind(&self, default_port: u16) -> anyhow::Result<tokio::net::TcpListener> {
         let port = self.settings.app_port.unwrap_or(default_port);
@@ -66,7 +139,13 @@ pub trait Service: Sized {
     const APP_ID: &'static str;
     /// Prefix of the service's own environment variables, e.g. `TODO_`.
     const CONFIG_PREFIX: &'static str;
-    /// The service's own settings.
+    /// The schema (and login role) it owns; its database secret defaults to `<schema>-db`.
+    const SCHEMA: &'static str;
+    /// Default of `<PREFIX>MAX_BODY_BYTES`.
+    const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+    /// Default of `<PREFIX>DB_MAX_CONNECTIONS`.
+    const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
+    /// The service's own settings beyond [`Common`] ([`NoConfig`] if none).
     type Config: serde::de::DeserializeOwned;
 
     /// The OpenAPI document (what `openapi/<name>.json` holds).
@@ -75,6 +154,7 @@ pub trait Service: Sized {
     /// Connects, migrates and binds.
     fn build(
         settings: DaprSettings,
+        common: Common,
         config: Self::Config,
     ) -> impl Future<Output = anyhow::Result<Self>> + Send;
 
@@ -96,8 +176,9 @@ pub async fn main<S: Service>() -> anyhow::Result<()> {
     }
     crate::telemetry::init_logging(S::APP_ID);
     let settings = crate::settings::from_env("")?;
+    let common = Common::from_env::<S>()?;
     let config = crate::settings::from_env(S::CONFIG_PREFIX)?;
-    let service = S::build(settings, config)
+    let service = S::build(settings, common, config)
         .await
         .with_context(|| format!("starting {}", S::APP_ID))?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -5,26 +5,24 @@
 //! ([`delivery`]). Serves `/api/v1/notifications` ([`api`]).
 
 pub mod api;
-pub mod config;
 pub mod db;
 pub mod delivery;
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::Context;
 use poem::EndpointExt;
 use poem_openapi::OpenApiService;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
     envelope::Topic,
-    server::{self, AppParts, HealthApi},
+    server::{self, HealthApi},
     settings::DaprSettings,
     workflow::Workflows,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::NotificationApi, config::NotificationConfig, delivery::ReminderHandler};
+use crate::{api::NotificationApi, delivery::ReminderHandler};
 
 /// The app id and default port of this service.
 pub const APP_ID: &str = "notification-service";
@@ -55,26 +53,23 @@ pub struct Application {
 impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "NOTIFICATION_";
-    type Config = NotificationConfig;
+    const SCHEMA: &'static str = "notification";
+    type Config = bootstrap::NoConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
     }
 
-    async fn build(settings: DaprSettings, config: NotificationConfig) -> anyhow::Result<Self> {
+    async fn build(
+        settings: DaprSettings,
+        common: bootstrap::Common,
+        _config: bootstrap::NoConfig,
+    ) -> anyhow::Result<Self> {
+        static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/notification");
         let app_token = settings.app_api_token.clone();
-        let connected = bootstrap::connect(
-            settings,
-            &config.db_secret,
-            config.db_max_connections,
-            Duration::from_secs(10),
-        )
-        .await?;
+        let connected =
+            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(10)).await?;
         let pool = connected.pool.clone();
-        sqlx::migrate!("../../db/notification")
-            .run(&pool)
-            .await
-            .context("applying migrations from db/notification")?;
         let deps = Arc::new(delivery::Deps {
             pool: pool.clone(),
             sidecar: connected.sidecar.clone(),
@@ -95,13 +90,7 @@ impl bootstrap::Service for Application {
             app_token,
         );
         let callbacks = consumer.endpoints();
-        let app = server::build_app(AppParts {
-            api: openapi(),
-            metrics: todo_core::telemetry::init_metrics(),
-            readiness: connected.readiness(),
-            max_body_bytes: config.max_body_bytes,
-            callbacks,
-        });
+        let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(pool).data(workflows.starter()).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {

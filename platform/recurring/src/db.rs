@@ -225,6 +225,17 @@ pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<
     Ok(())
 }
 
+/// Whether this very reminder (task and time) has already fired.
+pub async fn already_fired(conn: &mut PgConnection, r: &Reminder) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (select 1 from reminder where task_id = $1 and remind_at = $2 and status = 'fired')",
+    )
+    .bind(r.task_id)
+    .bind(r.remind_at)
+    .fetch_one(conn)
+    .await
+}
+
 /// Marks the task's reminder cancelled; whether one was still scheduled.
 pub async fn cancel_reminder(conn: &mut PgConnection, task_id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(

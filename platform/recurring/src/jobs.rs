@@ -43,9 +43,10 @@ impl Jobs {
     }
 
     /// Schedules (or replaces) the reminder's job; its data is the reminder.
+    /// A reminder whose time has passed fires within the second.
     pub async fn schedule(&self, r: &Reminder) -> Result<(), JobsError> {
         let body = json!({
-            "dueTime": due_time(r.remind_at),
+            "dueTime": due_time(r.remind_at.max(Utc::now())),
             "data": r,
             "overwrite": true,
             "failurePolicy": { "constant": { "interval": RETRY_INTERVAL, "maxRetries": MAX_RETRIES } },

@@ -17,14 +17,13 @@ pub mod trigger;
 
 use std::{sync::Arc, time::Duration};
 
-use anyhow::Context;
 use poem::EndpointExt;
 use poem_openapi::OpenApiService;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription, require_app_token},
     envelope::Topic,
-    server::{self, AppParts, HealthApi},
+    server::{self, HealthApi},
     settings::DaprSettings,
     workflow::Workflows,
 };
@@ -60,26 +59,23 @@ pub struct Application {
 impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "RECURRING_";
+    const SCHEMA: &'static str = "recurring";
     type Config = RecurringConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
     }
 
-    async fn build(settings: DaprSettings, config: RecurringConfig) -> anyhow::Result<Self> {
+    async fn build(
+        settings: DaprSettings,
+        common: bootstrap::Common,
+        config: RecurringConfig,
+    ) -> anyhow::Result<Self> {
+        static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/recurring");
         let app_token = settings.app_api_token.clone();
-        let connected = bootstrap::connect(
-            settings,
-            &config.db_secret,
-            config.db_max_connections,
-            Duration::from_secs(10),
-        )
-        .await?;
+        let connected =
+            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(10)).await?;
         let pool = connected.pool.clone();
-        sqlx::migrate!("../../db/recurring")
-            .run(&pool)
-            .await
-            .context("applying migrations from db/recurring")?;
         let deps = Arc::new(activity::Deps {
             pool: pool.clone(),
             sidecar: connected.sidecar.clone(),
@@ -113,13 +109,7 @@ impl bootstrap::Service for Application {
                 app_token,
             ),
         ));
-        let app = server::build_app(AppParts {
-            api: openapi(),
-            metrics: todo_core::telemetry::init_metrics(),
-            readiness: connected.readiness(),
-            max_body_bytes: config.max_body_bytes,
-            callbacks,
-        });
+        let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(pool).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {

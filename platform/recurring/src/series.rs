@@ -117,6 +117,10 @@ impl SeriesHandler {
         conn: &mut PgConnection,
         reminder: Reminder,
     ) -> Result<(), HandleError> {
+        if db::already_fired(conn, &reminder).await? {
+            tracing::debug!("reminder already fired");
+            return Ok(());
+        }
         db::schedule_reminder(conn, &reminder).await?;
         self.jobs.schedule(&reminder).await.map_err(transient)?;
         tracing::info!(remind_at = %reminder.remind_at, job = %reminder.job_name(), "reminder scheduled");

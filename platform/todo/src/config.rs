@@ -1,4 +1,6 @@
-//! The todo service's own settings, from `TODO_*` variables (all optional).
+//! The todo service's own settings, from `TODO_*` variables (all optional;
+//! `TODO_MAX_BODY_BYTES` (default 1 MiB), `TODO_DB_MAX_CONNECTIONS` (20) and
+//! `TODO_DB_SECRET` are the common ones of `todo_core::bootstrap::Common`).
 
 use std::time::Duration;
 
@@ -16,15 +18,6 @@ pub struct TodoConfig {
     /// relay never gives up on a call whose message may still be delivered.
     #[serde(default = "publish_call_timeout_ms")]
     pub publish_call_timeout_ms: u64,
-    /// Largest request body (`TODO_MAX_BODY_BYTES`, default 1 MiB).
-    #[serde(default = "max_body_bytes")]
-    pub max_body_bytes: usize,
-    /// Database pool size (`TODO_DB_MAX_CONNECTIONS`, default 20).
-    #[serde(default = "db_max_connections")]
-    pub db_max_connections: u32,
-    /// Name of the secret holding the database URL under key `url` (`TODO_DB_SECRET`).
-    #[serde(default = "db_secret")]
-    pub db_secret: String,
 }
 
 impl TodoConfig {
@@ -41,13 +34,4 @@ fn publish_wait_ms() -> u64 {
 }
 fn publish_call_timeout_ms() -> u64 {
     60_000
-}
-fn max_body_bytes() -> usize {
-    1024 * 1024
-}
-fn db_max_connections() -> u32 {
-    20
-}
-fn db_secret() -> String {
-    "todo-db".to_owned()
 }

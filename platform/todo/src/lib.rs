@@ -13,11 +13,10 @@ pub mod view;
 
 use std::net::SocketAddr;
 
-use anyhow::Context;
 use poem_openapi::OpenApiService;
 use todo_core::{
     bootstrap,
-    server::{self, AppParts, HealthApi},
+    server::{self, HealthApi},
     settings::DaprSettings,
 };
 use tokio_util::sync::CancellationToken;
@@ -47,6 +46,9 @@ pub struct Application {
 impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "TODO_";
+    const SCHEMA: &'static str = "todo";
+    const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+    const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
     type Config = TodoConfig;
 
     fn openapi_spec() -> String {
@@ -55,29 +57,24 @@ impl bootstrap::Service for Application {
 
     /// Waits for the sidecar, reads the database credentials through it,
     /// migrates, and binds the port (`APP_PORT`; 0 picks a free one).
-    async fn build(settings: DaprSettings, config: TodoConfig) -> anyhow::Result<Self> {
+    async fn build(
+        settings: DaprSettings,
+        common: bootstrap::Common,
+        config: TodoConfig,
+    ) -> anyhow::Result<Self> {
+        static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/todo");
         let connected = bootstrap::connect(
             settings,
-            &config.db_secret,
-            config.db_max_connections,
+            &common,
+            &MIGRATIONS,
             config.publish_call_timeout(),
         )
         .await?;
         let pool = connected.pool.clone();
-        sqlx::migrate!("../../db/todo")
-            .run(&pool)
-            .await
-            .context("applying migrations from db/todo")?;
 
         let relay = Relay::new(pool.clone(), connected.sidecar.clone());
         let service = TaskService::new(pool, relay.clone(), config.publish_wait());
-        let app = server::build_app(AppParts {
-            api: openapi(),
-            metrics: todo_core::telemetry::init_metrics(),
-            readiness: connected.readiness(),
-            max_body_bytes: config.max_body_bytes,
-            callbacks: Vec::new(),
-        });
+        let app = connected.app(openapi(), common.max_body_bytes, Vec::new());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, service));
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {

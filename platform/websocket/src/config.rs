@@ -1,4 +1,6 @@
-//! The WebSocket service's own settings, from `WEBSOCKET_*` variables (all optional).
+//! The WebSocket service's own settings, from `WEBSOCKET_*` variables (all
+//! optional; body limit, pool size and database secret are the common ones of
+//! `todo_core::bootstrap::Common`).
 
 use std::time::Duration;
 
@@ -7,15 +9,6 @@ use serde::Deserialize;
 /// Tunables of the WebSocket service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebsocketConfig {
-    /// Largest request body, including bulk deliveries (`WEBSOCKET_MAX_BODY_BYTES`, default 8 MiB).
-    #[serde(default = "max_body_bytes")]
-    pub max_body_bytes: usize,
-    /// Database pool size (`WEBSOCKET_DB_MAX_CONNECTIONS`, default 10).
-    #[serde(default = "db_max_connections")]
-    pub db_max_connections: u32,
-    /// Secret holding the database URL under key `url` (`WEBSOCKET_DB_SECRET`).
-    #[serde(default = "db_secret")]
-    pub db_secret: String,
     /// Secret holding the operator stream's token under key `token`
     /// (`WEBSOCKET_OPERATOR_TOKEN_SECRET`, default `operator-token`).
     #[serde(default = "operator_token_secret")]
@@ -44,15 +37,6 @@ impl WebsocketConfig {
     }
 }
 
-fn max_body_bytes() -> usize {
-    8 * 1024 * 1024
-}
-fn db_max_connections() -> u32 {
-    10
-}
-fn db_secret() -> String {
-    "websocket-db".to_owned()
-}
 fn operator_token_secret() -> String {
     "operator-token".to_owned()
 }

@@ -27,7 +27,7 @@ use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
     envelope::Topic,
-    server::{self, AppParts, HealthApi},
+    server::{self, HealthApi},
     settings::DaprSettings,
 };
 use tokio_util::sync::CancellationToken;
@@ -72,27 +72,24 @@ pub struct Application {
 impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "WEBSOCKET_";
+    const SCHEMA: &'static str = "websocket";
     type Config = WebsocketConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
     }
 
-    async fn build(settings: DaprSettings, config: WebsocketConfig) -> anyhow::Result<Self> {
+    async fn build(
+        settings: DaprSettings,
+        common: bootstrap::Common,
+        config: WebsocketConfig,
+    ) -> anyhow::Result<Self> {
+        static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/websocket");
         let app_token = settings.app_api_token.clone();
         let secret_store = settings.secret_store.clone();
-        let connected = bootstrap::connect(
-            settings,
-            &config.db_secret,
-            config.db_max_connections,
-            Duration::from_secs(5),
-        )
-        .await?;
+        let connected =
+            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(5)).await?;
         let pool = connected.pool.clone();
-        sqlx::migrate!("../../db/websocket")
-            .run(&pool)
-            .await
-            .context("applying migrations from db/websocket")?;
         let operator_token = connected
             .sidecar
             .secret(&secret_store, &config.operator_token_secret)
@@ -130,13 +127,7 @@ impl bootstrap::Service for Application {
         callbacks.push(("/ws", get(routes::user_stream).boxed()));
         callbacks.push(("/ws/operator", get(routes::operator_stream).boxed()));
         callbacks.push(("/live", get(routes::live_page).boxed()));
-        let app = server::build_app(AppParts {
-            api: openapi(),
-            metrics: todo_core::telemetry::init_metrics(),
-            readiness: connected.readiness(),
-            max_body_bytes: config.max_body_bytes,
-            callbacks,
-        });
+        let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app
             .data(hub)
             .data(streams)

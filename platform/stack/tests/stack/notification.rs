@@ -34,6 +34,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             ctx,
             a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_sends_it
         ),
+        exclusive!(
+            ctx,
+            a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_delivered_late_once
+        ),
     ]
 }
 
@@ -366,6 +370,48 @@ async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_
     ensure!(
         sent["last_error"].is_null() && sent["attempts"] == 3,
         "{sent}"
+    );
+    Ok(())
+}
+
+async fn a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_delivered_late_once(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    stack.stop_service("recurring-task-service").await?;
+    let due = whole_second_in(1);
+    let created = client
+        .create(json!({ "title": "missed while down", "reminder_time": due.to_rfc3339() }))
+        .await;
+    let waited = async {
+        let task = created?.expect(201)?;
+        // Let the reminder time pass while nothing can schedule its job.
+        eventually(
+            Duration::from_secs(10),
+            "the reminder time passes",
+            || async { Ok((Utc::now() > due + TimeDelta::seconds(2)).then_some(())) },
+        )
+        .await?;
+        Ok::<_, anyhow::Error>(task)
+    }
+    .await;
+    stack.start_service("recurring-task-service").await?;
+    let task = waited?;
+    let restarted = Utc::now();
+    let n = eventually(
+        Duration::from_secs(15),
+        "the late reminder is sent",
+        || async {
+            let page = notifications(stack, &format!("task_id={}", text(&task, "/id"))).await?;
+            Ok((page["notifications"][0]["status"] == "sent").then_some(page))
+        },
+    )
+    .await?;
+    ensure!(n["total"] == 1, "exactly one: {n}");
+    let sent_at = time_of(&n["notifications"][0], "/sent_at")?;
+    eprintln!(
+        "    reminder due {due}, service back {restarted}: sent {} ms after the restart",
+        (sent_at - restarted).num_milliseconds()
     );
     Ok(())
 }
