@@ -28,17 +28,21 @@ pub struct Notification {
 const COLUMNS: &str = "id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
      remind_at, status, attempts, last_error, created_at, sent_at, updated_at";
 
-const INSERT: &str = "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
-/// Stores a pending notification of `r`; whether it is new.
-pub async fn insert_pending(
-    conn: &mut PgConnection,
+/// A new notification row of `r` in `status`, with `conflict` deciding what
+/// an existing row of the same id gets.
+async fn insert(
+    conn: impl sqlx::PgExecutor<'_>,
     id: Uuid,
     channel: &str,
     r: &Reminder,
-) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(&format!("{INSERT} on conflict do nothing"))
+    status: &str,
+    conflict: &str,
+) -> Result<u64, sqlx::Error> {
+    let sql = format!(
+        "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status, sent_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, case when $9 = 'sent' then now() end) {conflict}"
+    );
+    Ok(sqlx::query(&sql)
         .bind(id)
         .bind(r.event_id())
         .bind(r.task_id)
@@ -47,11 +51,20 @@ pub async fn insert_pending(
         .bind(&r.title)
         .bind(r.due_date)
         .bind(r.remind_at)
-        .bind("pending")
+        .bind(status)
         .execute(conn)
         .await?
-        .rows_affected()
-        == 1)
+        .rows_affected())
+}
+
+/// Stores a pending notification of `r`; whether it is new.
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    id: Uuid,
+    channel: &str,
+    r: &Reminder,
+) -> Result<bool, sqlx::Error> {
+    Ok(insert(conn, id, channel, r, "pending", "on conflict do nothing").await? == 1)
 }
 
 /// Whether the notification was already sent.
@@ -73,26 +86,16 @@ pub async fn mark_sent(
     channel: &str,
     r: &Reminder,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "{INSERT} on conflict (id) do update set status = 'sent', \
-         sent_at = coalesce(notification.sent_at, now()), last_error = null, updated_at = now()"
-    ))
-    .bind(id)
-    .bind(r.event_id())
-    .bind(r.task_id)
-    .bind(&r.user_id)
-    .bind(channel)
-    .bind(&r.title)
-    .bind(r.due_date)
-    .bind(r.remind_at)
-    .bind("sent")
-    .execute(db)
+    insert(
+        db,
+        id,
+        channel,
+        r,
+        "sent",
+        "on conflict (id) do update set status = 'sent', \
+         sent_at = coalesce(notification.sent_at, now()), last_error = null, updated_at = now()",
+    )
     .await?;
-    // A fresh insert (no row yet) also needs its sent_at.
-    sqlx::query("update notification set sent_at = now() where id = $1 and sent_at is null")
-        .bind(id)
-        .execute(db)
-        .await?;
     Ok(())
 }
 
