@@ -119,33 +119,35 @@ pub async fn link(
 /// Follows a change of the series' newest instance: schedule fields, and the
 /// anchor when its due date moved. Switching recurrence off ends the series
 /// (`not_recurring`); switching it back on resumes it, unless it was deleted.
+/// Returns the updated series.
 pub async fn update_current(
     conn: &mut PgConnection,
     series_id: Uuid,
     current: &Current,
     anchor: Option<Anchor>,
     recurring: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
+) -> Result<Series, sqlx::Error> {
+    let sql = format!(
+        "with s as (update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
          anchor_day = coalesce($6, anchor_day), anchor_time = coalesce($7, anchor_time), \
          is_active = case when ended_reason = 'deleted' then false else $8 end, \
          ended_reason = case when ended_reason = 'deleted' then ended_reason when $8 then null else 'not_recurring' end, \
          updated_at = now() \
-         where id = $1 and current_task_id = $9",
-    )
-    .bind(series_id)
-    .bind(&current.title)
-    .bind(frequency_name(current.frequency))
-    .bind(&current.timezone)
-    .bind(current.due_date)
-    .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
-    .bind(anchor.map(|a| a.time))
-    .bind(recurring)
-    .bind(current.task_id)
-    .execute(conn)
-    .await?;
-    Ok(())
+         where id = $1 and current_task_id = $9 returning *) \
+         select {SERIES_COLUMNS} from s"
+    );
+    sqlx::query_as(&sql)
+        .bind(series_id)
+        .bind(&current.title)
+        .bind(frequency_name(current.frequency))
+        .bind(&current.timezone)
+        .bind(current.due_date)
+        .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
+        .bind(anchor.map(|a| a.time))
+        .bind(recurring)
+        .bind(current.task_id)
+        .fetch_one(conn)
+        .await
 }
 
 /// Ends a series for good (one of its tasks was deleted).

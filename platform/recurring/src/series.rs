@@ -88,8 +88,9 @@ impl SeriesHandler {
                     )),
                     _ => None,
                 };
-                db::update_current(conn, series.id, &fields, anchor, recurring).await?;
-                return Ok(db::series_of(conn, task_id).await?);
+                let updated =
+                    db::update_current(conn, series.id, &fields, anchor, recurring).await?;
+                return Ok(Some(updated));
             }
             return Ok(Some(series));
         }
