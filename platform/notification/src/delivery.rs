@@ -107,6 +107,7 @@ async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<bool, Stri
     db::mark_sent(&deps.pool, input.notification_id, IN_APP, &input.reminder)
         .await
         .map_err(|e| e.to_string())?;
+    metrics::counter!("notifications_total", "outcome" => "sent").increment(1);
     tracing::info!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, "notification sent");
     Ok(true)
 }
@@ -145,6 +146,7 @@ pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
                 db::mark_failed(&deps.pool, input.notification_id, &input.error)
                     .await
                     .map_err(|e| WorkflowError::Other(e.to_string()))?;
+                metrics::counter!("notifications_total", "outcome" => "failed").increment(1);
                 tracing::warn!(notification_id = %input.notification_id, attempt = input.attempt, error = %input.error, "notification failed");
                 Ok(Some("true".to_owned()))
             }

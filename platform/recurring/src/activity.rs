@@ -119,6 +119,7 @@ async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceO
         .await
         .map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
+    metrics::counter!("recurrence_instances_total", "outcome" => "created").increment(1);
     tracing::info!(next_task_id = %task_id, due_date = %next.due_date, "next instance created");
     Ok(RecurrenceOutcome::Created { task_id })
 }
