@@ -400,18 +400,25 @@ async fn the_same_completion_delivered_twice_creates_one_next_instance(
     consumed(stack, &event_id).await?;
     // The new event id starts the same workflow instance again (it had
     // completed): wait for that run to finish too, then count.
-    eventually(
+    let second_run = eventually(
         Duration::from_secs(10),
         "the second run completes",
         || async {
             let w = workflow(stack, &instance).await?;
             Ok(
                 (w["runtimeStatus"] == "COMPLETED" && w["createdAt"] != first_run["createdAt"])
-                    .then_some(()),
+                    .then_some(w),
             )
         },
     )
     .await?;
+    // The re-run's create call was answered from the Idempotency-Key record:
+    // its output names the instance the first run created.
+    let output = text(&second_run, "/properties/dapr.workflow.output");
+    ensure!(
+        output.contains(text(&next, "/id")),
+        "second run output: {output}"
+    );
     ensure!(
         stored_children(stack, id).await? == 1,
         "exactly one next instance"
