@@ -45,7 +45,8 @@ pub enum Step {
     ScheduleReminder { task_id: String, at: DateTime<Utc> },
     /// Delete the task's pending reminder job, if any.
     CancelReminder { task_id: String },
-    /// The series this task belongs to ends: no further instance.
+    /// The series this task belongs to, if any, ends: no further instance
+    /// (also when the task is no longer marked recurring).
     EndSeries { task_id: String },
 }
 
@@ -104,11 +105,9 @@ pub fn plan(
             steps.push(Step::CancelReminder {
                 task_id: task.id.clone(),
             });
-            if task.is_recurring {
-                steps.push(Step::EndSeries {
-                    task_id: task.id.clone(),
-                });
-            }
+            steps.push(Step::EndSeries {
+                task_id: task.id.clone(),
+            });
         }
         _ => {}
     }

@@ -218,14 +218,12 @@ impl EventHandler for SeriesHandler {
                 }
                 Step::CancelReminder { .. } => self.cancel_reminder(conn, event.task_id).await?,
                 Step::CreateNext(next) => self.create_next(event, series.as_ref(), next).await?,
-                Step::EndSeries { .. } => {}
+                Step::EndSeries { .. } => {
+                    if let Some(series) = &series {
+                        self.end_series(conn, series).await?;
+                    }
+                }
             }
-        }
-        // Deleting any instance ends its series (even one no longer marked recurring).
-        if event.event_type == EventType::TaskDeleted
-            && let Some(series) = &series
-        {
-            self.end_series(conn, series).await?;
         }
         Ok(())
     }
