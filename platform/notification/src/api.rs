@@ -10,7 +10,6 @@ use poem_openapi::{
 use sqlx::PgPool;
 use todo_core::problem::ApiError;
 use todo_core::workflow::Starter;
-use todo_workflows::reminder::Reminder;
 use uuid::Uuid;
 
 use crate::db::{self, Filter, Notification};
@@ -184,14 +183,7 @@ impl NotificationApi {
             ));
         }
         let n = db::begin_retry(&mut tx, id.0).await?;
-        let reminder = Reminder {
-            task_id: n.task_id,
-            user_id: n.user_id.clone(),
-            title: n.title.clone(),
-            due_date: n.due_date,
-            remind_at: n.remind_at,
-        };
-        start_delivery(&starter, n.id, n.attempts, reminder)
+        start_delivery(&starter, n.id, n.attempts, n.reminder())
             .await
             .map_err(|e| {
                 tracing::warn!(task_id = %n.task_id, notification_id = %n.id, error = %e, "retry not started");

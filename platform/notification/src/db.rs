@@ -25,6 +25,19 @@ pub struct Notification {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Notification {
+    /// The reminder it delivers.
+    pub fn reminder(&self) -> Reminder {
+        Reminder {
+            task_id: self.task_id,
+            user_id: self.user_id.clone(),
+            title: self.title.clone(),
+            due_date: self.due_date,
+            remind_at: self.remind_at,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
      remind_at, status, attempts, last_error, created_at, sent_at, updated_at";
 

@@ -116,24 +116,21 @@ pub async fn link(
     Ok(())
 }
 
-/// Follows a change of the series' newest instance: schedule fields, and the
-/// anchor when its due date moved. Switching recurrence off ends the series
-/// (`not_recurring`); switching it back on resumes it, unless it was deleted.
-/// Returns the updated series.
+/// Follows a change of the series' newest instance (still recurring):
+/// schedule fields, the anchor when its due date moved, and a series paused
+/// by [`pause_series`] resumes (one ended by a deletion stays ended).
 pub async fn update_current(
     conn: &mut PgConnection,
     series_id: Uuid,
     current: &Current,
     anchor: Option<Anchor>,
-    recurring: bool,
 ) -> Result<Series, sqlx::Error> {
     let sql = format!(
         "with s as (update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
          anchor_day = coalesce($6, anchor_day), anchor_time = coalesce($7, anchor_time), \
-         is_active = case when ended_reason = 'deleted' then false else $8 end, \
-         ended_reason = case when ended_reason = 'deleted' then ended_reason when $8 then null else 'not_recurring' end, \
-         updated_at = now() \
-         where id = $1 and current_task_id = $9 returning *) \
+         is_active = ended_reason is distinct from 'deleted', \
+         ended_reason = nullif(ended_reason, 'not_recurring'), updated_at = now() \
+         where id = $1 and current_task_id = $8 returning *) \
          select {SERIES_COLUMNS} from s"
     );
     sqlx::query_as(&sql)
@@ -144,10 +141,20 @@ pub async fn update_current(
         .bind(current.due_date)
         .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
         .bind(anchor.map(|a| a.time))
-        .bind(recurring)
         .bind(current.task_id)
         .fetch_one(conn)
         .await
+}
+
+/// Pauses a series whose newest instance is no longer recurring
+/// (`not_recurring`; a deleted series keeps its reason).
+pub async fn pause_series(conn: &mut PgConnection, series_id: Uuid) -> Result<Series, sqlx::Error> {
+    let sql = format!(
+        "with s as (update recurrence_schedule set is_active = false, \
+         ended_reason = coalesce(ended_reason, 'not_recurring'), updated_at = now() \
+         where id = $1 returning *) select {SERIES_COLUMNS} from s"
+    );
+    sqlx::query_as(&sql).bind(series_id).fetch_one(conn).await
 }
 
 /// Ends a series for good (one of its tasks was deleted).
@@ -210,12 +217,15 @@ pub struct ReminderRow {
 const REMINDER_COLUMNS: &str =
     "r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at";
 
-/// Stores `r` as the task's scheduled reminder (replacing any earlier one).
-pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Stores `r` as the task's scheduled reminder (replacing any earlier one),
+/// unless this very reminder (task and time) has already fired; whether it
+/// is now scheduled.
+pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
         "insert into reminder (task_id, user_id, title, due_date, remind_at, status) values ($1, $2, $3, $4, $5, 'scheduled') \
          on conflict (task_id) do update set user_id = $2, title = $3, due_date = $4, remind_at = $5, \
-         status = 'scheduled', fired_at = null, updated_at = now()",
+         status = 'scheduled', fired_at = null, updated_at = now() \
+         where not (reminder.status = 'fired' and reminder.remind_at = $5)",
     )
     .bind(r.task_id)
     .bind(&r.user_id)
@@ -223,19 +233,9 @@ pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<
     .bind(r.due_date)
     .bind(r.remind_at)
     .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Whether this very reminder (task and time) has already fired.
-pub async fn already_fired(conn: &mut PgConnection, r: &Reminder) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "select exists (select 1 from reminder where task_id = $1 and remind_at = $2 and status = 'fired')",
-    )
-    .bind(r.task_id)
-    .bind(r.remind_at)
-    .fetch_one(conn)
-    .await
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Marks the task's reminder cancelled; whether one was still scheduled.

@@ -64,35 +64,24 @@ impl SeriesHandler {
         let task_id = event.task_id;
         let current = current_of(task_id, task);
         if let Some(series) = db::series_of(conn, task_id).await? {
-            if event.event_type == EventType::TaskUpdated && series.current_task_id == task_id {
-                let (fields, recurring) = match &current {
-                    Some(c) => (c.clone(), true),
-                    None => (
-                        Current {
-                            task_id,
-                            title: task.title.clone(),
-                            frequency: schedule::Frequency::parse(&series.frequency)
-                                .unwrap_or(schedule::Frequency::Daily),
-                            timezone: series.timezone.clone(),
-                            due_date: task.due_date.unwrap_or(series.next_due_date),
-                        },
-                        false,
-                    ),
-                };
-                // A moved due date re-anchors the series; the anchor survives
-                // every other change (28 Feb of a series on the 31st stays so).
-                let anchor = match (recurring, fields.due_date != series.next_due_date) {
-                    (true, true) => Some(Anchor::of(
-                        fields.due_date,
-                        schedule::time_zone(&fields.timezone).map_err(permanent)?,
-                    )),
-                    _ => None,
-                };
-                let updated =
-                    db::update_current(conn, series.id, &fields, anchor, recurring).await?;
-                return Ok(Some(updated));
+            if event.event_type != EventType::TaskUpdated || series.current_task_id != task_id {
+                return Ok(Some(series));
             }
-            return Ok(Some(series));
+            let Some(current) = current else {
+                // Recurrence switched off on the newest instance.
+                return Ok(Some(db::pause_series(conn, series.id).await?));
+            };
+            // A moved due date re-anchors the series; the anchor survives
+            // every other change (28 Feb of a series on the 31st stays so).
+            let anchor = if current.due_date != series.next_due_date {
+                let tz = schedule::time_zone(&current.timezone).map_err(permanent)?;
+                Some(Anchor::of(current.due_date, tz))
+            } else {
+                None
+            };
+            return Ok(Some(
+                db::update_current(conn, series.id, &current, anchor).await?,
+            ));
         }
         let Some(current) = current else {
             return Ok(None);
@@ -118,11 +107,10 @@ impl SeriesHandler {
         conn: &mut PgConnection,
         reminder: Reminder,
     ) -> Result<(), HandleError> {
-        if db::already_fired(conn, &reminder).await? {
+        if !db::schedule_reminder(conn, &reminder).await? {
             tracing::debug!("reminder already fired");
             return Ok(());
         }
-        db::schedule_reminder(conn, &reminder).await?;
         self.jobs.schedule(&reminder).await.map_err(transient)?;
         tracing::info!(remind_at = %reminder.remind_at, job = %reminder.job_name(), "reminder scheduled");
         Ok(())

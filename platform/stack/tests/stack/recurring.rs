@@ -33,6 +33,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         ),
         shared!(
             ctx,
+            switching_recurrence_off_pauses_the_series_and_switching_it_on_resumes_it
+        ),
+        shared!(
+            ctx,
             schedules_and_reminders_answer_bad_input_with_json_errors
         ),
         exclusive!(
@@ -524,4 +528,42 @@ async fn a_recurring_service_killed_mid_workflow_finishes_it_after_restart_with_
     stack.start_service("todo-service").await?;
     stack.start_service("recurring-task-service").await?;
     result
+}
+
+/// Waits until series `id` is active (or not) with `ended_reason`.
+async fn series_becomes(stack: &Stack, id: &str, active: bool, reason: Value) -> Result<()> {
+    eventually(
+        Duration::from_secs(5),
+        &format!("series {id} active={active} ({reason})"),
+        || async {
+            let s = schedule(stack, id).await?;
+            Ok((s["is_active"] == active && s["ended_reason"] == reason).then_some(()))
+        },
+    )
+    .await
+}
+
+async fn switching_recurrence_off_pauses_the_series_and_switching_it_on_resumes_it(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(&client, "gym", "weekly", "2026-07-06T17:00:00Z", "UTC").await?;
+    let id = text(&task, "/id");
+    series_becomes(stack, id, true, Value::Null).await?;
+    client
+        .patch(id, json!({ "is_recurring": false }))
+        .await?
+        .expect(200)?;
+    series_becomes(stack, id, false, json!("not_recurring")).await?;
+    let task = client
+        .patch(id, json!({ "recurrence_schedule": "weekly" }))
+        .await?
+        .expect(200)?;
+    series_becomes(stack, id, true, Value::Null).await?;
+    let next = complete_and_follow(&client, &task).await?;
+    ensure!(
+        time_of(&next, "/due_date")? == at("2026-07-13T17:00:00Z"),
+        "{next}"
+    );
+    Ok(())
 }
