@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use todo_stack::{Stack, StackOptions};
+use todo_local_stack::{Stack, StackOptions};
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -185,7 +185,7 @@ pub(crate) fn summary(name: &str, mut values_ms: Vec<f64>) {
 /// Broker timestamps of `task-events` records, by (task id, version).
 async fn kafka_times(stack: &Stack) -> Result<HashMap<(String, i64), i64>> {
     let mut times = HashMap::new();
-    for record in todo_stack::read_topic(&stack.kafka_brokers(), "task-events").await? {
+    for record in todo_local_stack::read_topic(&stack.kafka_brokers(), "task-events").await? {
         let Ok(ce) = serde_json::from_str::<Value>(&record.value) else {
             continue;
         };

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
-use todo_stack::{Stack, StackOptions};
+use todo_local_stack::{Stack, StackOptions};
 
 use crate::bench::summary;
 

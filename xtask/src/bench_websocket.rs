@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use todo_stack::{Stack, StackOptions};
+use todo_local_stack::{Stack, StackOptions};
 
 use crate::bench::percentile;
 use tokio_tungstenite::tungstenite::Message;

@@ -2,7 +2,7 @@
 //! writes its output to `openapi/<schema>.json`.
 
 use anyhow::{Context, Result, bail};
-use todo_stack::{SERVICES, ServiceSpec, build_services, workspace_root};
+use todo_local_stack::{SERVICES, ServiceSpec, build_services, workspace_root};
 use tokio::process::Command;
 
 pub async fn run() -> Result<()> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 async fn cargo(args: &[&str], extra: &[String]) -> Result<i32> {
-    let mut c = todo_stack::cargo_command();
+    let mut c = todo_local_stack::cargo_command();
     c.args(args).args(extra);
     eprintln!("[xtask] $ cargo {} {}", args.join(" "), extra.join(" "));
     let status = c.status().await.context("cannot run cargo")?;

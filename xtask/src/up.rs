@@ -1,7 +1,7 @@
 //! `cargo xtask up`: the whole local stack, until Ctrl-C.
 
 use anyhow::{Result, bail};
-use todo_stack::{Stack, StackOptions};
+use todo_local_stack::{Stack, StackOptions};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
@@ -27,7 +27,7 @@ fn print_urls(stack: &Stack) {
         rows.push(("  Swagger UI".into(), format!("{app}/docs")));
         rows.push(("  OpenAPI".into(), format!("{app}/openapi.json")));
         rows.push(("  metrics".into(), format!("{app}/metrics")));
-        if spec.app_id == todo_stack::WEBSOCKET_SERVICE.app_id {
+        if spec.app_id == todo_local_stack::WEBSOCKET_SERVICE.app_id {
             rows.push((
                 "  WebSocket".into(),
                 format!(

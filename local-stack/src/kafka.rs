@@ -152,7 +152,7 @@ impl LocalKafka {
         std::fs::create_dir_all(self.data())?;
         let props = self.dir.join("server.properties");
         let text = format!(
-            "# Written by todo-stack on every start; edits are overwritten.\n\
+            "# Written by todo-local-stack on every start; edits are overwritten.\n\
              process.roles=broker,controller\n\
              node.id=1\n\
              controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}\n\

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use todo_stack::Stack;
+use todo_local_stack::Stack;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 

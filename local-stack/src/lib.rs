@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use todo_stack::{Stack, StackOptions};
+//! use todo_local_stack::{Stack, StackOptions};
 //! let mut stack = Stack::up(StackOptions::for_tests("example")).await?;
 //! let url = stack.app_url("todo-service");
 //! stack.stop_kafka().await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
-use todo_stack::Stack;
+use todo_local_stack::Stack;
 
 use crate::support::{TodoClient, admin_db, eventually, get_json, text};
 use crate::websocket::WsClient;

@@ -5,7 +5,7 @@ use std::{future::Future, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use todo_stack::Stack;
+use todo_local_stack::Stack;
 
 /// Polls `check` every 100 ms until it returns `Some`, or fails after `within`
 /// with the last observation.
@@ -217,7 +217,7 @@ impl Record {
 
 /// Everything on `topic`, read from the beginning with kcat.
 pub async fn read_topic(stack: &Stack, topic: &str) -> Result<Vec<Record>> {
-    Ok(todo_stack::read_topic(&stack.kafka_brokers(), topic)
+    Ok(todo_local_stack::read_topic(&stack.kafka_brokers(), topic)
         .await?
         .into_iter()
         .map(|r| Record {

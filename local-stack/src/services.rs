@@ -12,14 +12,10 @@ use crate::cmd;
 use crate::proc::Launch;
 use crate::spec::ServiceSpec;
 
-/// The workspace root (this crate lives in `<root>/platform/stack`).
+/// The workspace root (this crate lives in `<root>/local-stack`).
 pub fn workspace_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = here
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(here)
-        .to_path_buf();
+    let root = here.parent().unwrap_or(here).to_path_buf();
     root.canonicalize().unwrap_or(root)
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 use serde_json::{Value, json};
-use todo_stack::Stack;
+use todo_local_stack::Stack;
 
 use crate::support::{
     TodoClient, admin_db, eventually, expect_records, read_topic, task_records, text,

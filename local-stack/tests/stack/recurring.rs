@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use todo_stack::Stack;
+use todo_local_stack::Stack;
 
 use crate::support::{TodoClient, admin_db, eventually, get_json, produce, text};
 use crate::{Ctx, exclusive, shared};

@@ -1,5 +1,5 @@
 //! Stack tests: the real PostgreSQL, Kafka and Dapr runtime (daprd, placement,
-//! scheduler, workflows, jobs) and the real services, brought up once by `todo-stack` for this
+//! scheduler, workflows, jobs) and the real services, brought up once by `todo-local-stack` for this
 //! test binary and torn down at the end.
 //!
 //! Tests that only read share the stack and run in parallel; fault tests
@@ -19,7 +19,7 @@ mod websocket;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use todo_stack::{Stack, StackOptions};
+use todo_local_stack::{Stack, StackOptions};
 use tokio::sync::RwLock;
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
@@ -63,7 +63,7 @@ impl Ctx {
 #[macro_export]
 macro_rules! shared {
     ($ctx:expr, $f:path) => {{
-        fn boxed<'a>(s: &'a todo_stack::Stack) -> $crate::BoxFut<'a> {
+        fn boxed<'a>(s: &'a todo_local_stack::Stack) -> $crate::BoxFut<'a> {
             Box::pin($f(s))
         }
         let ctx = $ctx.clone();
@@ -75,7 +75,7 @@ macro_rules! shared {
 #[macro_export]
 macro_rules! exclusive {
     ($ctx:expr, $f:path) => {{
-        fn boxed<'a>(s: &'a mut todo_stack::Stack) -> $crate::BoxFut<'a> {
+        fn boxed<'a>(s: &'a mut todo_local_stack::Stack) -> $crate::BoxFut<'a> {
             Box::pin($f(s))
         }
         let ctx = $ctx.clone();
