@@ -343,7 +343,7 @@ async fn audit_api_answers_keep_their_shape(stack: &Stack) -> Result<()> {
         "unknown_record": { "status": unknown.status, "body": unknown.body },
         "bad_task_id": { "status": bad.status, "error": bad.body["error"] },
     });
-    insta::with_settings!({ snapshot_path => "../../../snapshots", prepend_module_to_snapshot => false }, {
+    insta::with_settings!({ snapshot_path => "../../snapshots", prepend_module_to_snapshot => false }, {
         insta::assert_json_snapshot!("audit-api", snapshot, {
             ".list.records[].id" => "[id]",
             ".list.records[].event_id" => "[event_id]",

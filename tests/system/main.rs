@@ -1,6 +1,7 @@
-//! Stack tests: the real PostgreSQL, Kafka and Dapr runtime (daprd, placement,
-//! scheduler, workflows, jobs) and the real services, brought up once by `todo-local-stack` for this
-//! test binary and torn down at the end.
+//! System tests: the real PostgreSQL, Kafka and Dapr runtime (daprd, placement,
+//! scheduler, workflows, jobs) and the real services, brought up once by
+//! `todo-local-stack` for this test binary and torn down at the end. One
+//! module per user story; what they share to act and observe is in `support`.
 //!
 //! Tests that only read share the stack and run in parallel; fault tests
 //! (stopping Kafka or a sidecar) take it exclusively, so nothing else runs
@@ -9,12 +10,12 @@
 //! streams are read with `tokio-tungstenite`, and the live page in headless
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
-mod audit;
-mod notification;
-mod recurring;
+mod audit_trail;
+mod live_updates;
+mod recurring_tasks;
+mod reminders;
 mod support;
-mod todo;
-mod websocket;
+mod tasks;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -95,17 +96,17 @@ fn main() {
         runtime: runtime.clone(),
         stack: Arc::new(RwLock::new(None)),
     };
-    let trials: Vec<Trial> = todo::trials(&ctx)
+    let trials: Vec<Trial> = tasks::trials(&ctx)
         .into_iter()
-        .chain(audit::trials(&ctx))
-        .chain(websocket::trials(&ctx))
-        .chain(recurring::trials(&ctx))
-        .chain(notification::trials(&ctx))
+        .chain(audit_trail::trials(&ctx))
+        .chain(live_updates::trials(&ctx))
+        .chain(recurring_tasks::trials(&ctx))
+        .chain(reminders::trials(&ctx))
         .collect();
 
     if !args.list {
         let started = std::time::Instant::now();
-        match runtime.block_on(Stack::up(StackOptions::for_tests("stack-tests"))) {
+        match runtime.block_on(Stack::up(StackOptions::for_tests("system-tests"))) {
             Ok(stack) => {
                 eprintln!("stack up in {:.1}s", started.elapsed().as_secs_f64());
                 *ctx.stack.blocking_write() = Some(stack);

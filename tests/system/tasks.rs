@@ -38,7 +38,7 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
 }
 
 fn new_task(title: &str) -> Value {
-    json!({ "title": title, "description": "from the stack tests", "due_date": "2026-12-01T09:00:00+01:00" })
+    json!({ "title": title, "description": "from the system tests", "due_date": "2026-12-01T09:00:00+01:00" })
 }
 
 /// Checks every envelope field of a record against the task it should describe.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{TodoClient, admin_db, eventually, get_json, text};
-use crate::websocket::WsClient;
+use crate::live_updates::WsClient;
 use crate::{Ctx, exclusive, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {

@@ -246,7 +246,7 @@ fn completion_event(task: &Value, user: &str) -> (String, Value) {
     let mut payload = task.clone();
     payload["status"] = json!("complete");
     let event = json!({
-        "specversion": "1.0", "id": event_id, "source": "stack-tests", "type": "task-completed",
+        "specversion": "1.0", "id": event_id, "source": "system-tests", "type": "task-completed",
         "datacontenttype": "application/json",
         "data": { "event_id": event_id, "event_type": "task-completed", "schema_version": "1.0",
                   "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

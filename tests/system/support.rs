@@ -1,4 +1,4 @@
-//! What the stack tests use to act as a user and to look at Kafka and the
+//! What the system tests use to act as a user and to look at Kafka and the
 //! database from outside: an HTTP client, `kcat`, and polling with a deadline.
 
 use std::{future::Future, time::Duration};
