@@ -1,7 +1,7 @@
 //! User story 3 and the WebSocket service's guarantees, against the real
 //! stack: tasks are changed through the Todo API, the updates travel through
-//! Dapr and Kafka, and are read with a WebSocket client (`tokio-tungstenite`)
-//! and in headless Chromium driven over WebDriver.
+//! Dapr and Kafka, and are read with a WebSocket client and in headless
+//! Chromium (the live page); both clients are in `support`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +11,11 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
-use tokio::net::TcpStream;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::{TodoClient, admin_db, eventually, get_json, metric, text};
+use crate::support::{
+    Browser, TodoClient, WsClient, admin_db, eventually, get_json, metric, text, ws_url,
+};
 use crate::{Ctx, exclusive, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
@@ -43,110 +44,7 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
     ]
 }
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-fn ws_url(stack: &Stack, path_and_query: &str) -> String {
-    format!(
-        "ws://127.0.0.1:{}{path_and_query}",
-        stack.service("websocket-service").app_port
-    )
-}
-
-/// A WebSocket client of the service that has seen `ready`.
-pub(crate) struct WsClient {
-    socket: Socket,
-    /// Updates that came before `ready` (the replay).
-    replayed: Vec<Value>,
-    /// The `ready` message's cursor.
-    ready_seq: i64,
-    /// Control messages seen (`resync-required`, `ready`).
-    controls: Vec<Value>,
-}
-
-impl WsClient {
-    /// Connects to `path_and_query` and reads until `ready`.
-    async fn open(stack: &Stack, path_and_query: &str) -> Result<WsClient> {
-        let url = ws_url(stack, path_and_query);
-        let (socket, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
-        let mut client = WsClient {
-            socket,
-            replayed: Vec::new(),
-            ready_seq: -1,
-            controls: Vec::new(),
-        };
-        loop {
-            let msg = client.next_json(Duration::from_secs(10)).await?;
-            if msg["type"] == "ready" {
-                client.ready_seq = msg["seq"].as_i64().unwrap_or(-1);
-                client.controls.push(msg);
-                return Ok(client);
-            }
-            if msg.get("type").is_some() {
-                client.controls.push(msg);
-            } else {
-                client.replayed.push(msg);
-            }
-        }
-    }
-
-    /// A user's stream, live only or after `since`.
-    pub(crate) async fn user(stack: &Stack, user: &str, since: Option<i64>) -> Result<WsClient> {
-        let q = match since {
-            Some(s) => format!("/ws?user_id={user}&since={s}"),
-            None => format!("/ws?user_id={user}"),
-        };
-        Self::open(stack, &q).await
-    }
-
-    /// The next JSON text message, within `within`.
-    async fn next_json(&mut self, within: Duration) -> Result<Value> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let msg = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .map_err(|_| anyhow::anyhow!("no message within {within:?}"))?
-                .context("the stream ended")??;
-            match msg {
-                Message::Text(t) => return Ok(serde_json::from_str(t.as_str())?),
-                Message::Close(frame) => bail!("closed by the server: {frame:?}"),
-                _ => continue,
-            }
-        }
-    }
-
-    /// The next update (not a control message).
-    async fn next_update(&mut self, within: Duration) -> Result<Value> {
-        loop {
-            let msg = self.next_json(within).await?;
-            if msg.get("type").is_none() {
-                return Ok(msg);
-            }
-        }
-    }
-
-    /// Updates until one about `task_id` of type `event_type`; returns it.
-    pub(crate) async fn until(
-        &mut self,
-        task_id: &str,
-        event_type: &str,
-        within: Duration,
-    ) -> Result<Value> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let u = self
-                .next_update(left)
-                .await
-                .with_context(|| format!("waiting for {event_type} of {task_id}"))?;
-            if u["task_id"] == task_id && u["event_type"] == event_type {
-                return Ok(u);
-            }
-        }
-    }
-}
-
+/// The streams the service counts as open (`GET /api/v1/connections`).
 async fn connections(stack: &Stack) -> Result<i64> {
     let body = get_json(&format!(
         "{}/api/v1/connections",
@@ -347,88 +245,6 @@ async fn the_service_serves_health_docs_and_a_connection_gauge(stack: &Stack) ->
         "the connection gauge counts open streams: {gauge}"
     );
     Ok(())
-}
-
-/// Headless Chromium behind Debian's chromedriver: `stop` ends the session
-/// (and Chromium); chromedriver is also killed on drop.
-struct Browser {
-    driver: tokio::process::Child,
-    client: fantoccini::Client,
-    _profile: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Browser {
-    async fn start(stack: &Stack) -> Result<Browser> {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-            l.local_addr()?.port()
-        };
-        let log = std::fs::File::create(stack.logs_dir().join("chromedriver.log"))?;
-        let driver = tokio::process::Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting chromedriver (Debian package chromium-driver)")?;
-        let profile =
-            TempDir(std::env::temp_dir().join(format!("todo-live-page-{}", uuid::Uuid::new_v4())));
-        std::fs::create_dir_all(&profile.0)?;
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", profile.0.display()),
-                ],
-            }),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let client = eventually(Duration::from_secs(20), "chromedriver session", || {
-            let caps = caps.clone();
-            let url = url.clone();
-            async move {
-                Ok(fantoccini::ClientBuilder::new(
-                    hyper_util::client::legacy::connect::HttpConnector::new(),
-                )
-                .capabilities(caps)
-                .connect(&url)
-                .await
-                .ok())
-            }
-        })
-        .await?;
-        Ok(Browser {
-            driver,
-            client,
-            _profile: profile,
-        })
-    }
-
-    /// Evaluates `expr` in the current tab.
-    async fn eval(&self, expr: &str) -> Result<Value> {
-        Ok(self
-            .client
-            .execute(&format!("return {expr};"), vec![])
-            .await?)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.client.close().await;
-        let _ = self.driver.kill().await;
-    }
 }
 
 async fn the_live_page_shows_a_new_task_in_two_browser_tabs(stack: &Stack) -> Result<()> {

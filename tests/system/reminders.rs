@@ -11,8 +11,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
-use crate::support::{TodoClient, admin_db, eventually, get_json, text};
-use crate::live_updates::WsClient;
+use crate::support::{TodoClient, WsClient, admin_db, eventually, get_json, text};
 use crate::{Ctx, exclusive, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {

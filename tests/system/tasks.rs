@@ -316,192 +316,120 @@ async fn lists_filter_by_status_and_page(stack: &Stack) -> Result<()> {
     Ok(())
 }
 
+/// A request body of the bad-input table.
+enum Body {
+    None,
+    /// Sent byte for byte (as `application/json` unless the case names a
+    /// content type).
+    Text(&'static str),
+    /// `{"title": "xxx…"}` with a title of this many characters.
+    TitleOfLength(usize),
+}
+
+/// One request the Todo API must refuse, and how.
+struct BadInput {
+    name: &'static str,
+    method: &'static str,
+    /// `{task}` stands for a task of the caller, `{unknown}` for a fresh UUID.
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    body: Body,
+    status: u16,
+    /// The `error` code of the JSON answer.
+    error: &'static str,
+}
+
+const fn bad(
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: Body,
+    status: u16,
+    error: &'static str,
+) -> BadInput {
+    BadInput {
+        name,
+        method,
+        path,
+        headers: &[],
+        body,
+        status,
+        error,
+    }
+}
+
+const TASKS: &str = "/api/v1/tasks";
+const TASK: &str = "/api/v1/tasks/{task}";
+
+/// Every bad input and its answer: a 4xx with `{"error", "message"}` JSON.
+#[rustfmt::skip]
+const BAD_INPUTS: &[BadInput] = &[
+    bad("malformed JSON", "POST", TASKS, Body::Text("{\"title\": "), 400, "invalid_request"),
+    bad("missing title", "POST", TASKS, Body::Text(r#"{"description": "no title"}"#), 400, "invalid_request"),
+    bad("empty title", "POST", TASKS, Body::Text(r#"{"title": "   "}"#), 422, "validation_failed"),
+    bad("256-character title", "POST", TASKS, Body::TitleOfLength(256), 422, "validation_failed"),
+    bad("unknown status", "POST", TASKS, Body::Text(r#"{"title": "x", "status": "done"}"#), 400, "invalid_request"),
+    bad("unknown schedule", "POST", TASKS,
+        Body::Text(r#"{"title": "x", "recurrence_schedule": "hourly", "due_date": "2026-01-01T00:00:00Z"}"#),
+        400, "invalid_request"),
+    bad("recurring without due date", "POST", TASKS,
+        Body::Text(r#"{"title": "x", "recurrence_schedule": "daily"}"#), 422, "validation_failed"),
+    bad("invalid date", "POST", TASKS,
+        Body::Text(r#"{"title": "x", "due_date": "2026-02-30T10:00:00Z"}"#), 400, "invalid_request"),
+    bad("not a date", "POST", TASKS, Body::Text(r#"{"title": "x", "reminder_time": "tomorrow"}"#), 400, "invalid_request"),
+    bad("unknown time zone", "POST", TASKS, Body::Text(r#"{"title": "x", "timezone": "Mars/Olympus"}"#), 422, "validation_failed"),
+    bad("title of the wrong type", "POST", TASKS, Body::Text(r#"{"title": 42}"#), 400, "invalid_request"),
+    bad("is_recurring of the wrong type", "POST", TASKS, Body::Text(r#"{"title": "x", "is_recurring": "yes"}"#), 400, "invalid_request"),
+    bad("a JSON array", "POST", TASKS, Body::Text("[1, 2]"), 400, "invalid_request"),
+    bad("unknown field", "POST", TASKS, Body::Text(r#"{"title": "x", "colour": "red"}"#), 400, "invalid_request"),
+    bad("3 MB body", "POST", TASKS, Body::TitleOfLength(3 * 1024 * 1024), 413, "payload_too_large"),
+    BadInput {
+        headers: &[("content-type", "text/plain")],
+        ..bad("text/plain body", "POST", TASKS, Body::Text("title=x"), 415, "unsupported_media_type")
+    },
+    BadInput {
+        headers: &[("X-User-Id", "has space")],
+        ..bad("X-User-Id with a space", "GET", TASKS, Body::None, 400, "invalid_user_id")
+    },
+    bad("non-UUID id", "GET", "/api/v1/tasks/not-a-uuid", Body::None, 400, "invalid_request"),
+    bad("non-UUID id on complete", "POST", "/api/v1/tasks/123/complete", Body::None, 400, "invalid_request"),
+    bad("patch with wrong type", "PATCH", TASK, Body::Text(r#"{"due_date": 5}"#), 400, "invalid_request"),
+    bad("patch to an empty title", "PATCH", TASK, Body::Text(r#"{"title": ""}"#), 422, "validation_failed"),
+    bad("limit over 200", "GET", "/api/v1/tasks?limit=1000", Body::None, 400, "invalid_request"),
+    bad("negative offset", "GET", "/api/v1/tasks?offset=-1", Body::None, 400, "invalid_request"),
+    bad("unknown status filter", "GET", "/api/v1/tasks?status=archived", Body::None, 400, "invalid_request"),
+    bad("unknown route", "GET", "/api/v1/nope", Body::None, 404, "not_found"),
+    bad("unknown task", "GET", "/api/v1/tasks/{unknown}", Body::None, 404, "not_found"),
+];
+
 async fn bad_inputs_get_a_4xx_json_error(stack: &Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
     let id = text(&alice.create(new_task("target")).await?.expect(201)?, "/id").to_owned();
-    let tasks = "/api/v1/tasks";
-    let one = format!("/api/v1/tasks/{id}");
-    let big = format!("{{\"title\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
-    let long_title = format!(r#"{{"title": "{}"}}"#, "t".repeat(256));
-    let cases: Vec<(&str, &str, String, &str, u16)> = vec![
-        ("malformed JSON", "POST", tasks.into(), "{\"title\": ", 400),
-        (
-            "missing title",
-            "POST",
-            tasks.into(),
-            r#"{"description": "no title"}"#,
-            400,
-        ),
-        (
-            "empty title",
-            "POST",
-            tasks.into(),
-            r#"{"title": "   "}"#,
-            422,
-        ),
-        (
-            "256-character title",
-            "POST",
-            tasks.into(),
-            &long_title,
-            422,
-        ),
-        (
-            "unknown status",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "status": "done"}"#,
-            400,
-        ),
-        (
-            "unknown schedule",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "recurrence_schedule": "hourly", "due_date": "2026-01-01T00:00:00Z"}"#,
-            400,
-        ),
-        (
-            "recurring without due date",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "recurrence_schedule": "daily"}"#,
-            422,
-        ),
-        (
-            "invalid date",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "due_date": "2026-02-30T10:00:00Z"}"#,
-            400,
-        ),
-        (
-            "not a date",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "reminder_time": "tomorrow"}"#,
-            400,
-        ),
-        (
-            "unknown time zone",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "timezone": "Mars/Olympus"}"#,
-            422,
-        ),
-        (
-            "title of the wrong type",
-            "POST",
-            tasks.into(),
-            r#"{"title": 42}"#,
-            400,
-        ),
-        (
-            "is_recurring of the wrong type",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "is_recurring": "yes"}"#,
-            400,
-        ),
-        ("a JSON array", "POST", tasks.into(), r#"[1, 2]"#, 400),
-        (
-            "unknown field",
-            "POST",
-            tasks.into(),
-            r#"{"title": "x", "colour": "red"}"#,
-            400,
-        ),
-        ("3 MB body", "POST", tasks.into(), &big, 413),
-        (
-            "non-UUID id",
-            "GET",
-            "/api/v1/tasks/not-a-uuid".into(),
-            "",
-            400,
-        ),
-        (
-            "non-UUID id on complete",
-            "POST",
-            "/api/v1/tasks/123/complete".into(),
-            "",
-            400,
-        ),
-        (
-            "patch with wrong type",
-            "PATCH",
-            one.clone(),
-            r#"{"due_date": 5}"#,
-            400,
-        ),
-        (
-            "patch to an empty title",
-            "PATCH",
-            one.clone(),
-            r#"{"title": ""}"#,
-            422,
-        ),
-        (
-            "limit over 200",
-            "GET",
-            "/api/v1/tasks?limit=1000".into(),
-            "",
-            400,
-        ),
-        (
-            "negative offset",
-            "GET",
-            "/api/v1/tasks?offset=-1".into(),
-            "",
-            400,
-        ),
-        (
-            "unknown status filter",
-            "GET",
-            "/api/v1/tasks?status=archived".into(),
-            "",
-            400,
-        ),
-        ("unknown route", "GET", "/api/v1/nope".into(), "", 404),
-        (
-            "unknown task",
-            "GET",
-            format!("/api/v1/tasks/{}", uuid::Uuid::new_v4()),
-            "",
-            404,
-        ),
-    ];
     let mut failures = Vec::new();
-    for (name, method, path, body, expected) in cases {
-        let answer = if body.is_empty() {
-            alice.send(method, &path, None, &[]).await?
-        } else {
-            alice
-                .send_raw(method, &path, "application/json", body.as_bytes().to_vec())
-                .await?
+    for case in BAD_INPUTS {
+        let path = case
+            .path
+            .replace("{task}", &id)
+            .replace("{unknown}", &uuid::Uuid::new_v4().to_string());
+        let body = match case.body {
+            Body::None => None,
+            Body::Text(t) => Some(t.as_bytes().to_vec()),
+            Body::TitleOfLength(n) => {
+                Some(format!("{{\"title\": \"{}\"}}", "x".repeat(n)).into_bytes())
+            }
         };
+        let answer = alice
+            .send_raw(case.method, &path, case.headers, body)
+            .await?;
         let json_error = answer.content_type.starts_with("application/json")
-            && answer.body["error"].is_string()
             && answer.body["message"].is_string();
-        if answer.status != expected || !json_error {
+        if answer.status != case.status || text(&answer.body, "/error") != case.error || !json_error
+        {
             failures.push(format!(
-                "{name}: expected {expected} with a JSON error, got {} {} {}",
-                answer.status, answer.content_type, answer.body
+                "{}: expected {} {} as JSON, got {} {} {}",
+                case.name, case.status, case.error, answer.status, answer.content_type, answer.body
             ));
         }
-    }
-    let wrong_type = alice
-        .send_raw("POST", tasks, "text/plain", b"title=x".to_vec())
-        .await?;
-    if !(400..500).contains(&wrong_type.status) || !wrong_type.body["error"].is_string() {
-        failures.push(format!(
-            "text/plain body: {} {}",
-            wrong_type.status, wrong_type.body
-        ));
-    }
-    let bad_user = TodoClient::for_user(stack, "has space")
-        .send("GET", tasks, None, &[])
-        .await?;
-    if bad_user.status != 400 {
-        failures.push(format!("X-User-Id with a space: {}", bad_user.status));
     }
     if !failures.is_empty() {
         bail!(

@@ -1,0 +1,80 @@
+//! HTTP answers as the tests look at them (status, content type, JSON body),
+//! and plain reads of any service: a JSON document, a Prometheus sample.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// An HTTP answer: status and JSON body (Null when empty).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The answer's body, after checking the status.
+    pub fn expect(self, status: u16) -> Result<Value> {
+        if self.status != status {
+            bail!(
+                "expected HTTP {status}, got {} with {}",
+                self.status,
+                self.body
+            );
+        }
+        Ok(self.body)
+    }
+
+    /// Reads a response: its status, content type and body (JSON if it
+    /// parses, else the text as a JSON string).
+    pub async fn read(res: reqwest::Response) -> Result<Answer> {
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = res.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+        })
+    }
+}
+
+/// GETs a JSON document from any service.
+pub async fn get_json(url: &str) -> Result<Answer> {
+    let res = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    Answer::read(res).await
+}
+
+/// The value of one Prometheus sample (0 when absent), e.g.
+/// `events_skipped_total{reason="unknown_schema_version"}`.
+pub async fn metric(base_url: &str, sample: &str) -> Result<f64> {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0))
+}
