@@ -1,0 +1,9 @@
+//! `openapi/recurring.json` must be the document the service serves.
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/recurring.json");
+    todo_core::server::check_committed_document(&recurring_task_service::openapi().spec(), &path)
+        .unwrap();
+}

@@ -1,0 +1,22 @@
+//! The event contract of the Todo platform, in one place: what every topic
+//! carries, used by every producer and consumer.
+//!
+//! - [`envelope`]: topics, event types, the versioned envelope and its
+//!   CloudEvent wrapping.
+//! - [`task`]: the task snapshot (payload of the task events and body of the
+//!   Todo API), its status and recurrence frequency.
+//! - [`reminder`]: the `reminder-fired` and `notification-delivered` payloads
+//!   and the ids derived from a reminder occurrence.
+//! - [`time`]: the one timestamp style of every payload.
+//!
+//! The insta snapshots in `snapshots/` pin every payload's bytes.
+
+pub mod envelope;
+pub mod reminder;
+pub mod task;
+pub mod time;
+
+pub use envelope::{CloudEvent, EventEnvelope, EventType, PUBSUB_NAME, Payload, SCHEMA_VERSION, Topic};
+pub use reminder::{Channel, NotificationDelivered, NotificationType, Reminder};
+pub use task::{Frequency, TaskSnapshot, TaskStatus};
+pub use time::Timestamp;

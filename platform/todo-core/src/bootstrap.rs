@@ -1,0 +1,196 @@
+//! Start-up steps every service shares: its common settings, wait for the
+//! sidecar, read the database credentials through it, open the pool, migrate,
+//! build the HTTP app with readiness, bind.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::{EndpointExt, endpoint::BoxEndpoint};
+use poem_openapi::{OpenApi, OpenApiService};
+use sqlx::{PgPool, migrate::Migrator};
+
+use crate::{
+    database,
+    server::{AppParts, Readiness},
+    settings::DaprSettings,
+    sidecar::Sidecar,
+};
+
+/// A service's connections, ready to build its app on.
+pub struct Connected {
+    pub settings: DaprSettings,
+    pub sidecar: Sidecar,
+    pub pool: PgPool,
+}
+
+/// The settings every service has, read with its prefix:
+/// `<PREFIX>MAX_BODY_BYTES`, `<PREFIX>DB_MAX_CONNECTIONS`, `<PREFIX>DB_SECRET`
+/// and `<PREFIX>SIDECAR_TIMEOUT_MS` (all optional; the defaults are the
+/// service's, see [`Service`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Common {
+    /// Largest request body, including bulk deliveries.
+    pub max_body_bytes: usize,
+    /// Database pool size.
+    pub db_max_connections: u32,
+    /// Secret holding the database URL under key `url`.
+    pub db_secret: String,
+    /// Upper bound of one call to the sidecar (publish, secrets, jobs,
+    /// workflow starts, service invocation).
+    pub sidecar_timeout: Duration,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct CommonEnv {
+    max_body_bytes: Option<usize>,
+    db_max_connections: Option<u32>,
+    db_secret: Option<String>,
+    sidecar_timeout_ms: Option<u64>,
+}
+
+impl Common {
+    /// The common settings of `S` from the environment.
+    pub fn from_env<S: Service>() -> anyhow::Result<Common> {
+        let env: CommonEnv = crate::settings::from_env(S::CONFIG_PREFIX)?;
+        Ok(Common {
+            max_body_bytes: env.max_body_bytes.unwrap_or(S::DEFAULT_MAX_BODY_BYTES),
+            db_max_connections: env
+                .db_max_connections
+                .unwrap_or(S::DEFAULT_DB_MAX_CONNECTIONS),
+            db_secret: env.db_secret.unwrap_or_else(|| format!("{}-db", S::SCHEMA)),
+            sidecar_timeout: env
+                .sidecar_timeout_ms
+                .map_or(S::DEFAULT_SIDECAR_TIMEOUT, Duration::from_millis),
+        })
+    }
+}
+
+/// The own settings of a service that has none beyond [`Common`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct NoConfig {}
+
+/// Waits for the sidecar's API, reads the database URL (secret
+/// `common.db_secret`, key `url`) through it, opens a pool and applies the
+/// service's `migrations`. `common.sidecar_timeout` bounds each sidecar call.
+pub async fn connect(
+    settings: DaprSettings,
+    common: &Common,
+    migrations: &'static Migrator,
+) -> anyhow::Result<Connected> {
+    let sidecar = Sidecar::new(&settings, common.sidecar_timeout)?;
+    sidecar
+        .wait_until_outbound_ready(settings.sidecar_wait())
+        .await
+        .context("waiting for the Dapr sidecar")?;
+    let pool = database::connect(
+        &sidecar,
+        &settings.secret_store,
+        &common.db_secret,
+        common.db_max_connections,
+    )
+    .await?;
+    migrations
+        .run(&pool)
+        .await
+        .context("applying the service's migrations (db/<service>/)")?;
+    Ok(Connected {
+        settings,
+        sidecar,
+        pool,
+    })
+}
+
+impl Connected {
+    /// Readiness = the database answers and the sidecar reports healthy.
+    pub fn readiness(&self) -> Readiness {
+        let pool = self.pool.clone();
+        let sidecar = self.sidecar.clone();
+        Readiness::default()
+            .with("database", move || database::ping(pool.clone()))
+            .with("sidecar", move || {
+                let sidecar = sidecar.clone();
+                async move { sidecar.check_health().await.map_err(|e| e.to_string()) }
+            })
+    }
+
+    /// The service's whole HTTP app (see [`crate::server::build_app`]) with
+    /// this connection's readiness checks and the Prometheus recorder.
+    pub fn app<T: OpenApi + 'static>(
+        &self,
+        api: OpenApiService<T, ()>,
+        max_body_bytes: usize,
+        callbacks: Vec<(&'static str, BoxEndpoint<'static>)>,
+    ) -> BoxEndpoint<'static> {
+        crate::server::build_app(AppParts {
+            api,
+            metrics: crate::telemetry::init_metrics(),
+            readiness: self.readiness(),
+            max_body_bytes,
+            callbacks,
+        })
+        .boxed()
+    }
+
+    /// Binds 127.0.0.1 on `APP_PORT`, or `default_port` (0 picks a free port).
+    pub async fn bind(&self, default_port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+        let port = self.settings.app_port.unwrap_or(default_port);
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))
+    }
+}
+
+/// A service binary: how to build and run it, and its OpenAPI document.
+pub trait Service: Sized {
+    /// The Dapr app id.
+    const APP_ID: &'static str;
+    /// Prefix of the service's own environment variables, e.g. `TODO_`.
+    const CONFIG_PREFIX: &'static str;
+    /// The schema (and login role) it owns; its database secret defaults to `<schema>-db`.
+    const SCHEMA: &'static str;
+    /// Default of `<PREFIX>MAX_BODY_BYTES`.
+    const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+    /// Default of `<PREFIX>DB_MAX_CONNECTIONS`.
+    const DEFAULT_DB_MAX_CONNECTIONS: u32 = 10;
+    /// Default of `<PREFIX>SIDECAR_TIMEOUT_MS`.
+    const DEFAULT_SIDECAR_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The service's own settings beyond [`Common`] ([`NoConfig`] if none).
+    type Config: serde::de::DeserializeOwned;
+
+    /// The OpenAPI document (what `openapi/<name>.json` holds).
+    fn openapi_spec() -> String;
+
+    /// Connects, migrates and binds.
+    fn build(
+        settings: DaprSettings,
+        common: Common,
+        config: Self::Config,
+    ) -> impl Future<Output = anyhow::Result<Self>> + Send;
+
+    /// Serves until `shutdown` is cancelled.
+    fn run(
+        self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The whole `main` of a service: `<binary> openapi` prints the OpenAPI
+/// document; otherwise JSON logs, settings from the environment, build, and
+/// serve until SIGINT/SIGTERM.
+pub async fn main<S: Service>() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("openapi") {
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, S::openapi_spec().as_bytes())?;
+        return Ok(());
+    }
+    crate::telemetry::init_logging(S::APP_ID);
+    let settings = crate::settings::from_env("")?;
+    let common = Common::from_env::<S>()?;
+    let config = crate::settings::from_env(S::CONFIG_PREFIX)?;
+    let service = S::build(settings, common, config)
+        .await
+        .with_context(|| format!("starting {}", S::APP_ID))?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(crate::server::stop_on_signal(shutdown.clone()));
+    service.run(shutdown).await
+}

@@ -1,0 +1,414 @@
+//! Consuming topics through the Dapr sidecar, written once for every subscriber.
+//!
+//! A service describes what it subscribes to ([`Subscription`]) and what an
+//! event does ([`EventHandler`]); [`Consumer::routes`] gives it:
+//! - `GET /dapr/subscribe`: the programmatic subscription list daprd reads at
+//!   start-up (bulk delivery on, so a catching-up consumer commits a batch per
+//!   transaction);
+//! - `POST /events/<topic>`: the delivery route, single or bulk.
+//!
+//! Every callback must carry the app API token (`dapr-api-token` =
+//! `APP_API_TOKEN`); without it the answer is 401 and nothing changes.
+//! Each event is checked against the schema version: an unknown version is
+//! logged with its event id, counted in
+//! `events_skipped_total{reason="unknown_schema_version"}` and acknowledged; a
+//! malformed one is counted and dropped. A known one is applied by the handler
+//! inside the transaction that records its `event_id` in the service's `inbox`
+//! table (`on conflict do nothing`), so a redelivered event changes nothing.
+//!
+//! Outcomes map to Dapr as: applied or duplicate or skipped → `SUCCESS`;
+//! malformed or [`HandleError::Permanent`] → `DROP`; [`HandleError::Transient`]
+//! (e.g. the database is down) → `RETRY`, and Dapr redelivers with backoff.
+//!
+//! After the batch's transaction commits, [`EventHandler::after_commit`] gets
+//! the events it applied, for effects that must follow the commit.
+
+use std::sync::Arc;
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response,
+    endpoint::BoxEndpoint,
+    get, handler,
+    http::StatusCode,
+    post,
+    web::{Data, Json, Path},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::{Acquire, PgConnection, PgPool};
+
+use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
+use crate::problem::Problem;
+
+/// One topic this app consumes.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscription {
+    pub topic: Topic,
+}
+
+/// Why applying an event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Worth retrying later (a dependency is down).
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Will never succeed (the event contradicts the handler's rules).
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(e: sqlx::Error) -> Self {
+        HandleError::Transient(format!("database: {e}"))
+    }
+}
+
+/// What an event does in a consuming service.
+pub trait EventHandler: Send + Sync + 'static {
+    /// Applies `event` using `conn`, which is inside the transaction that also
+    /// records the event in the inbox: commit and dedupe happen together.
+    fn handle<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        topic: Topic,
+        event: &'a EventEnvelope,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+
+    /// Called once the transaction that applied a batch has committed, with the
+    /// events of that batch that [`EventHandler::handle`] applied (not the
+    /// duplicates or skipped ones), in delivery order. For effects that must
+    /// never be seen before the commit (e.g. pushing to live clients). Must not
+    /// block; the default does nothing.
+    fn after_commit(&self, _topic: Topic, _applied: &[&EventEnvelope]) {}
+}
+
+/// The delivery status Dapr understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Success,
+    Retry,
+    Drop,
+}
+
+/// An app's subscriptions and the handler that applies their events.
+pub struct Consumer<H> {
+    app_id: &'static str,
+    pool: PgPool,
+    handler: Arc<H>,
+    subscriptions: Vec<Subscription>,
+    app_token: Option<SecretString>,
+}
+
+/// An event as it arrived, classified.
+enum Incoming {
+    Known(Box<EventEnvelope>),
+    UnknownVersion { event_id: String, version: String },
+    Malformed(String),
+}
+
+impl<H: EventHandler> Consumer<H> {
+    /// A consumer of `subscriptions` for `app_id`, recording its inbox in `pool`,
+    /// accepting callbacks that carry `app_token` (none: every caller accepted).
+    pub fn new(
+        app_id: &'static str,
+        pool: PgPool,
+        handler: H,
+        subscriptions: Vec<Subscription>,
+        app_token: Option<SecretString>,
+    ) -> Self {
+        Consumer {
+            app_id,
+            pool,
+            handler: Arc::new(handler),
+            subscriptions,
+            app_token,
+        }
+    }
+
+    /// `GET /dapr/subscribe` and `POST /events/<topic>`, as (path, endpoint)
+    /// pairs for [`crate::server::AppParts::callbacks`].
+    pub fn endpoints(self) -> Vec<(&'static str, BoxEndpoint<'static>)> {
+        let token = self.app_token.clone();
+        let consumer = Arc::new(self);
+        let guard = move |ep: BoxEndpoint<'static>| -> BoxEndpoint<'static> {
+            require_app_token(ep.data(consumer.clone()).boxed(), token.clone())
+        };
+        vec![
+            (
+                "/dapr/subscribe",
+                guard(get(subscriptions::<H>::default()).boxed()),
+            ),
+            (
+                "/events/:topic",
+                guard(post(deliver::<H>::default()).boxed()),
+            ),
+        ]
+    }
+
+    fn subscription_list(&self) -> Value {
+        Value::Array(
+            self.subscriptions
+                .iter()
+                .map(|s| {
+                    json!({
+                        "pubsubname": PUBSUB_NAME,
+                        "topic": s.topic.name(),
+                        "routes": { "default": format!("/events/{}", s.topic.name()) },
+                        "bulkSubscribe": { "enabled": true, "maxMessagesCount": 200, "maxAwaitDurationMs": 5 },
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Applies a batch in order, one transaction for all, a savepoint each.
+    async fn apply(&self, topic: Topic, batch: Vec<Incoming>) -> Vec<Status> {
+        let mut statuses = Vec::with_capacity(batch.len());
+        let mut applied: Vec<&EventEnvelope> = Vec::new();
+        let result: Result<(), HandleError> = async {
+            let mut tx = self.pool.begin().await?;
+            for incoming in &batch {
+                let (status, fresh) = self.apply_one(&mut tx, topic, incoming).await?;
+                if let (true, Incoming::Known(e)) = (fresh, incoming) {
+                    applied.push(e);
+                }
+                statuses.push(status);
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if !applied.is_empty() {
+                    self.handler.after_commit(topic, &applied);
+                }
+                for s in &statuses {
+                    let outcome = match s {
+                        Status::Success => "success",
+                        Status::Retry => "retry",
+                        Status::Drop => "drop",
+                    };
+                    metrics::counter!("events_consumed_total", "topic" => topic.name(), "outcome" => outcome)
+                        .increment(1);
+                }
+                statuses
+            }
+            Err(e) => {
+                tracing::warn!(app = self.app_id, topic = %topic, error = %e, events = batch.len(), "batch not applied; asking Dapr to redeliver");
+                metrics::counter!("events_consumed_total", "topic" => topic.name(), "outcome" => "retry")
+                    .increment(batch.len() as u64);
+                vec![Status::Retry; batch.len()]
+            }
+        }
+    }
+
+    /// Applies one event; the flag says whether the handler applied it (a
+    /// fresh event, not a duplicate, skipped or rejected one).
+    async fn apply_one(
+        &self,
+        conn: &mut PgConnection,
+        topic: Topic,
+        incoming: &Incoming,
+    ) -> Result<(Status, bool), HandleError> {
+        let event = match incoming {
+            Incoming::Known(e) => e,
+            Incoming::UnknownVersion { event_id, version } => {
+                tracing::warn!(event_id = %event_id, schema_version = %version, topic = %topic, "skipping event with unknown schema version");
+                metrics::counter!("events_skipped_total", "reason" => "unknown_schema_version")
+                    .increment(1);
+                return Ok((Status::Success, false));
+            }
+            Incoming::Malformed(reason) => {
+                tracing::warn!(topic = %topic, reason = %reason, "dropping malformed event");
+                metrics::counter!("events_skipped_total", "reason" => "malformed").increment(1);
+                return Ok((Status::Drop, false));
+            }
+        };
+        let span = tracing::info_span!("event", task_id = %event.task_id, event_id = %event.event_id, event_type = %event.event_type);
+        let _enter = span.enter();
+        let mut savepoint = conn.begin().await?;
+        let fresh = sqlx::query(
+            "insert into inbox (event_id, topic) values ($1, $2) on conflict do nothing",
+        )
+        .bind(event.event_id)
+        .bind(topic.name())
+        .execute(&mut *savepoint)
+        .await?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            savepoint.commit().await?;
+            tracing::debug!("duplicate delivery ignored");
+            metrics::counter!("events_duplicate_total", "topic" => topic.name()).increment(1);
+            return Ok((Status::Success, false));
+        }
+        match self.handler.handle(&mut savepoint, topic, event).await {
+            Ok(()) => {
+                savepoint.commit().await?;
+                tracing::debug!("event applied");
+                Ok((Status::Success, true))
+            }
+            Err(HandleError::Permanent(reason)) => {
+                savepoint.rollback().await?;
+                tracing::warn!(reason = %reason, "dropping event the handler cannot apply");
+                metrics::counter!("events_skipped_total", "reason" => "rejected").increment(1);
+                Ok((Status::Drop, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Classifies one CloudEvent (its `data` is the envelope).
+fn classify(cloud_event: &Value) -> Incoming {
+    let data = match &cloud_event["data"] {
+        Value::Object(_) => cloud_event["data"].clone(),
+        // A producer that sent the envelope as a JSON string.
+        Value::String(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v) => v,
+            Err(e) => return Incoming::Malformed(format!("data is not JSON: {e}")),
+        },
+        _ => return Incoming::Malformed("no data".to_owned()),
+    };
+    let version = data["schema_version"].as_str().unwrap_or_default();
+    if version != SCHEMA_VERSION {
+        return Incoming::UnknownVersion {
+            event_id: data["event_id"].as_str().unwrap_or("?").to_owned(),
+            version: version.to_owned(),
+        };
+    }
+    match serde_json::from_value::<EventEnvelope>(data) {
+        Ok(e) => Incoming::Known(Box::new(e)),
+        Err(e) => Incoming::Malformed(e.to_string()),
+    }
+}
+
+#[handler]
+fn subscriptions<H: EventHandler>(consumer: Data<&Arc<Consumer<H>>>) -> Json<Value> {
+    Json(consumer.subscription_list())
+}
+
+#[handler]
+async fn deliver<H: EventHandler>(
+    consumer: Data<&Arc<Consumer<H>>>,
+    Path(topic): Path<String>,
+    body: Json<Value>,
+) -> Response {
+    let Some(topic) =
+        Topic::from_name(&topic).filter(|t| consumer.subscriptions.iter().any(|s| s.topic == *t))
+    else {
+        // 404 makes Dapr drop the message: right for a topic we never subscribed to.
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "not_found", "message": "not subscribed to this topic"})),
+        )
+            .into_response();
+    };
+    let body = body.0;
+    if let Some(entries) = body.get("entries").and_then(Value::as_array) {
+        let ids: Vec<Value> = entries.iter().map(|e| e["entryId"].clone()).collect();
+        let batch = entries.iter().map(|e| classify(&e["event"])).collect();
+        let statuses = consumer.apply(topic, batch).await;
+        let statuses: Vec<Value> = ids
+            .into_iter()
+            .zip(statuses)
+            .map(|(id, s)| json!({ "entryId": id, "status": s }))
+            .collect();
+        Json(json!({ "statuses": statuses })).into_response()
+    } else {
+        let status = consumer.apply(topic, vec![classify(&body)]).await[0];
+        Json(json!({ "status": status })).into_response()
+    }
+}
+
+/// Wraps a sidecar callback (subscription delivery, job trigger) so that it
+/// answers 401 unless the request carries the app API token (`dapr-api-token`
+/// = `APP_API_TOKEN`); with no token configured every caller is accepted.
+pub fn require_app_token(
+    ep: BoxEndpoint<'static>,
+    token: Option<SecretString>,
+) -> BoxEndpoint<'static> {
+    ep.around(move |ep, req| check_token(ep, req, token.clone()))
+        .boxed()
+}
+
+/// Refuses callbacks that do not carry the app API token.
+async fn check_token<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    token: Option<SecretString>,
+) -> poem::Result<Response> {
+    if let Some(expected) = &token {
+        let given = req
+            .headers()
+            .get("dapr-api-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(given, expected.expose_secret().as_bytes()) {
+            let problem = Problem {
+                error: "unauthorized".to_owned(),
+                message: "sidecar callbacks must carry the app API token (dapr-api-token)"
+                    .to_owned(),
+            };
+            return Ok((StatusCode::UNAUTHORIZED, Json(problem)).into_response());
+        }
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(version: &str) -> Value {
+        json!({
+            "specversion": "1.0", "id": "e1", "type": "task-created",
+            "data": {
+                "event_id": "0190f0b0-0000-7000-8000-000000000001", "event_type": "task-created",
+                "schema_version": version, "timestamp": "2026-01-01T00:00:00.000Z",
+                "task_id": "0190f0b0-0000-7000-8000-000000000002", "user_id": "alice", "payload": {}
+            }
+        })
+    }
+
+    #[test]
+    fn known_versions_parse_into_envelopes() {
+        assert!(matches!(classify(&envelope("1.0")), Incoming::Known(_)));
+    }
+
+    #[test]
+    fn unknown_versions_are_recognised_with_their_event_id() {
+        match classify(&envelope("99.0")) {
+            Incoming::UnknownVersion { event_id, version } => {
+                assert_eq!(event_id, "0190f0b0-0000-7000-8000-000000000001");
+                assert_eq!(version, "99.0");
+            }
+            _ => panic!("expected unknown version"),
+        }
+    }
+
+    #[test]
+    fn envelopes_missing_fields_are_malformed() {
+        let mut e = envelope("1.0");
+        e["data"].as_object_mut().unwrap().remove("task_id");
+        assert!(matches!(classify(&e), Incoming::Malformed(_)));
+        assert!(matches!(
+            classify(&json!({"data": 5})),
+            Incoming::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+    }
+}

@@ -1,0 +1,320 @@
+//! The HTTP surface every service shares: `/health`, `/health/ready`,
+//! `/metrics`, Swagger UI at `/docs`, the document at `/openapi.json`; request
+//! metrics; a body-size limit; JSON problems for anything outside the typed API;
+//! and serving with graceful shutdown.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, http::StatusCode,
+    listener::TcpAcceptor, web::Data,
+};
+use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json};
+use tokio_util::sync::CancellationToken;
+
+use crate::problem::problem_response;
+
+/// Tags shared by every service's OpenAPI document.
+#[derive(Tags)]
+pub enum SharedTags {
+    /// Liveness and readiness probes.
+    Health,
+}
+
+/// A dependency the service needs to be ready (its database, its sidecar).
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// The named checks `/health/ready` runs, in order.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    checks: Vec<(&'static str, ReadinessCheck)>,
+}
+
+impl Readiness {
+    /// Adds a named check.
+    pub fn with<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()))));
+        self
+    }
+}
+
+/// One readiness check's outcome.
+#[derive(Debug, Object)]
+pub struct CheckResult {
+    /// What was checked, e.g. `database`.
+    pub name: String,
+    /// `ok`, or `failing`.
+    pub status: String,
+    /// Why it is failing.
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+}
+
+/// The readiness report.
+#[derive(Debug, Object)]
+pub struct ReadyReport {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// Each dependency's outcome.
+    pub checks: Vec<CheckResult>,
+}
+
+/// Liveness answer.
+#[derive(Debug, Object)]
+pub struct LiveReport {
+    /// Always `ok` while the process serves requests.
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Every dependency is reachable.
+    #[oai(status = 200)]
+    Ready(Json<ReadyReport>),
+    /// At least one dependency is unreachable.
+    #[oai(status = 503)]
+    NotReady(Json<ReadyReport>),
+}
+
+/// `/health` and `/health/ready`, part of every service's OpenAPI document.
+pub struct HealthApi;
+
+#[OpenApi(tag = "SharedTags::Health")]
+impl HealthApi {
+    /// Liveness: the process is up and serving.
+    #[oai(path = "/health", method = "get")]
+    async fn live(&self) -> Json<LiveReport> {
+        Json(LiveReport {
+            status: "ok".to_owned(),
+        })
+    }
+
+    /// Readiness: the service's database and Dapr sidecar are reachable.
+    #[oai(path = "/health/ready", method = "get")]
+    async fn ready(&self, readiness: Data<&Readiness>) -> ReadyResponse {
+        let mut checks = Vec::with_capacity(readiness.checks.len());
+        for (name, check) in &readiness.checks {
+            let outcome = tokio::time::timeout(Duration::from_secs(3), check())
+                .await
+                .unwrap_or_else(|_| Err("timed out after 3s".to_owned()));
+            checks.push(CheckResult {
+                name: (*name).to_owned(),
+                status: if outcome.is_ok() { "ok" } else { "failing" }.to_owned(),
+                detail: outcome.err(),
+            });
+        }
+        let ready = checks.iter().all(|c| c.status == "ok");
+        let report = ReadyReport {
+            status: if ready { "ready" } else { "not_ready" }.to_owned(),
+            checks,
+        };
+        if ready {
+            ReadyResponse::Ready(Json(report))
+        } else {
+            ReadyResponse::NotReady(Json(report))
+        }
+    }
+}
+
+#[handler]
+fn metrics_text(handle: Data<&PrometheusHandle>) -> Response {
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render())
+}
+
+/// Everything a service's HTTP app is built from.
+pub struct AppParts<T> {
+    /// The service's OpenAPI service (its API plus [`HealthApi`]).
+    pub api: OpenApiService<T, ()>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// What `/health/ready` checks.
+    pub readiness: Readiness,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Routes outside the OpenAPI document: sidecar callbacks (subscriptions,
+    /// job triggers), each guarded by its provider.
+    pub callbacks: Vec<(&'static str, poem::endpoint::BoxEndpoint<'static>)>,
+}
+
+/// Builds the full HTTP app: API, docs, metrics, limits and JSON errors.
+pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Output = Response> {
+    let AppParts {
+        api,
+        metrics,
+        readiness,
+        max_body_bytes,
+        callbacks,
+    } = parts;
+    let docs = api.swagger_ui();
+    let spec = api.spec_endpoint();
+    let mut route = Route::new();
+    for (path, endpoint) in callbacks {
+        route = route.at(path, endpoint);
+    }
+    route
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .at("/metrics", get(metrics_text))
+        .nest("/", api)
+        .data(metrics)
+        .data(readiness)
+        .around(move |ep, req| limit_body(ep, req, max_body_bytes))
+        .around(record_request)
+        .catch_all_error(|err| async move { problem_response(err) })
+}
+
+/// Oversized bodies up to this size are read before the 413 is sent.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Rejects bodies over the limit with 413, whether or not they declare a length.
+async fn limit_body<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    max: usize,
+) -> poem::Result<Response> {
+    let declared = req
+        .headers()
+        .get(poem::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        poem::Error::from_string(
+            format!("request body exceeds the limit of {max} bytes"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    };
+    match declared {
+        Some(n) if n > max => {
+            // Read (and drop) a moderately oversized body before answering, so
+            // the client gets the 413 instead of a broken pipe mid-upload.
+            if n <= DRAIN_LIMIT {
+                let _ = req.take_body().into_bytes_limit(DRAIN_LIMIT).await;
+            }
+            return Err(too_large());
+        }
+        Some(_) => {}
+        None => {
+            let body = req.take_body();
+            let bytes = body.into_bytes_limit(max).await.map_err(|_| too_large())?;
+            req.set_body(bytes);
+        }
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+/// Counts requests and their latency per method, route shape and status.
+async fn record_request<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
+    let method = req.method().as_str().to_owned();
+    let route = route_shape(req.uri().path());
+    let started = std::time::Instant::now();
+    let result = ep.call(req).await.map(IntoResponse::into_response);
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status(),
+    };
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Replaces ids in a path with `{id}` so metrics keep a bounded label set.
+pub fn route_shape(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if uuid::Uuid::parse_str(seg).is_ok()
+                || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
+            {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Serves `app` on an already-bound listener until `shutdown` is cancelled,
+/// then lets in-flight requests finish for up to ten seconds.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: impl Endpoint + 'static,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            app,
+            async move { shutdown.cancelled().await },
+            Some(Duration::from_secs(10)),
+        )
+        .await
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn stop_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM");
+            let _ = ctrl_c.await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+/// Checks that the committed document at `path` is `current` (what the
+/// service serves); the error shows the difference as a unified diff and
+/// says how to regenerate it.
+pub fn check_committed_document(current: &str, path: &std::path::Path) -> Result<(), String> {
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    if committed.trim_end() == current.trim_end() {
+        return Ok(());
+    }
+    let diff = similar::TextDiff::from_lines(committed.trim_end(), current.trim_end())
+        .unified_diff()
+        .context_radius(3)
+        .header("committed", "current")
+        .to_string();
+    Err(format!(
+        "{} is stale: run `cargo xtask openapi` and commit the result\n{diff}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_shape;
+
+    #[test]
+    fn route_shapes_hide_ids() {
+        assert_eq!(
+            route_shape("/api/v1/tasks/0b7f0a54-3c0e-4b0e-9a47-6f1f8d1c2b3a/complete"),
+            "/api/v1/tasks/{id}/complete"
+        );
+        assert_eq!(route_shape("/api/v1/audit/42"), "/api/v1/audit/{id}");
+        assert_eq!(route_shape("/health/ready"), "/health/ready");
+    }
+}

@@ -1,0 +1,293 @@
+//! The HTTP API (`/api/v1/tasks`): parse, call [`TaskService`], convert.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, Tags,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+use todo_contract::{Frequency, TaskSnapshot, TaskStatus};
+use todo_core::{problem::ApiError, text::Text};
+use uuid::Uuid;
+
+use crate::domain::{TaskFields, TaskPatch};
+use crate::service::{TaskError, TaskService, Update};
+
+/// Largest page a list returns.
+pub const MAX_LIMIT: u32 = 200;
+
+#[derive(Tags)]
+enum ApiTags {
+    /// Create, read, change, complete and delete tasks. Every change is
+    /// published to `task-events` and `task-updates` before it is answered.
+    Tasks,
+}
+
+/// A new task, or the full replacement of one (PUT).
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct TaskInput {
+    /// 1–255 characters (trimmed).
+    pub title: Text,
+    /// Up to 10 000 characters.
+    pub description: Option<Text>,
+    /// Default `pending`.
+    pub status: Option<TaskStatus>,
+    /// RFC 3339 date-time; stored in UTC.
+    pub due_date: Option<DateTime<FixedOffset>>,
+    /// RFC 3339 date-time at which a reminder fires.
+    pub reminder_time: Option<DateTime<FixedOffset>>,
+    /// Default: true when `recurrence_schedule` is given. Needs a due date.
+    pub is_recurring: Option<bool>,
+    pub recurrence_schedule: Option<Frequency>,
+    /// IANA time zone, default `UTC`.
+    pub timezone: Option<Text>,
+    /// The task this one continues (set by the recurring-task service).
+    pub parent_task_id: Option<Uuid>,
+}
+
+/// A partial change: absent fields are kept, `null` clears a nullable field.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct TaskPatchInput {
+    pub title: Option<Text>,
+    pub description: MaybeUndefined<Text>,
+    pub status: Option<TaskStatus>,
+    pub due_date: MaybeUndefined<DateTime<FixedOffset>>,
+    pub reminder_time: MaybeUndefined<DateTime<FixedOffset>>,
+    pub is_recurring: Option<bool>,
+    pub recurrence_schedule: MaybeUndefined<Frequency>,
+    pub timezone: Option<Text>,
+}
+
+/// One page of tasks.
+#[derive(Debug, Object)]
+pub struct TaskList {
+    pub tasks: Vec<TaskSnapshot>,
+    /// How many tasks match the filter in all.
+    pub total: i64,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// Created, and `task-created` is on Kafka.
+    #[oai(status = 201)]
+    Created(Json<TaskSnapshot>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted, and `task-deleted` is on Kafka.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// The Todo API.
+pub struct TasksApi;
+
+type Answer<T> = Result<T, ApiError>;
+
+#[OpenApi(prefix_path = "/api/v1/tasks", tag = "ApiTags::Tasks")]
+impl TasksApi {
+    /// Create a task.
+    #[oai(path = "/", method = "post")]
+    async fn create(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        /// Retrying with the same key returns the first answer and never creates a second task.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+        body: Json<TaskInput>,
+    ) -> Answer<Created> {
+        let user = user_id(user.0)?;
+        let key = idempotency_key(key.0.as_deref())?;
+        let task = service.create(&user, key, fields_from(body.0)).await?;
+        Ok(Created::Created(Json(task)))
+    }
+
+    /// List your tasks, oldest first.
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        status: Query<Option<TaskStatus>>,
+        /// 1–200, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
+        limit: Query<Option<u32>>,
+        /// Default 0.
+        #[oai(validator(maximum(value = "1000000000")))]
+        offset: Query<Option<u32>>,
+    ) -> Answer<Json<TaskList>> {
+        let user = user_id(user.0)?;
+        let (tasks, total) = service
+            .list(
+                &user,
+                status.0,
+                i64::from(limit.0.unwrap_or(50)),
+                i64::from(offset.0.unwrap_or(0)),
+            )
+            .await?;
+        Ok(Json(TaskList { tasks, total }))
+    }
+
+    /// Get one of your tasks.
+    #[oai(path = "/:id", method = "get")]
+    async fn get(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        id: Path<Uuid>,
+    ) -> Answer<Json<TaskSnapshot>> {
+        let user = user_id(user.0)?;
+        Ok(Json(service.get(&user, id.0).await?))
+    }
+
+    /// Replace a task's fields.
+    #[oai(path = "/:id", method = "put")]
+    async fn replace(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        id: Path<Uuid>,
+        body: Json<TaskInput>,
+    ) -> Answer<Json<TaskSnapshot>> {
+        let user = user_id(user.0)?;
+        let change = Update::Replace(fields_from(body.0));
+        Ok(Json(service.update(&user, id.0, change).await?))
+    }
+
+    /// Change some of a task's fields.
+    #[oai(path = "/:id", method = "patch")]
+    async fn patch(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        id: Path<Uuid>,
+        body: Json<TaskPatchInput>,
+    ) -> Answer<Json<TaskSnapshot>> {
+        let user = user_id(user.0)?;
+        let change = Update::Patch(patch_from(body.0));
+        Ok(Json(service.update(&user, id.0, change).await?))
+    }
+
+    /// Mark a task complete (409 when it already is).
+    #[oai(path = "/:id/complete", method = "post")]
+    async fn complete(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        /// Retrying with the same key returns the first answer instead of 409.
+        #[oai(name = "Idempotency-Key")]
+        key: Header<Option<String>>,
+        id: Path<Uuid>,
+    ) -> Answer<Json<TaskSnapshot>> {
+        let user = user_id(user.0)?;
+        let key = idempotency_key(key.0.as_deref())?;
+        Ok(Json(service.complete(&user, key, id.0).await?))
+    }
+
+    /// Delete a task.
+    #[oai(path = "/:id", method = "delete")]
+    async fn delete(
+        &self,
+        service: Data<&TaskService>,
+        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        id: Path<Uuid>,
+    ) -> Answer<Deleted> {
+        let user = user_id(user.0)?;
+        service.delete(&user, id.0).await?;
+        Ok(Deleted::Deleted)
+    }
+}
+
+/// The caller from `X-User-Id` (absent: `anonymous`): 1–128 visible ASCII characters.
+fn user_id(header: Option<String>) -> Result<String, ApiError> {
+    let user = header.unwrap_or_else(|| "anonymous".to_owned());
+    let ok = (1..=128).contains(&user.len()) && user.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(user)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_user_id",
+            "X-User-Id must be 1-128 visible ASCII characters",
+        ))
+    }
+}
+
+fn idempotency_key(key: Option<&str>) -> Result<Option<&str>, ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 255 => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn utc(t: DateTime<FixedOffset>) -> DateTime<Utc> {
+    t.with_timezone(&Utc)
+}
+
+fn fields_from(input: TaskInput) -> TaskFields {
+    TaskFields {
+        is_recurring: input
+            .is_recurring
+            .unwrap_or(input.recurrence_schedule.is_some()),
+        title: input.title.into_inner(),
+        description: input.description.map(Text::into_inner),
+        status: input.status.unwrap_or(TaskStatus::Pending),
+        due_date: input.due_date.map(utc),
+        reminder_time: input.reminder_time.map(utc),
+        recurrence_schedule: input.recurrence_schedule,
+        timezone: input
+            .timezone
+            .map_or_else(|| "UTC".to_owned(), Text::into_inner),
+        parent_task_id: input.parent_task_id,
+    }
+}
+
+fn maybe<T, U>(m: MaybeUndefined<T>, f: impl FnOnce(T) -> U) -> Option<Option<U>> {
+    match m {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(f(v))),
+    }
+}
+
+fn patch_from(input: TaskPatchInput) -> TaskPatch {
+    TaskPatch {
+        title: input.title.map(Text::into_inner),
+        description: maybe(input.description, Text::into_inner),
+        status: input.status,
+        due_date: maybe(input.due_date, utc),
+        reminder_time: maybe(input.reminder_time, utc),
+        is_recurring: input.is_recurring,
+        recurrence_schedule: maybe(input.recurrence_schedule, |f| f),
+        timezone: input.timezone.map(Text::into_inner),
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        match e {
+            TaskError::Invalid(v) => ApiError::unprocessable("validation_failed", v.0),
+            TaskError::NotFound(_) => ApiError::not_found(e.to_string()),
+            TaskError::AlreadyComplete(_) => ApiError::conflict("already_complete", e.to_string()),
+            TaskError::KeyReused(_) => {
+                ApiError::unprocessable("idempotency_key_reused", e.to_string())
+            }
+            TaskError::BusUnavailable(_) | TaskError::Unconfirmed(_) => {
+                ApiError::unavailable(e.to_string())
+            }
+            TaskError::Database(db) => ApiError::from(db),
+            TaskError::Unreadable(reason) => {
+                tracing::error!(reason = %reason, "a stored answer or an event does not (de)serialize");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The outbox relay: the only publisher of the todo service's events.
+//!
+//! It publishes unpublished outbox rows in id order through the Dapr sidecar
+//! (one bulk call per topic per batch), stamps them published, and wakes the
+//! requests waiting for them. A batch holds at most one event per (topic, task),
+//! so a partial failure can never reorder one task's events. While publishing
+//! fails (sidecar or Kafka down) it retries with exponential backoff and reports
+//! the failure through [`Relay::unavailable`], which makes new writes answer 503
+//! at once instead of piling up unconfirmed changes.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use sqlx::PgPool;
+use todo_contract::Topic;
+use todo_core::sidecar::{OutgoingEvent, Sidecar};
+use tokio::sync::{Notify, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::db::outbox::{self, PendingEvent};
+
+/// Most events taken per batch.
+const BATCH: i64 = 256;
+/// How often an idle relay looks for rows committed by another instance.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// A publish call unconfirmed this long makes new writes fail fast.
+const SLOW_CALL: Duration = Duration::from_secs(2);
+/// Published events are kept this long (for inspection), then pruned.
+const KEEP_PUBLISHED_SECS: i64 = 3600;
+
+#[derive(Default)]
+struct State {
+    waiters: HashMap<i64, oneshot::Sender<()>>,
+    failing: Option<String>,
+}
+
+struct Inner {
+    pool: PgPool,
+    sidecar: Sidecar,
+    wake: Notify,
+    state: Mutex<State>,
+}
+
+/// Handle on the relay; cheap to clone.
+#[derive(Clone)]
+pub struct Relay(Arc<Inner>);
+
+/// Events a request waits for. Dropping it forgets the wait.
+pub struct Pending {
+    relay: Relay,
+    ids: Vec<i64>,
+    receivers: Vec<oneshot::Receiver<()>>,
+}
+
+impl Relay {
+    /// A relay publishing through `sidecar`. Call [`Relay::run`] to start it.
+    pub fn new(pool: PgPool, sidecar: Sidecar) -> Self {
+        Relay(Arc::new(Inner {
+            pool,
+            sidecar,
+            wake: Notify::new(),
+            state: Mutex::new(State::default()),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why publishing currently fails, if it does.
+    pub fn unavailable(&self) -> Option<String> {
+        self.state().failing.clone()
+    }
+
+    /// Registers interest in outbox rows before their transaction commits, so
+    /// a fast relay cannot publish them unnoticed.
+    pub fn watch(&self, ids: Vec<i64>) -> Pending {
+        let mut state = self.state();
+        let receivers = ids
+            .iter()
+            .map(|id| {
+                let (tx, rx) = oneshot::channel();
+                state.waiters.insert(*id, tx);
+                rx
+            })
+            .collect();
+        drop(state);
+        Pending {
+            relay: self.clone(),
+            ids,
+            receivers,
+        }
+    }
+
+    /// Tells the relay there is work (after a commit).
+    pub fn wake(&self) {
+        self.0.wake.notify_one();
+    }
+
+    /// Publishes until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = new_backoff();
+        let mut last_prune = tokio::time::Instant::now();
+        loop {
+            match self.publish_batch_watched().await {
+                Ok(0) => {
+                    self.set_failing(None);
+                    backoff = new_backoff();
+                    if last_prune.elapsed() > Duration::from_secs(60) {
+                        self.prune().await;
+                        last_prune = tokio::time::Instant::now();
+                    }
+                    tokio::select! {
+                        _ = self.0.wake.notified() => {}
+                        _ = tokio::time::sleep(IDLE_POLL) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+                Ok(_) => {
+                    self.set_failing(None);
+                    backoff = new_backoff();
+                }
+                Err(reason) => {
+                    tracing::warn!(error = %reason, "publishing events failed; retrying with backoff");
+                    metrics::counter!("outbox_publish_failures_total").increment(1);
+                    self.set_failing(Some(reason));
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(2));
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Self::publish_batch`], reporting the bus as failing while a call has
+    /// gone unconfirmed for [`SLOW_CALL`] — without abandoning the call, whose
+    /// message may still reach the broker (giving up and publishing again
+    /// would put it on the topic twice).
+    async fn publish_batch_watched(&self) -> Result<usize, String> {
+        let batch = self.publish_batch();
+        tokio::pin!(batch);
+        tokio::select! {
+            result = &mut batch => result,
+            _ = tokio::time::sleep(SLOW_CALL) => {
+                self.set_failing(Some(format!(
+                    "the event bus has not confirmed a publish for {} s",
+                    SLOW_CALL.as_secs()
+                )));
+                batch.await
+            }
+        }
+    }
+
+    fn set_failing(&self, reason: Option<String>) {
+        let mut state = self.state();
+        if state.failing.is_some() && reason.is_none() {
+            tracing::info!("publishing recovered");
+        }
+        state.failing = reason;
+    }
+
+    async fn prune(&self) {
+        if let Err(e) = outbox::prune(&self.0.pool, KEEP_PUBLISHED_SECS).await {
+            tracing::warn!(error = %e, "pruning the outbox failed");
+        }
+        if let Err(e) = crate::db::idempotency::prune(&self.0.pool, 24 * 3600).await {
+            tracing::warn!(error = %e, "pruning idempotency keys failed");
+        }
+    }
+
+    /// Publishes one batch; returns how many events it published. On failure
+    /// the events that did reach the broker are still stamped.
+    async fn publish_batch(&self) -> Result<usize, String> {
+        let mut tx = self
+            .0
+            .pool
+            .begin()
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        outbox::lock_publisher(&mut tx)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        let rows = outbox::pending(&mut tx, BATCH)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch = one_per_task_and_topic(rows);
+        metrics::gauge!("outbox_batch_size").set(batch.len() as f64);
+
+        let mut by_topic: Vec<(Topic, Vec<&PendingEvent>)> = Vec::new();
+        for row in &batch {
+            let Some(topic) = Topic::from_name(&row.topic) else {
+                return Err(format!(
+                    "outbox row {} names unknown topic {}",
+                    row.id, row.topic
+                ));
+            };
+            match by_topic.iter_mut().find(|(t, _)| *t == topic) {
+                Some((_, rows)) => rows.push(row),
+                None => by_topic.push((topic, vec![row])),
+            }
+        }
+        let calls = by_topic
+            .iter()
+            .map(|(topic, rows)| self.publish_topic(*topic, rows));
+        let outcomes = futures::future::join_all(calls).await;
+
+        let mut published = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for outcome in outcomes {
+            match outcome {
+                Ok(ids) => published.extend(ids),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let partial = published.len() < batch.len();
+        if !published.is_empty() {
+            outbox::mark_published(&mut tx, &published)
+                .await
+                .map_err(|e| format!("database: {e}"))?;
+        }
+        tx.commit().await.map_err(|e| format!("database: {e}"))?;
+        metrics::counter!("events_published_total").increment(published.len() as u64);
+        self.resolve(&published);
+        match failure {
+            Some(e) => Err(e),
+            None if partial => Err("the broker rejected part of a batch".to_owned()),
+            None => Ok(published.len()),
+        }
+    }
+
+    async fn publish_topic(
+        &self,
+        topic: Topic,
+        rows: &[&PendingEvent],
+    ) -> Result<Vec<i64>, String> {
+        let events: Vec<OutgoingEvent> = rows
+            .iter()
+            .map(|r| OutgoingEvent {
+                entry_id: r.id.to_string(),
+                partition_key: r.task_id.to_string(),
+                cloud_event: r.cloud_event.clone(),
+            })
+            .collect();
+        let failed = self
+            .0
+            .sidecar
+            .bulk_publish(topic, &events)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((_, reason)) = failed.first() {
+            tracing::warn!(topic = %topic, failed = failed.len(), reason = %reason, "broker rejected events");
+        }
+        let failed: HashSet<String> = failed.into_iter().map(|(id, _)| id).collect();
+        Ok(rows
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !failed.contains(&id.to_string()))
+            .collect())
+    }
+
+    fn resolve(&self, ids: &[i64]) {
+        let mut state = self.state();
+        for id in ids {
+            if let Some(tx) = state.waiters.remove(id) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+fn new_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// The longest prefix of `rows` in which no (topic, task) appears twice.
+fn one_per_task_and_topic(rows: Vec<PendingEvent>) -> Vec<PendingEvent> {
+    let mut seen = HashSet::new();
+    rows.into_iter()
+        .take_while(|r| seen.insert((r.topic.clone(), r.task_id)))
+        .collect()
+}
+
+impl Pending {
+    /// Waits until every watched event is on Kafka, or `within` passes.
+    /// Also checks the database now and then, in case another instance's
+    /// relay published them.
+    pub async fn published(mut self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let receivers = std::mem::take(&mut self.receivers);
+        let all = async {
+            for rx in receivers {
+                let _ = rx.await;
+            }
+        };
+        tokio::pin!(all);
+        loop {
+            tokio::select! {
+                _ = &mut all => return true,
+                _ = tokio::time::sleep_until(deadline) => return false,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                    if matches!(outbox::count_unpublished(&self.relay.0.pool, &self.ids).await, Ok(0)) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut state = self.relay.state();
+        for id in &self.ids {
+            state.waiters.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn row(id: i64, topic: &str, task: Uuid) -> PendingEvent {
+        PendingEvent {
+            id,
+            topic: topic.to_owned(),
+            task_id: task,
+            cloud_event: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_batch_stops_before_a_second_event_of_the_same_task_and_topic() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let rows = vec![
+            row(1, "task-events", a),
+            row(2, "task-updates", a),
+            row(3, "task-events", b),
+            row(4, "task-events", a),
+            row(5, "task-events", b),
+        ];
+        let ids: Vec<i64> = one_per_task_and_topic(rows).iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![1, 2, 3]);
+    }
+}
