@@ -1,0 +1,123 @@
+//! Faults on a running stack, for the system tests and benchmarks: stopping
+//! and starting Kafka, restarting the Dapr scheduler, stopping, starting or
+//! killing a service or its sidecar, and changing a service's environment
+//! for its next start. Each start waits until the part is ready again.
+
+use anyhow::{Result, bail};
+
+use crate::processes::Role;
+use crate::{KAFKA_BROKERS_ENV, KafkaMode, Stack, cmd, dapr};
+
+impl Stack {
+    /// Stops the broker (SIGTERM, then SIGKILL after 20 s). Its data is kept.
+    pub async fn stop_kafka(&mut self) -> Result<()> {
+        if !matches!(self.kafka_mode, KafkaMode::Local(_)) {
+            bail!("Kafka is external ({KAFKA_BROKERS_ENV}); the stack cannot stop it");
+        }
+        if let Some(mut m) = self.processes.take(Role::Kafka) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the broker again on the same data and waits until it is ready.
+    pub async fn start_kafka(&mut self) -> Result<()> {
+        let KafkaMode::Local(k) = &self.kafka_mode else {
+            bail!("Kafka is external ({KAFKA_BROKERS_ENV}); the stack cannot start it");
+        };
+        if let Some(m) = self.processes.get_mut(Role::Kafka) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(Role::Kafka);
+        }
+        let m = k.start(&self.state).await?;
+        self.processes.put(Role::Kafka, m);
+        Ok(())
+    }
+
+    /// Stops the Dapr scheduler (SIGTERM) and starts it again on the same
+    /// etcd data, waiting until it is healthy. Jobs and workflow timers
+    /// persist across it.
+    pub async fn restart_scheduler(&mut self) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::Scheduler) {
+            m.stop().await?;
+        }
+        let m = dapr::start_scheduler(&self.state, &self.dapr_bins, &self.client).await?;
+        self.processes.put(Role::Scheduler, m);
+        Ok(())
+    }
+
+    /// Stops a service's sidecar (SIGTERM; daprd drains gracefully).
+    pub async fn stop_sidecar(&mut self, app_id: &str) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        if let Some(mut m) = self.processes.take(Role::Sidecar(spec.app_id)) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a service's sidecar again (the app keeps running) and waits until
+    /// it is ready (fully if the app runs, else until its API is up).
+    pub async fn start_sidecar(&mut self, app_id: &str) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        let role = Role::Sidecar(spec.app_id);
+        if let Some(m) = self.processes.get_mut(role) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(role);
+        }
+        self.spawn_sidecar(spec)?;
+        let app_running = self.processes.contains(Role::App(spec.app_id));
+        self.wait_sidecar(spec, app_running).await
+    }
+
+    /// Stops a service (SIGTERM, SIGKILL after 10 s).
+    pub async fn stop_service(&mut self, app_id: &str) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        if let Some(mut m) = self.processes.take(Role::App(spec.app_id)) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts a service again and waits until it is ready (`/health/ready`
+    /// if its sidecar runs, else `/health`).
+    pub async fn start_service(&mut self, app_id: &str) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        let role = Role::App(spec.app_id);
+        if let Some(m) = self.processes.get_mut(role) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(role);
+        }
+        self.spawn_app(spec)?;
+        let sidecar_running = self.processes.contains(Role::Sidecar(spec.app_id));
+        self.wait_app(spec, sidecar_running).await
+    }
+
+    /// Extra environment variables for a service from its next start on
+    /// (replacing earlier ones; empty: none), e.g. a short retention in a test.
+    pub fn set_service_env(&mut self, app_id: &str, vars: &[(&str, &str)]) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        self.app_env.insert(
+            spec.app_id,
+            vars.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        Ok(())
+    }
+
+    /// SIGKILL to a service (crash tests).
+    pub async fn kill_service(&mut self, app_id: &str) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        if let Some(mut m) = self.processes.take(Role::App(spec.app_id)) {
+            cmd::step(format!("{app_id}: SIGKILL"));
+            m.kill_now();
+        }
+        Ok(())
+    }
+}
