@@ -1,18 +1,17 @@
 //! The HTTP API (`/api/v1/audit`): read-only queries of the audit trail.
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
     Enum, Object, OpenApi, Tags,
     param::{Path, Query},
     payload::Json,
 };
-use sqlx::PgPool;
+use todo_contract::{EventType, Timestamp};
 use todo_core::problem::ApiError;
 use uuid::Uuid;
 
-use crate::db::{self, Filter};
-use crate::record::AuditRecord;
+use crate::db::{AuditRecord, Filter};
+use crate::service::AuditService;
 
 #[derive(Tags)]
 enum ApiTags {
@@ -30,13 +29,13 @@ pub enum EventTypeFilter {
     TaskDeleted,
 }
 
-impl EventTypeFilter {
-    fn as_str(self) -> &'static str {
-        match self {
-            EventTypeFilter::TaskCreated => "task-created",
-            EventTypeFilter::TaskUpdated => "task-updated",
-            EventTypeFilter::TaskCompleted => "task-completed",
-            EventTypeFilter::TaskDeleted => "task-deleted",
+impl From<EventTypeFilter> for EventType {
+    fn from(t: EventTypeFilter) -> Self {
+        match t {
+            EventTypeFilter::TaskCreated => EventType::TaskCreated,
+            EventTypeFilter::TaskUpdated => EventType::TaskUpdated,
+            EventTypeFilter::TaskCompleted => EventType::TaskCompleted,
+            EventTypeFilter::TaskDeleted => EventType::TaskDeleted,
         }
     }
 }
@@ -57,9 +56,9 @@ pub struct AuditRecordView {
     /// The task snapshot the event carried.
     pub payload: serde_json::Value,
     /// When the change happened (the event's timestamp).
-    pub timestamp: DateTime<Utc>,
+    pub timestamp: Timestamp,
     /// When the audit service stored it.
-    pub recorded_at: DateTime<Utc>,
+    pub recorded_at: Timestamp,
 }
 
 impl From<AuditRecord> for AuditRecordView {
@@ -72,8 +71,8 @@ impl From<AuditRecord> for AuditRecordView {
             task_id: r.task_id,
             user_id: r.user_id,
             payload: r.payload,
-            timestamp: r.timestamp,
-            recorded_at: r.recorded_at,
+            timestamp: r.timestamp.into(),
+            recorded_at: r.recorded_at.into(),
         }
     }
 }
@@ -95,7 +94,7 @@ impl AuditApi {
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
-        pool: Data<&PgPool>,
+        audit: Data<&AuditService>,
         /// Only this task's events.
         task_id: Query<Option<Uuid>>,
         /// Only events of this type.
@@ -108,15 +107,15 @@ impl AuditApi {
     ) -> Result<Json<AuditPage>, ApiError> {
         let filter = Filter {
             task_id: task_id.0,
-            event_type: event_type.0.map(|t| t.as_str().to_owned()),
+            event_type: event_type.0.map(|t| EventType::from(t).as_str().to_owned()),
         };
-        let (records, total) = db::list(
-            &pool,
-            &filter,
-            i64::from(limit.0.unwrap_or(100)),
-            i64::from(offset.0.unwrap_or(0)),
-        )
-        .await?;
+        let (records, total) = audit
+            .list(
+                &filter,
+                i64::from(limit.0.unwrap_or(100)),
+                i64::from(offset.0.unwrap_or(0)),
+            )
+            .await?;
         Ok(Json(AuditPage {
             records: records.into_iter().map(Into::into).collect(),
             total,
@@ -127,10 +126,10 @@ impl AuditApi {
     #[oai(path = "/:record_id", method = "get")]
     async fn get(
         &self,
-        pool: Data<&PgPool>,
+        audit: Data<&AuditService>,
         record_id: Path<Uuid>,
     ) -> Result<Json<AuditRecordView>, ApiError> {
-        match db::get(&pool, record_id.0).await? {
+        match audit.get(record_id.0).await? {
             Some(r) => Ok(Json(r.into())),
             None => Err(ApiError::not_found(format!(
                 "audit record {} not found",

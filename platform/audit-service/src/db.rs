@@ -3,9 +3,23 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
+use todo_contract::EventEnvelope;
 use uuid::Uuid;
 
-use crate::record::AuditRecord;
+/// A stored event: the envelope's fields, and when it was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: String,
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub payload: serde_json::Value,
+    pub timestamp: DateTime<Utc>,
+    /// Set by the database when the record was stored.
+    pub recorded_at: DateTime<Utc>,
+}
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -38,20 +52,21 @@ impl From<Row> for AuditRecord {
 
 const COLUMNS: &str = "id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at";
 
-/// Stores a record; a second record of the same event is ignored.
-pub async fn insert(conn: &mut PgConnection, r: &AuditRecord) -> Result<(), sqlx::Error> {
+/// Stores the record of `e` (a new id; `recorded_at` is the database's
+/// clock); a second record of the same event is ignored.
+pub async fn insert(conn: &mut PgConnection, e: &EventEnvelope) -> Result<(), sqlx::Error> {
     sqlx::query(
         "insert into audit_record (id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp) \
          values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (event_id) do nothing",
     )
-    .bind(r.id)
-    .bind(r.event_id)
-    .bind(&r.event_type)
-    .bind(&r.schema_version)
-    .bind(r.task_id)
-    .bind(&r.user_id)
-    .bind(&r.payload)
-    .bind(r.timestamp)
+    .bind(Uuid::now_v7())
+    .bind(e.event_id)
+    .bind(e.event_type.as_str())
+    .bind(&e.schema_version)
+    .bind(e.task_id)
+    .bind(&e.user_id)
+    .bind(&e.payload)
+    .bind(e.timestamp.get())
     .execute(conn)
     .await?;
     Ok(())

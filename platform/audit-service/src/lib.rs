@@ -1,22 +1,24 @@
 //! The Audit service: consumes `task-events` through Dapr (its own consumer
-//! group) and stores every event once as an immutable [`record::AuditRecord`];
-//! serves the trail at `/api/v1/audit`.
+//! group) and stores every event once as an immutable [`db::AuditRecord`]
+//! ([`handler`]); serves the trail at `/api/v1/audit` ([`api`], [`service`]).
 
 pub mod api;
+pub mod config;
 pub mod db;
-pub mod record;
+pub mod handler;
+pub mod service;
 
 use poem_openapi::OpenApiService;
+use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
-    envelope::Topic,
     server::{self, HealthApi},
     settings::DaprSettings,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::AuditApi, record::Recorder};
+use crate::{api::AuditApi, config::AuditConfig, handler::Handler, service::AuditService};
 
 /// The app id and default port of this service.
 pub const APP_ID: &str = "audit-service";
@@ -44,7 +46,8 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "AUDIT_";
     const SCHEMA: &'static str = "audit";
-    type Config = bootstrap::NoConfig;
+    const DEFAULT_SIDECAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+    type Config = AuditConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
@@ -53,29 +56,23 @@ impl bootstrap::Service for Application {
     async fn build(
         settings: DaprSettings,
         common: bootstrap::Common,
-        _config: bootstrap::NoConfig,
+        _config: AuditConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/audit");
         let app_token = settings.app_api_token.clone();
-        let connected = bootstrap::connect(
-            settings,
-            &common,
-            &MIGRATIONS,
-            std::time::Duration::from_secs(5),
-        )
-        .await?;
+        let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
-            Recorder,
+            Handler,
             vec![Subscription {
                 topic: Topic::TaskEvents,
             }],
             app_token,
         );
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
-        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, pool));
+        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, AuditService::new(pool)));
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application { listener, app })
     }

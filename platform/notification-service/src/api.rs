@@ -1,19 +1,17 @@
 //! The HTTP API (`/api/v1/notifications`): list, read, and retry failed ones.
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi, Tags,
     param::{Path, Query},
     payload::Json,
 };
-use sqlx::PgPool;
+use todo_contract::Timestamp;
 use todo_core::problem::ApiError;
-use todo_core::workflow::Starter;
 use uuid::Uuid;
 
-use crate::db::{self, Filter, Notification};
-use crate::delivery::start_delivery;
+use crate::db::{Filter, Notification};
+use crate::service::{NotificationService, RetryError};
 
 #[derive(Tags)]
 enum ApiTags {
@@ -55,18 +53,21 @@ pub struct NotificationView {
     /// `in_app`.
     pub channel: String,
     pub title: String,
-    pub due_date: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub due_date: Option<Timestamp>,
     /// When the reminder was due.
-    pub remind_at: DateTime<Utc>,
+    pub remind_at: Timestamp,
     /// `pending`, `sent` or `failed`.
     pub status: String,
     /// Delivery attempts started.
     pub attempts: i32,
     /// Why the last attempt failed.
+    #[oai(nullable)]
     pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    #[oai(nullable)]
+    pub sent_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
 }
 
 impl From<Notification> for NotificationView {
@@ -79,14 +80,14 @@ impl From<Notification> for NotificationView {
             notification_type: n.notification_type,
             channel: n.channel,
             title: n.title,
-            due_date: n.due_date,
-            remind_at: n.remind_at,
+            due_date: n.due_date.map(Timestamp::new),
+            remind_at: n.remind_at.into(),
             status: n.status,
             attempts: n.attempts,
             last_error: n.last_error,
-            created_at: n.created_at,
-            sent_at: n.sent_at,
-            updated_at: n.updated_at,
+            created_at: n.created_at.into(),
+            sent_at: n.sent_at.map(Timestamp::new),
+            updated_at: n.updated_at.into(),
         }
     }
 }
@@ -116,7 +117,7 @@ impl NotificationApi {
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
-        pool: Data<&PgPool>,
+        notifications: Data<&NotificationService>,
         /// Only notifications in this state.
         status: Query<Option<NotificationStatus>>,
         /// Only this task's notifications.
@@ -134,13 +135,13 @@ impl NotificationApi {
             task_id: task_id.0,
             user_id: user_id.0,
         };
-        let (rows, total) = db::list(
-            &pool,
-            &filter,
-            i64::from(limit.0.unwrap_or(100)),
-            i64::from(offset.0.unwrap_or(0)),
-        )
-        .await?;
+        let (rows, total) = notifications
+            .list(
+                &filter,
+                i64::from(limit.0.unwrap_or(100)),
+                i64::from(offset.0.unwrap_or(0)),
+            )
+            .await?;
         Ok(Json(NotificationPage {
             notifications: rows.into_iter().map(Into::into).collect(),
             total,
@@ -151,10 +152,10 @@ impl NotificationApi {
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
-        pool: Data<&PgPool>,
+        notifications: Data<&NotificationService>,
         id: Path<Uuid>,
     ) -> Result<Json<NotificationView>, ApiError> {
-        match db::get(&pool, id.0).await? {
+        match notifications.get(id.0).await? {
             Some(n) => Ok(Json(n.into())),
             None => Err(not_found(id.0)),
         }
@@ -165,33 +166,22 @@ impl NotificationApi {
     #[oai(path = "/:id/retry", method = "post")]
     async fn retry(
         &self,
-        pool: Data<&PgPool>,
-        starter: Data<&Starter>,
+        notifications: Data<&NotificationService>,
         id: Path<Uuid>,
     ) -> Result<RetryStarted, ApiError> {
-        let mut tx = pool.begin().await?;
-        let Some(current) = db::lock(&mut tx, id.0).await? else {
-            return Err(not_found(id.0));
-        };
-        if current.status != "failed" {
-            return Err(ApiError::conflict(
-                "not_failed",
-                format!(
-                    "notification {} is {}; only failed notifications can be retried",
-                    id.0, current.status
-                ),
-            ));
-        }
-        let n = db::begin_retry(&mut tx, id.0).await?;
-        start_delivery(&starter, n.id, n.attempts, n.reminder())
-            .await
-            .map_err(|e| {
-                tracing::warn!(task_id = %n.task_id, notification_id = %n.id, error = %e, "retry not started");
-                ApiError::unavailable(format!("the workflow engine is unavailable: {e}"))
-            })?;
-        tx.commit().await?;
-        tracing::info!(task_id = %n.task_id, notification_id = %n.id, attempt = n.attempts, "notification retry started");
+        let n = notifications.retry(id.0).await?;
         Ok(RetryStarted::Accepted(Json(n.into())))
+    }
+}
+
+impl From<RetryError> for ApiError {
+    fn from(e: RetryError) -> Self {
+        match e {
+            RetryError::NotFound(id) => not_found(id),
+            RetryError::NotFailed { .. } => ApiError::conflict("not_failed", e.to_string()),
+            RetryError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            RetryError::Database(db) => ApiError::from(db),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use todo_workflows::reminder::Reminder;
+use todo_contract::{Channel, Reminder, Timestamp};
 use uuid::Uuid;
 
 /// A notification as stored.
@@ -32,8 +32,8 @@ impl Notification {
             task_id: self.task_id,
             user_id: self.user_id.clone(),
             title: self.title.clone(),
-            due_date: self.due_date,
-            remind_at: self.remind_at,
+            due_date: self.due_date.map(Timestamp::new),
+            remind_at: Timestamp::new(self.remind_at),
         }
     }
 }
@@ -46,7 +46,7 @@ const COLUMNS: &str = "id, reminder_event_id, task_id, user_id, notification_typ
 async fn insert(
     conn: impl sqlx::PgExecutor<'_>,
     id: Uuid,
-    channel: &str,
+    channel: Channel,
     r: &Reminder,
     status: &str,
     conflict: &str,
@@ -60,10 +60,10 @@ async fn insert(
         .bind(r.event_id())
         .bind(r.task_id)
         .bind(&r.user_id)
-        .bind(channel)
+        .bind(channel.as_str())
         .bind(&r.title)
-        .bind(r.due_date)
-        .bind(r.remind_at)
+        .bind(r.due_date.map(|d| d.get()))
+        .bind(r.remind_at.get())
         .bind(status)
         .execute(conn)
         .await?
@@ -74,7 +74,7 @@ async fn insert(
 pub async fn insert_pending(
     conn: &mut PgConnection,
     id: Uuid,
-    channel: &str,
+    channel: Channel,
     r: &Reminder,
 ) -> Result<bool, sqlx::Error> {
     Ok(insert(conn, id, channel, r, "pending", "on conflict do nothing").await? == 1)
@@ -96,7 +96,7 @@ pub async fn is_sent(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
 pub async fn mark_sent(
     db: &PgPool,
     id: Uuid,
-    channel: &str,
+    channel: Channel,
     r: &Reminder,
 ) -> Result<(), sqlx::Error> {
     insert(

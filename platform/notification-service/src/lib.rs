@@ -2,27 +2,34 @@
 //! consumer group); each `reminder-fired` becomes one in-app notification,
 //! delivered by the durable `notification_delivery_v1` workflow, which pushes
 //! `notification-delivered` on `task-updates` for the user's live clients
-//! ([`delivery`]). Serves `/api/v1/notifications` ([`api`]).
+//! ([`handler`], [`workflow`]). Serves `/api/v1/notifications` ([`api`],
+//! [`service`]).
 
 pub mod api;
+pub mod config;
 pub mod db;
-pub mod delivery;
+pub mod handler;
+pub mod service;
+pub mod workflow;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use poem::EndpointExt;
 use poem_openapi::OpenApiService;
+use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
-    envelope::Topic,
     server::{self, HealthApi},
     settings::DaprSettings,
     workflow::Workflows,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::NotificationApi, delivery::ReminderHandler};
+use crate::{
+    api::NotificationApi, config::NotificationConfig, handler::Handler,
+    service::NotificationService,
+};
 
 /// The app id and default port of this service.
 pub const APP_ID: &str = "notification-service";
@@ -54,7 +61,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "NOTIFICATION_";
     const SCHEMA: &'static str = "notification";
-    type Config = bootstrap::NoConfig;
+    type Config = NotificationConfig;
 
     fn openapi_spec() -> String {
         openapi().spec()
@@ -63,25 +70,24 @@ impl bootstrap::Service for Application {
     async fn build(
         settings: DaprSettings,
         common: bootstrap::Common,
-        _config: bootstrap::NoConfig,
+        _config: NotificationConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/notification");
         let app_token = settings.app_api_token.clone();
-        let connected =
-            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(10)).await?;
+        let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
-        let deps = Arc::new(delivery::Deps {
+        let deps = Arc::new(workflow::Deps {
             pool: pool.clone(),
             sidecar: connected.sidecar.clone(),
         });
-        let workflows = Workflows::start(&connected.settings, Duration::from_secs(10), |r| {
-            delivery::register(r, deps)
+        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, |r| {
+            workflow::register(r, deps)
         })
         .await?;
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
-            ReminderHandler {
+            Handler {
                 workflows: workflows.starter(),
             },
             vec![Subscription {
@@ -91,7 +97,8 @@ impl bootstrap::Service for Application {
         );
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app.data(pool).data(workflows.starter()).boxed();
+        let service = NotificationService::new(pool, workflows.starter());
+        let app = app.data(service).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,

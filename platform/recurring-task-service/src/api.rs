@@ -1,20 +1,19 @@
 //! The HTTP API: `/api/v1/schedules` (series of recurring tasks, with their
 //! pending reminder jobs) and `/api/v1/reminders` (every task's reminder job).
 
-use std::collections::HashMap;
-
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::NaiveTime;
 use poem::web::Data;
 use poem_openapi::{
     Enum, Object, OpenApi, Tags,
     param::{Path, Query},
     payload::Json,
 };
-use sqlx::PgPool;
+use todo_contract::{Timestamp, reminder::reminder_job_name};
 use todo_core::problem::ApiError;
 use uuid::Uuid;
 
-use crate::db::{self, ReminderFilter, ReminderRow, Series, SeriesFilter};
+use crate::db::{ReminderFilter, ReminderRow, Series, SeriesFilter};
+use crate::service::RecurringService;
 
 #[derive(Tags)]
 enum ApiTags {
@@ -32,27 +31,29 @@ pub struct ReminderView {
     pub job_name: String,
     pub user_id: String,
     pub title: String,
-    pub due_date: Option<DateTime<Utc>>,
+    #[oai(nullable)]
+    pub due_date: Option<Timestamp>,
     /// When it fires.
-    pub remind_at: DateTime<Utc>,
+    pub remind_at: Timestamp,
     /// `scheduled`, `fired` or `cancelled`.
     pub status: String,
-    pub fired_at: Option<DateTime<Utc>>,
-    pub updated_at: DateTime<Utc>,
+    #[oai(nullable)]
+    pub fired_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
 }
 
 impl From<ReminderRow> for ReminderView {
     fn from(r: ReminderRow) -> Self {
         ReminderView {
-            job_name: todo_workflows::plan::reminder_job_name(&r.task_id.to_string()),
+            job_name: reminder_job_name(r.task_id),
             task_id: r.task_id,
             user_id: r.user_id,
             title: r.title,
-            due_date: r.due_date,
-            remind_at: r.remind_at,
+            due_date: r.due_date.map(Timestamp::new),
+            remind_at: r.remind_at.into(),
             status: r.status,
-            fired_at: r.fired_at,
-            updated_at: r.updated_at,
+            fired_at: r.fired_at.map(Timestamp::new),
+            updated_at: r.updated_at.into(),
         }
     }
 }
@@ -75,23 +76,25 @@ pub struct ScheduleView {
     /// Local time of day every instance is due at.
     pub anchor_time: NaiveTime,
     /// Due date of the newest instance.
-    pub next_due_date: DateTime<Utc>,
+    pub next_due_date: Timestamp,
     /// The newest instance.
     pub current_task_id: Uuid,
     /// The completed instance the newest one follows (none for the first).
+    #[oai(nullable)]
     pub parent_task_id: Option<Uuid>,
     /// How many instances the series has had.
     pub instances: i32,
     pub is_active: bool,
     /// Why it ended: `deleted`, or `not_recurring` (switched off).
+    #[oai(nullable)]
     pub ended_reason: Option<String>,
     /// Reminder jobs of its instances that have not fired yet.
     pub pending_reminders: Vec<ReminderView>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
-fn schedule_view(s: Series, pending: Vec<ReminderView>) -> ScheduleView {
+fn schedule_view((s, pending): (Series, Vec<ReminderRow>)) -> ScheduleView {
     ScheduleView {
         id: s.id,
         user_id: s.user_id,
@@ -100,15 +103,15 @@ fn schedule_view(s: Series, pending: Vec<ReminderView>) -> ScheduleView {
         timezone: s.timezone,
         anchor_day: s.anchor_day,
         anchor_time: s.anchor_time,
-        next_due_date: s.next_due_date,
+        next_due_date: s.next_due_date.into(),
         current_task_id: s.current_task_id,
         parent_task_id: s.parent_task_id,
         instances: s.instances,
         is_active: s.is_active,
         ended_reason: s.ended_reason,
-        pending_reminders: pending,
-        created_at: s.created_at,
-        updated_at: s.updated_at,
+        pending_reminders: pending.into_iter().map(Into::into).collect(),
+        created_at: s.created_at.into(),
+        updated_at: s.updated_at.into(),
     }
 }
 
@@ -163,7 +166,7 @@ impl RecurringApi {
     #[oai(path = "/schedules", method = "get", tag = "ApiTags::Schedules")]
     async fn list_schedules(
         &self,
-        pool: Data<&PgPool>,
+        service: Data<&RecurringService>,
         /// Only active (or only ended) series.
         is_active: Query<Option<bool>>,
         /// Only this user's series.
@@ -179,19 +182,8 @@ impl RecurringApi {
             user_id: user_id.0,
         };
         let (limit, offset) = page(limit.0, offset.0);
-        let (series, total) = db::list_series(&pool, &filter, limit, offset).await?;
-        let ids: Vec<Uuid> = series.iter().map(|s| s.id).collect();
-        let mut pending: HashMap<Uuid, Vec<ReminderView>> = HashMap::new();
-        for (series_id, r) in db::pending_reminders_of(&pool, &ids).await? {
-            pending.entry(series_id).or_default().push(r.into());
-        }
-        let schedules = series
-            .into_iter()
-            .map(|s| {
-                let p = pending.remove(&s.id).unwrap_or_default();
-                schedule_view(s, p)
-            })
-            .collect();
+        let (page, total) = service.list_schedules(&filter, limit, offset).await?;
+        let schedules = page.into_iter().map(schedule_view).collect();
         Ok(Json(SchedulePage { schedules, total }))
     }
 
@@ -199,26 +191,21 @@ impl RecurringApi {
     #[oai(path = "/schedules/:id", method = "get", tag = "ApiTags::Schedules")]
     async fn get_schedule(
         &self,
-        pool: Data<&PgPool>,
+        service: Data<&RecurringService>,
         /// The series id (the id of its first task).
         id: Path<Uuid>,
     ) -> Result<Json<ScheduleView>, ApiError> {
-        let Some(series) = db::get_series(&pool, id.0).await? else {
-            return Err(ApiError::not_found(format!("schedule {} not found", id.0)));
-        };
-        let pending = db::pending_reminders_of(&pool, &[series.id])
-            .await?
-            .into_iter()
-            .map(|(_, r)| r.into())
-            .collect();
-        Ok(Json(schedule_view(series, pending)))
+        match service.get_schedule(id.0).await? {
+            Some(found) => Ok(Json(schedule_view(found))),
+            None => Err(ApiError::not_found(format!("schedule {} not found", id.0))),
+        }
     }
 
     /// List reminder jobs by due time.
     #[oai(path = "/reminders", method = "get", tag = "ApiTags::Reminders")]
     async fn list_reminders(
         &self,
-        pool: Data<&PgPool>,
+        service: Data<&RecurringService>,
         /// Only reminders in this state.
         status: Query<Option<ReminderStatus>>,
         /// Only this user's reminders.
@@ -237,7 +224,7 @@ impl RecurringApi {
             task_id: task_id.0,
         };
         let (limit, offset) = page(limit.0, offset.0);
-        let (rows, total) = db::list_reminders(&pool, &filter, limit, offset).await?;
+        let (rows, total) = service.list_reminders(&filter, limit, offset).await?;
         Ok(Json(ReminderPage {
             reminders: rows.into_iter().map(Into::into).collect(),
             total,

@@ -1,6 +1,6 @@
 //! The recurring-task service's own settings, from `RECURRING_*` variables
-//! (all optional; body limit, pool size and database secret are the common
-//! ones of `todo_core::bootstrap::Common`).
+//! (all optional; body limit, pool size, database secret and sidecar timeout
+//! are the common ones of `todo_core::bootstrap::Common`).
 
 use serde::Deserialize;
 

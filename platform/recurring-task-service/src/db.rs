@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, NaiveTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use todo_workflows::reminder::Reminder;
-use todo_workflows::schedule::{Anchor, Frequency};
+use todo_contract::{Frequency, Reminder};
+use todo_schedule::schedule::Anchor;
 use uuid::Uuid;
 
 /// A series as stored.
@@ -51,14 +51,6 @@ const SERIES_COLUMNS: &str = "s.id, s.user_id, s.title, s.frequency, s.timezone,
      s.next_due_date, s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, \
      s.created_at, s.updated_at";
 
-fn frequency_name(f: Frequency) -> &'static str {
-    match f {
-        Frequency::Daily => "daily",
-        Frequency::Weekly => "weekly",
-        Frequency::Monthly => "monthly",
-    }
-}
-
 /// The series `task_id` belongs to.
 pub async fn series_of(
     conn: &mut PgConnection,
@@ -91,7 +83,7 @@ pub async fn start_series(
         .bind(first.task_id)
         .bind(user_id)
         .bind(&first.title)
-        .bind(frequency_name(first.frequency))
+        .bind(first.frequency.as_str())
         .bind(&first.timezone)
         .bind(i16::try_from(anchor.day).unwrap_or(1))
         .bind(anchor.time)
@@ -136,7 +128,7 @@ pub async fn update_current(
     sqlx::query_as(&sql)
         .bind(series_id)
         .bind(&current.title)
-        .bind(frequency_name(current.frequency))
+        .bind(current.frequency.as_str())
         .bind(&current.timezone)
         .bind(current.due_date)
         .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
@@ -230,8 +222,8 @@ pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<
     .bind(r.task_id)
     .bind(&r.user_id)
     .bind(&r.title)
-    .bind(r.due_date)
-    .bind(r.remind_at)
+    .bind(r.due_date.map(|d| d.get()))
+    .bind(r.remind_at.get())
     .execute(conn)
     .await?
     .rows_affected()
@@ -283,8 +275,10 @@ pub async fn trigger_state(db: &PgPool, r: &Reminder) -> Result<TriggerState, sq
             .fetch_optional(db)
             .await?;
     Ok(match row {
-        Some((status, at)) if at == r.remind_at && status == "scheduled" => TriggerState::Due,
-        Some((status, at)) if at == r.remind_at && status == "fired" => TriggerState::AlreadyFired,
+        Some((status, at)) if at == r.remind_at.get() && status == "scheduled" => TriggerState::Due,
+        Some((status, at)) if at == r.remind_at.get() && status == "fired" => {
+            TriggerState::AlreadyFired
+        }
         _ => TriggerState::Stale,
     })
 }
@@ -296,7 +290,7 @@ pub async fn mark_fired(db: &PgPool, r: &Reminder) -> Result<(), sqlx::Error> {
          where task_id = $1 and remind_at = $2 and status = 'scheduled'",
     )
     .bind(r.task_id)
-    .bind(r.remind_at)
+    .bind(r.remind_at.get())
     .execute(db)
     .await?;
     Ok(())

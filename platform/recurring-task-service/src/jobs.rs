@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use serde_json::json;
+use todo_contract::Reminder;
 use todo_core::sidecar::Sidecar;
-use todo_workflows::reminder::Reminder;
 
 /// Retry interval of a failed trigger (the app down, Kafka down).
 const RETRY_INTERVAL: &str = "2s";
@@ -46,7 +46,7 @@ impl Jobs {
     /// A reminder whose time has passed fires within the second.
     pub async fn schedule(&self, r: &Reminder) -> Result<(), JobsError> {
         let body = json!({
-            "dueTime": due_time(r.remind_at.max(Utc::now())),
+            "dueTime": due_time(r.remind_at.get().max(Utc::now())),
             "data": r,
             "overwrite": true,
             "failurePolicy": { "constant": { "interval": RETRY_INTERVAL, "maxRetries": MAX_RETRIES } },

@@ -2,34 +2,39 @@
 //! consumer group) and
 //! - keeps a series (RecurrenceSchedule) per recurring task, and on each
 //!   completion starts the durable `recurrence_v1` workflow that creates the
-//!   next instance through the Todo service ([`series`], [`activity`]);
+//!   next instance through the Todo service ([`handler`], [`workflow`]);
 //! - keeps each task's reminder as a Dapr job `reminder-<task_id>` whose
-//!   trigger publishes `reminder-fired` to `reminders` ([`jobs`], [`trigger`]);
+//!   trigger publishes `reminder-fired` to `reminders` ([`jobs`], [`trigger`],
+//!   [`service`]);
 //! - serves `/api/v1/schedules` and `/api/v1/reminders` ([`api`]).
 
-pub mod activity;
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod handler;
 pub mod jobs;
-pub mod series;
+pub mod service;
 pub mod trigger;
+pub mod workflow;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use poem::EndpointExt;
 use poem_openapi::OpenApiService;
+use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription, require_app_token},
-    envelope::Topic,
     server::{self, HealthApi},
     settings::DaprSettings,
     workflow::Workflows,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::{api::RecurringApi, config::RecurringConfig, jobs::Jobs, series::SeriesHandler};
+use crate::{
+    api::RecurringApi, config::RecurringConfig, handler::Handler, jobs::Jobs,
+    service::RecurringService,
+};
 
 /// The app id and default port of this service.
 pub const APP_ID: &str = "recurring-task-service";
@@ -73,22 +78,21 @@ impl bootstrap::Service for Application {
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/recurring");
         let app_token = settings.app_api_token.clone();
-        let connected =
-            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(10)).await?;
+        let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
-        let deps = Arc::new(activity::Deps {
+        let deps = Arc::new(workflow::Deps {
             pool: pool.clone(),
             sidecar: connected.sidecar.clone(),
             todo_app_id: config.todo_app_id.clone(),
         });
-        let workflows = Workflows::start(&connected.settings, Duration::from_secs(10), |r| {
-            activity::register(r, deps)
+        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, |r| {
+            workflow::register(r, deps)
         })
         .await?;
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
-            SeriesHandler {
+            Handler {
                 jobs: Jobs::new(connected.sidecar.clone()),
                 workflows: workflows.starter(),
             },
@@ -97,20 +101,14 @@ impl bootstrap::Service for Application {
             }],
             app_token.clone(),
         );
-        let trigger_deps = Arc::new(trigger::TriggerDeps {
-            pool: pool.clone(),
-            sidecar: connected.sidecar.clone(),
-        });
+        let service = RecurringService::new(pool, connected.sidecar.clone());
         let mut callbacks = consumer.endpoints();
         callbacks.push((
             "/job/:name",
-            require_app_token(
-                poem::post(trigger::trigger).data(trigger_deps).boxed(),
-                app_token,
-            ),
+            require_app_token(poem::post(trigger::trigger).boxed(), app_token),
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app.data(pool).boxed();
+        let app = app.data(service).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,

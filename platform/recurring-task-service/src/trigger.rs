@@ -9,44 +9,19 @@
 //! failure policy tries again. Never 404: Dapr takes a 404 as success and
 //! drops the trigger.
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use poem::{
     IntoResponse, Response, handler,
     http::StatusCode,
     web::{Data, Json, Path},
 };
 use serde_json::json;
-use sqlx::PgPool;
-use todo_core::envelope::{EventEnvelope, EventType, Topic};
-use todo_core::sidecar::Sidecar;
-use todo_workflows::reminder::Reminder;
+use todo_contract::Reminder;
 
-use crate::db::{self, TriggerState};
-
-/// What a trigger needs.
-pub struct TriggerDeps {
-    pub pool: PgPool,
-    pub sidecar: Sidecar,
-}
-
-/// The `reminder-fired` event of `r`, fired at `now`.
-pub fn reminder_fired(r: &Reminder, now: DateTime<Utc>) -> EventEnvelope {
-    let mut event = EventEnvelope::new(
-        EventType::ReminderFired,
-        now,
-        r.task_id,
-        r.user_id.clone(),
-        serde_json::to_value(r).unwrap_or_default(),
-    );
-    event.event_id = r.event_id();
-    event
-}
+use crate::service::RecurringService;
 
 #[handler]
 pub async fn trigger(
-    deps: Data<&Arc<TriggerDeps>>,
+    service: Data<&RecurringService>,
     Path(name): Path<String>,
     body: poem::Body,
 ) -> Response {
@@ -63,10 +38,11 @@ pub async fn trigger(
         tracing::warn!(task_id = %reminder.task_id, job = %name, "job name does not match its reminder; ignored");
         return answer(StatusCode::OK, "ignored");
     }
-    match fire(&deps, &reminder).await {
+    match service.fire(&reminder).await {
         Ok(outcome) => {
-            metrics::counter!("reminder_triggers_total", "outcome" => outcome).increment(1);
-            answer(StatusCode::OK, outcome)
+            metrics::counter!("reminder_triggers_total", "outcome" => outcome.as_str())
+                .increment(1);
+            answer(StatusCode::OK, outcome.as_str())
         }
         Err(e) => {
             tracing::warn!(task_id = %reminder.task_id, error = %e, "reminder not published yet; the job retries");
@@ -76,31 +52,6 @@ pub async fn trigger(
                 Json(json!({"error": "dependency_unavailable", "message": e})),
             )
                 .into_response()
-        }
-    }
-}
-
-async fn fire(deps: &TriggerDeps, r: &Reminder) -> Result<&'static str, String> {
-    match db::trigger_state(&deps.pool, r)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        TriggerState::Stale => {
-            tracing::info!(task_id = %r.task_id, "reminder was cancelled or replaced; not published");
-            Ok("stale")
-        }
-        TriggerState::AlreadyFired => Ok("already_fired"),
-        TriggerState::Due => {
-            let event = reminder_fired(r, Utc::now());
-            deps.sidecar
-                .publish(Topic::Reminders, &event, crate::APP_ID)
-                .await
-                .map_err(|e| e.to_string())?;
-            db::mark_fired(&deps.pool, r)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(task_id = %r.task_id, event_id = %event.event_id, remind_at = %r.remind_at, "reminder fired");
-            Ok("fired")
         }
     }
 }

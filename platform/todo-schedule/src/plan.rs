@@ -4,36 +4,22 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
+use todo_contract::{EventType, TaskSnapshot, TaskStatus, Timestamp};
+use uuid::Uuid;
 
 use crate::schedule::{self, Anchor, Frequency, ScheduleError};
-
-/// The fields of a task snapshot (an event's `payload`) that matter here.
-/// Ids stay strings: this crate does no I/O and needs no UUID arithmetic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskSnapshot {
-    pub id: String,
-    pub title: String,
-    pub description: Option<String>,
-    pub status: String,
-    pub due_date: Option<DateTime<Utc>>,
-    pub reminder_time: Option<DateTime<Utc>>,
-    pub is_recurring: bool,
-    pub recurrence_schedule: Option<Frequency>,
-    pub timezone: String,
-    pub parent_task_id: Option<String>,
-}
 
 /// The next instance of a recurring task, ready to be created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NextInstance {
     pub title: String,
     pub description: Option<String>,
-    pub due_date: DateTime<Utc>,
-    pub reminder_time: Option<DateTime<Utc>>,
+    pub due_date: Timestamp,
+    pub reminder_time: Option<Timestamp>,
     pub recurrence_schedule: Frequency,
     pub timezone: String,
     /// The completed instance this one follows.
-    pub parent_task_id: String,
+    pub parent_task_id: Uuid,
 }
 
 /// One thing to do because of an event.
@@ -42,21 +28,15 @@ pub enum Step {
     /// Create the next instance of the series (through a workflow).
     CreateNext(NextInstance),
     /// Schedule, or replace, the task's reminder job at this time.
-    ScheduleReminder { task_id: String, at: DateTime<Utc> },
+    ScheduleReminder { task_id: Uuid, at: Timestamp },
     /// Delete the task's pending reminder job, if any.
-    CancelReminder { task_id: String },
-    /// The series this task belongs to, if any, ends: no further instance
-    /// (also when the task is no longer marked recurring).
-    EndSeries { task_id: String },
+    CancelReminder { task_id: Uuid },
+    /// The series this task belongs to, if any, ends: no further instance.
+    EndSeries { task_id: Uuid },
 }
 
 /// The steps an event calls for, in order.
 pub type Plan = Vec<Step>;
-
-/// The job name of a task's reminder.
-pub fn reminder_job_name(task_id: &str) -> String {
-    format!("reminder-{task_id}")
-}
 
 /// How late a reminder is still delivered. One whose time passed before its
 /// event was handled (the service was down, or catching up) fires at once if it
@@ -72,44 +52,36 @@ pub fn late_reminder_grace() -> TimeDelta {
 /// check); `anchor` is the series anchor (from its first due date) when known,
 /// else the task's own due date anchors it.
 pub fn plan(
-    event_type: &str,
+    event_type: EventType,
     task: &TaskSnapshot,
     now: DateTime<Utc>,
     anchor: Option<Anchor>,
 ) -> Result<Plan, ScheduleError> {
     let reminder_ahead = task
         .reminder_time
-        .filter(|at| *at > now - late_reminder_grace());
+        .filter(|at| at.get() > now - late_reminder_grace());
+    let task_id = task.id;
     let mut steps = Vec::new();
     match event_type {
-        "task-created" | "task-updated" if task.status != "complete" => match reminder_ahead {
-            Some(at) => steps.push(Step::ScheduleReminder {
-                task_id: task.id.clone(),
-                at,
-            }),
-            None => steps.push(Step::CancelReminder {
-                task_id: task.id.clone(),
-            }),
-        },
-        "task-created" | "task-updated" | "task-completed" => {
-            steps.push(Step::CancelReminder {
-                task_id: task.id.clone(),
-            });
-            if event_type == "task-completed"
+        EventType::TaskCreated | EventType::TaskUpdated if task.status != TaskStatus::Complete => {
+            match reminder_ahead {
+                Some(at) => steps.push(Step::ScheduleReminder { task_id, at }),
+                None => steps.push(Step::CancelReminder { task_id }),
+            }
+        }
+        EventType::TaskCreated | EventType::TaskUpdated | EventType::TaskCompleted => {
+            steps.push(Step::CancelReminder { task_id });
+            if event_type == EventType::TaskCompleted
                 && let Some(next) = next_instance(task, anchor)?
             {
                 steps.push(Step::CreateNext(next));
             }
         }
-        "task-deleted" => {
-            steps.push(Step::CancelReminder {
-                task_id: task.id.clone(),
-            });
-            steps.push(Step::EndSeries {
-                task_id: task.id.clone(),
-            });
+        EventType::TaskDeleted => {
+            steps.push(Step::CancelReminder { task_id });
+            steps.push(Step::EndSeries { task_id });
         }
-        _ => {}
+        EventType::ReminderFired | EventType::NotificationDelivered => {}
     }
     Ok(steps)
 }
@@ -124,19 +96,20 @@ pub fn next_instance(
     else {
         return Ok(None);
     };
+    let due = due.get();
     let tz = schedule::time_zone(&task.timezone)?;
     let anchor = anchor.unwrap_or_else(|| Anchor::of(due, tz));
     let next_due = schedule::next_due(due, frequency, tz, anchor)?;
     Ok(Some(NextInstance {
         title: task.title.clone(),
         description: task.description.clone(),
-        due_date: next_due,
+        due_date: Timestamp::new(next_due),
         reminder_time: task
             .reminder_time
-            .map(|r| schedule::next_reminder(due, r, next_due)),
+            .map(|r| Timestamp::new(schedule::next_reminder(due, r.get(), next_due))),
         recurrence_schedule: frequency,
         timezone: task.timezone.clone(),
-        parent_task_id: task.id.clone(),
+        parent_task_id: task.id,
     }))
 }
 
@@ -148,18 +121,27 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    fn ts(s: &str) -> Timestamp {
+        Timestamp::parse(s).unwrap()
+    }
+
+    const T1: Uuid = Uuid::from_u128(1);
+
     fn task() -> TaskSnapshot {
         TaskSnapshot {
-            id: "t1".into(),
+            id: T1,
             title: "Stand-up".into(),
             description: None,
-            status: "pending".into(),
-            due_date: Some(at("2026-03-28T08:00:00Z")),
-            reminder_time: Some(at("2026-03-28T07:45:00Z")),
+            status: TaskStatus::Pending,
+            due_date: Some(ts("2026-03-28T08:00:00Z")),
+            reminder_time: Some(ts("2026-03-28T07:45:00Z")),
             is_recurring: true,
             recurrence_schedule: Some(Frequency::Daily),
             timezone: "Europe/Berlin".into(),
             parent_task_id: None,
+            created_at: ts("2026-03-01T00:00:00Z"),
+            updated_at: ts("2026-03-01T00:00:00Z"),
+            version: 1,
         }
     }
 
@@ -167,12 +149,12 @@ mod tests {
 
     #[test]
     fn a_new_task_with_a_future_reminder_schedules_it() {
-        let steps = plan("task-created", &task(), at(BEFORE), None).unwrap();
+        let steps = plan(EventType::TaskCreated, &task(), at(BEFORE), None).unwrap();
         assert_eq!(
             steps,
             vec![Step::ScheduleReminder {
-                task_id: "t1".into(),
-                at: at("2026-03-28T07:45:00Z")
+                task_id: T1,
+                at: ts("2026-03-28T07:45:00Z")
             }]
         );
     }
@@ -184,16 +166,16 @@ mod tests {
             ..task()
         };
         assert_eq!(
-            plan("task-updated", &t, at(BEFORE), None).unwrap(),
+            plan(EventType::TaskUpdated, &t, at(BEFORE), None).unwrap(),
             vec![Step::CancelReminder {
-                task_id: "t1".into()
+                task_id: T1
             }]
         );
         let much_later = at("2026-03-28T08:46:00Z");
         assert_eq!(
-            plan("task-updated", &task(), much_later, None).unwrap(),
+            plan(EventType::TaskUpdated, &task(), much_later, None).unwrap(),
             vec![Step::CancelReminder {
-                task_id: "t1".into()
+                task_id: T1
             }]
         );
     }
@@ -202,10 +184,10 @@ mod tests {
     fn a_reminder_missed_by_less_than_the_grace_is_still_delivered() {
         let late = at("2026-03-28T08:40:00Z");
         assert_eq!(
-            plan("task-created", &task(), late, None).unwrap(),
+            plan(EventType::TaskCreated, &task(), late, None).unwrap(),
             vec![Step::ScheduleReminder {
-                task_id: "t1".into(),
-                at: at("2026-03-28T07:45:00Z")
+                task_id: T1,
+                at: ts("2026-03-28T07:45:00Z")
             }]
         );
     }
@@ -213,25 +195,25 @@ mod tests {
     #[test]
     fn completing_a_recurring_task_cancels_its_reminder_and_creates_the_next_instance() {
         let t = TaskSnapshot {
-            status: "complete".into(),
+            status: TaskStatus::Complete,
             ..task()
         };
-        let steps = plan("task-completed", &t, at("2026-03-28T20:00:00Z"), None).unwrap();
+        let steps = plan(EventType::TaskCompleted, &t, at("2026-03-28T20:00:00Z"), None).unwrap();
         let next = NextInstance {
             title: "Stand-up".into(),
             description: None,
             // 09:00 CET on the 28th -> 09:00 CEST on the 29th (DST began that night).
-            due_date: at("2026-03-29T07:00:00Z"),
-            reminder_time: Some(at("2026-03-29T06:45:00Z")),
+            due_date: ts("2026-03-29T07:00:00Z"),
+            reminder_time: Some(ts("2026-03-29T06:45:00Z")),
             recurrence_schedule: Frequency::Daily,
             timezone: "Europe/Berlin".into(),
-            parent_task_id: "t1".into(),
+            parent_task_id: T1,
         };
         assert_eq!(
             steps,
             vec![
                 Step::CancelReminder {
-                    task_id: "t1".into()
+                    task_id: T1
                 },
                 Step::CreateNext(next)
             ]
@@ -241,30 +223,30 @@ mod tests {
     #[test]
     fn completing_a_one_off_task_only_cancels_its_reminder() {
         let t = TaskSnapshot {
-            status: "complete".into(),
+            status: TaskStatus::Complete,
             is_recurring: false,
             recurrence_schedule: None,
             ..task()
         };
         assert_eq!(
-            plan("task-completed", &t, at(BEFORE), None).unwrap(),
+            plan(EventType::TaskCompleted, &t, at(BEFORE), None).unwrap(),
             vec![Step::CancelReminder {
-                task_id: "t1".into()
+                task_id: T1
             }]
         );
     }
 
     #[test]
     fn deleting_a_recurring_task_ends_its_series() {
-        let steps = plan("task-deleted", &task(), at(BEFORE), None).unwrap();
+        let steps = plan(EventType::TaskDeleted, &task(), at(BEFORE), None).unwrap();
         assert_eq!(
             steps,
             vec![
                 Step::CancelReminder {
-                    task_id: "t1".into()
+                    task_id: T1
                 },
                 Step::EndSeries {
-                    task_id: "t1".into()
+                    task_id: T1
                 }
             ]
         );
@@ -274,8 +256,8 @@ mod tests {
     fn the_series_anchor_wins_over_the_instance_due_date() {
         // The 28 Feb instance of a series anchored on the 31st is followed by 31 Mar.
         let t = TaskSnapshot {
-            status: "complete".into(),
-            due_date: Some(at("2026-02-28T10:00:00Z")),
+            status: TaskStatus::Complete,
+            due_date: Some(ts("2026-02-28T10:00:00Z")),
             reminder_time: None,
             recurrence_schedule: Some(Frequency::Monthly),
             timezone: "UTC".into(),
@@ -283,23 +265,6 @@ mod tests {
         };
         let anchor = Anchor::of(at("2026-01-31T10:00:00Z"), chrono_tz::UTC);
         let next = next_instance(&t, Some(anchor)).unwrap().unwrap();
-        assert_eq!(next.due_date, at("2026-03-31T10:00:00Z"));
-    }
-
-    #[test]
-    fn snapshots_parse_from_the_todo_services_payload() {
-        let payload = serde_json::json!({
-            "id": "6f9619ff-8b86-4011-b42d-00c04fc964ff", "title": "Pay rent", "description": null,
-            "status": "complete", "due_date": "2026-03-31T09:00:00+00:00", "reminder_time": null,
-            "is_recurring": true, "recurrence_schedule": "monthly", "timezone": "Europe/Berlin",
-            "parent_task_id": null, "created_at": "2026-03-01T08:30:00.123+00:00",
-            "updated_at": "2026-03-02T10:00:00.456+00:00", "version": 3
-        });
-        let t: TaskSnapshot = serde_json::from_value(payload).unwrap();
-        assert_eq!(t.recurrence_schedule, Some(Frequency::Monthly));
-        assert_eq!(
-            reminder_job_name(&t.id),
-            "reminder-6f9619ff-8b86-4011-b42d-00c04fc964ff"
-        );
+        assert_eq!(next.due_date, ts("2026-03-31T10:00:00Z"));
     }
 }

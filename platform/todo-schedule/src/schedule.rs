@@ -22,27 +22,7 @@ use chrono::{
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-
-/// How often a task recurs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Frequency {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl Frequency {
-    /// Parses the wire name (`daily`, `weekly`, `monthly`).
-    pub fn parse(s: &str) -> Option<Frequency> {
-        match s {
-            "daily" => Some(Frequency::Daily),
-            "weekly" => Some(Frequency::Weekly),
-            "monthly" => Some(Frequency::Monthly),
-            _ => None,
-        }
-    }
-}
+pub use todo_contract::Frequency;
 
 /// The input that cannot be scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

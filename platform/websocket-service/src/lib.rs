@@ -11,8 +11,8 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod handler;
 pub mod hub;
-pub mod logger;
 pub mod routes;
 pub mod session;
 pub mod update;
@@ -23,17 +23,17 @@ use anyhow::Context;
 use poem::{EndpointExt, get};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
+use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
-    envelope::Topic,
     server::{self, HealthApi},
     settings::DaprSettings,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::ConnectionsApi, config::WebsocketConfig, hub::Hub, logger::UpdateLogger,
+    api::ConnectionsApi, config::WebsocketConfig, handler::Handler, hub::Hub,
     routes::OperatorToken, session::Streams,
 };
 
@@ -73,6 +73,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "WEBSOCKET_";
     const SCHEMA: &'static str = "websocket";
+    const DEFAULT_SIDECAR_TIMEOUT: Duration = Duration::from_secs(5);
     type Config = WebsocketConfig;
 
     fn openapi_spec() -> String {
@@ -87,8 +88,7 @@ impl bootstrap::Service for Application {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/websocket");
         let app_token = settings.app_api_token.clone();
         let secret_store = settings.secret_store.clone();
-        let connected =
-            bootstrap::connect(settings, &common, &MIGRATIONS, Duration::from_secs(5)).await?;
+        let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let operator_token = connected
             .sidecar
@@ -111,7 +111,7 @@ impl bootstrap::Service for Application {
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
-            UpdateLogger::new(hub.clone()),
+            Handler::new(hub.clone()),
             vec![Subscription {
                 topic: Topic::TaskUpdates,
             }],

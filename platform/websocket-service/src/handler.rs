@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sqlx::PgConnection;
+use todo_contract::{EventEnvelope, Topic};
 use todo_core::consumer::{EventHandler, HandleError};
-use todo_core::envelope::{EventEnvelope, Topic};
 use uuid::Uuid;
 
 use crate::db;
@@ -16,22 +16,22 @@ use crate::hub::Hub;
 use crate::update::LogEntry;
 
 /// Logs updates and publishes them after commit.
-pub struct UpdateLogger {
+pub struct Handler {
     hub: Arc<Hub>,
     /// Logged in a transaction that has not committed yet, by event id.
     pending: Mutex<HashMap<Uuid, Arc<LogEntry>>>,
 }
 
-impl UpdateLogger {
+impl Handler {
     pub fn new(hub: Arc<Hub>) -> Self {
-        UpdateLogger {
+        Handler {
             hub,
             pending: Mutex::new(HashMap::new()),
         }
     }
 }
 
-impl EventHandler for UpdateLogger {
+impl EventHandler for Handler {
     async fn handle(
         &self,
         conn: &mut PgConnection,

@@ -3,7 +3,7 @@
 //! completion, end the series on a deletion, and keep each task's reminder
 //! job in step with its `reminder_time`.
 //!
-//! The decisions are [`todo_workflows::plan`]'s; this module applies them
+//! The decisions are [`todo_schedule::plan`]'s; this module applies them
 //! inside the consumer's transaction (the inbox dedupes redeliveries). Jobs
 //! API calls and workflow starts are idempotent (job names and instance ids
 //! are derived from the task), so a batch that is retried repeats them
@@ -11,20 +11,20 @@
 
 use chrono::Utc;
 use sqlx::PgConnection;
+use todo_contract::reminder::reminder_job_name;
+use todo_contract::{EventEnvelope, EventType, Reminder, TaskSnapshot, Topic};
 use todo_core::consumer::{EventHandler, HandleError};
-use todo_core::envelope::{EventEnvelope, EventType, Topic};
 use todo_core::workflow::{Started, Starter};
-use todo_workflows::plan::{self, Step, TaskSnapshot};
-use todo_workflows::recurrence::{self, RecurrenceInput};
-use todo_workflows::reminder::Reminder;
-use todo_workflows::schedule::{self, Anchor};
+use todo_schedule::plan::{self, Step};
+use todo_schedule::schedule::{self, Anchor};
 use uuid::Uuid;
 
 use crate::db::{self, Current, Series};
 use crate::jobs::Jobs;
+use crate::workflow::{self, RecurrenceInput};
 
 /// Applies task events to series and reminders.
-pub struct SeriesHandler {
+pub struct Handler {
     pub jobs: Jobs,
     pub workflows: Starter,
 }
@@ -45,13 +45,13 @@ fn current_of(task_id: Uuid, task: &TaskSnapshot) -> Option<Current> {
             title: task.title.clone(),
             frequency,
             timezone: task.timezone.clone(),
-            due_date,
+            due_date: due_date.get(),
         }),
         _ => None,
     }
 }
 
-impl SeriesHandler {
+impl Handler {
     /// The series of the task, after following this event: an instance of a
     /// known series is linked to it; a recurring task outside any series
     /// starts one; a change of the newest instance updates it.
@@ -89,7 +89,7 @@ impl SeriesHandler {
         if event.event_type == EventType::TaskDeleted {
             return Ok(None);
         }
-        if let Some(parent) = task.parent_task_id.as_deref().and_then(|p| p.parse().ok())
+        if let Some(parent) = task.parent_task_id
             && let Some(series) = db::series_of(conn, parent).await?
         {
             db::link(conn, task_id, series.id).await?;
@@ -122,7 +122,7 @@ impl SeriesHandler {
         task_id: Uuid,
     ) -> Result<(), HandleError> {
         if db::cancel_reminder(conn, task_id).await? {
-            let name = plan::reminder_job_name(&task_id.to_string());
+            let name = reminder_job_name(task_id);
             self.jobs.delete(&name).await.map_err(transient)?;
             tracing::info!(job = %name, "reminder cancelled");
         }
@@ -152,7 +152,7 @@ impl SeriesHandler {
             tracing::info!("series has ended; no next instance");
             return Ok(());
         };
-        let instance_id = recurrence::instance_id(&event.task_id.to_string());
+        let instance_id = workflow::instance_id(event.task_id);
         let input = RecurrenceInput {
             series_id: series.id,
             user_id: event.user_id.clone(),
@@ -160,7 +160,7 @@ impl SeriesHandler {
         };
         let started = self
             .workflows
-            .start(recurrence::RECURRENCE_WORKFLOW, &instance_id, &input)
+            .start(workflow::RECURRENCE_WORKFLOW, &instance_id, &input)
             .await
             .map_err(transient)?;
         match started {
@@ -175,18 +175,17 @@ impl SeriesHandler {
     }
 }
 
-impl EventHandler for SeriesHandler {
+impl EventHandler for Handler {
     async fn handle(
         &self,
         conn: &mut PgConnection,
         _topic: Topic,
         event: &EventEnvelope,
     ) -> Result<(), HandleError> {
-        let task: TaskSnapshot = serde_json::from_value(event.payload.clone())
-            .map_err(|e| permanent(format!("payload: {e}")))?;
+        let task: TaskSnapshot = event.payload_as().map_err(permanent)?;
         let series = self.track(conn, event, &task).await?;
         let steps = plan::plan(
-            event.event_type.as_str(),
+            event.event_type,
             &task,
             Utc::now(),
             series.as_ref().map(Series::anchor),

@@ -2,20 +2,26 @@
 //! notification, sent or, after its retries, marked failed (and retryable by
 //! starting a new attempt).
 //!
-//! The orchestrator is deterministic; the notification service registers the
-//! two activities: [`DELIVER_IN_APP`] (push `notification-delivered` to the
+//! The orchestrator is deterministic; [`register`] registers it with its two
+//! activities: [`DELIVER_IN_APP`] (push `notification-delivered` to the
 //! user's live clients, then mark the notification `sent`) and
 //! [`MARK_FAILED`]. Both are idempotent on the notification id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dapr::workflow::{
-    ActivityOptions, Result as WorkflowResult, RetryPolicy, WorkflowContext, WorkflowContextExt,
+    ActivityContext, ActivityOptions, Registry, RegistryExt, Result as WorkflowResult, RetryPolicy,
+    WorkflowContext, WorkflowContextExt, WorkflowError,
 };
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use todo_contract::{Channel, Reminder, Timestamp, Topic};
+use todo_core::sidecar::Sidecar;
+use todo_core::workflow::{Started, Starter, WorkflowError as StartError};
 use uuid::Uuid;
 
-use crate::reminder::Reminder;
+use crate::db;
 
 /// The workflow's registered name.
 pub const DELIVERY_WORKFLOW: &str = "notification_delivery_v1";
@@ -23,9 +29,6 @@ pub const DELIVERY_WORKFLOW: &str = "notification_delivery_v1";
 pub const DELIVER_IN_APP: &str = "deliver_in_app_v1";
 /// Records that delivery failed for good.
 pub const MARK_FAILED: &str = "mark_notification_failed_v1";
-
-/// The only channel so far.
-pub const IN_APP: &str = "in_app";
 
 /// What one delivery attempt is started with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,94 @@ pub async fn notification_delivery_v1(ctx: WorkflowContext) -> WorkflowResult<Op
         }
     };
     Ok(Some(serde_json::to_string(&outcome)?))
+}
+
+/// What the activities need.
+pub struct Deps {
+    pub pool: PgPool,
+    pub sidecar: Sidecar,
+}
+
+/// Starts attempt `attempt` of a notification's delivery.
+pub async fn start_delivery(
+    starter: &Starter,
+    notification_id: Uuid,
+    attempt: i32,
+    reminder: Reminder,
+) -> Result<Started, StartError> {
+    let instance_id = instance_id(notification_id, attempt);
+    let input = DeliveryInput {
+        notification_id,
+        attempt,
+        reminder,
+    };
+    starter.start(DELIVERY_WORKFLOW, &instance_id, &input).await
+}
+
+async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<bool, String> {
+    if db::is_sent(&deps.pool, input.notification_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(true);
+    }
+    let event = input
+        .reminder
+        .delivered(input.notification_id, Channel::InApp, Timestamp::now());
+    deps.sidecar
+        .publish(Topic::TaskUpdates, &event, crate::APP_ID)
+        .await
+        .map_err(|e| e.to_string())?;
+    db::mark_sent(
+        &deps.pool,
+        input.notification_id,
+        Channel::InApp,
+        &input.reminder,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    metrics::counter!("notifications_total", "outcome" => "sent").increment(1);
+    tracing::info!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, "notification sent");
+    Ok(true)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(input: Option<String>) -> Result<T, WorkflowError> {
+    Ok(serde_json::from_str(input.as_deref().unwrap_or("null"))?)
+}
+
+/// Registers the delivery workflow and its activities.
+pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
+    registry.add_workflow(DELIVERY_WORKFLOW, notification_delivery_v1);
+    let d = deps.clone();
+    registry.add_activity(
+        DELIVER_IN_APP,
+        move |_ctx: ActivityContext, input: Option<String>| {
+            let deps = d.clone();
+            async move {
+                let input: DeliveryInput = parse(input)?;
+                let sent = deliver_in_app(&deps, &input).await.map_err(|e| {
+                    tracing::warn!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, error = %e, "delivery attempt failed");
+                    WorkflowError::Other(e)
+                })?;
+                Ok(Some(sent.to_string()))
+            }
+        },
+    );
+    registry.add_activity(
+        MARK_FAILED,
+        move |_ctx: ActivityContext, input: Option<String>| {
+            let deps = deps.clone();
+            async move {
+                let input: FailedInput = parse(input)?;
+                db::mark_failed(&deps.pool, input.notification_id, &input.error)
+                    .await
+                    .map_err(|e| WorkflowError::Other(e.to_string()))?;
+                metrics::counter!("notifications_total", "outcome" => "failed").increment(1);
+                tracing::warn!(notification_id = %input.notification_id, attempt = input.attempt, error = %input.error, "notification failed");
+                Ok(Some("true".to_owned()))
+            }
+        },
+    );
 }
 
 #[cfg(test)]

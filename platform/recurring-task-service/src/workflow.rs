@@ -1,0 +1,234 @@
+//! The recurrence workflow: creating the next instance of a recurring task,
+//! durably, exactly once per completed instance.
+//!
+//! The orchestrator is deterministic (no clock, no I/O): it hands the one
+//! side effect, creating the task, to the [`CREATE_NEXT_INSTANCE`] activity
+//! registered here with the orchestrator ([`register`]). Exactly once comes
+//! from two derived names: the instance id ([`instance_id`]) so that a
+//! redelivered completion finds the running instance, and the Todo
+//! Idempotency-Key ([`idempotency_key`]) so that a re-run after completion, or
+//! an activity retried after the task was created, gets the same task back.
+//!
+//! The activity keeps the series row locked from the "still active?" check
+//! until the new instance is recorded, so a deletion that ends the series
+//! either happens before (no instance is created) or waits for it: a
+//! completion racing a deletion never resurrects the series.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dapr::workflow::{
+    ActivityContext, ActivityOptions, Registry, RegistryExt, Result as WorkflowResult, RetryPolicy,
+    WorkflowContext, WorkflowContextExt, WorkflowError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgPool;
+use todo_core::sidecar::Sidecar;
+use todo_schedule::plan::NextInstance;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::db;
+
+/// The workflow's registered name; a change to its steps gets a new version.
+pub const RECURRENCE_WORKFLOW: &str = "recurrence_v1";
+/// The activity that creates the next instance through the Todo service.
+pub const CREATE_NEXT_INSTANCE: &str = "create_next_instance_v1";
+
+/// What the workflow is started with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecurrenceInput {
+    /// The series (its schedule row) the completed task belongs to.
+    pub series_id: Uuid,
+    /// Owner of the series; the next instance is created as this user.
+    pub user_id: String,
+    /// The instance to create (its `parent_task_id` is the completed task).
+    pub next: NextInstance,
+}
+
+/// How the workflow ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RecurrenceOutcome {
+    /// The next instance exists (created now, or earlier by this same step).
+    Created { task_id: Uuid },
+    /// The series ended (deleted) before the instance was created: none is.
+    SeriesEnded,
+    /// The Todo service refused the instance for good (4xx); logged, not retried.
+    Refused { status: u16, reason: String },
+}
+
+/// The instance id for the completion of `completed_task_id`.
+pub fn instance_id(completed_task_id: Uuid) -> String {
+    format!("recurrence-{completed_task_id}")
+}
+
+/// The Idempotency-Key of the create call for the instance after `completed_task_id`.
+pub fn idempotency_key(completed_task_id: Uuid) -> String {
+    format!("recurrence-{completed_task_id}")
+}
+
+/// Creating the next instance is retried until it succeeds: after 8 quick
+/// attempts the interval settles at 30 s, for up to a day (the Todo service or
+/// its sidecar being down must delay the next instance, not lose it).
+pub fn create_next_retry_policy() -> RetryPolicy {
+    RetryPolicy::new(3_000, Duration::from_millis(250))
+        .with_backoff_coefficient(2.0)
+        .with_max_retry_interval(Duration::from_secs(30))
+        .with_retry_timeout(Duration::from_secs(24 * 3600))
+}
+
+/// The orchestrator of [`RECURRENCE_WORKFLOW`].
+pub async fn recurrence_v1(ctx: WorkflowContext) -> WorkflowResult<Option<String>> {
+    let input: RecurrenceInput = ctx.get_input_typed()?;
+    let outcome: RecurrenceOutcome = ctx
+        .call_activity_with_options_typed(
+            CREATE_NEXT_INSTANCE,
+            ActivityOptions::new()
+                .try_with_input(&input)?
+                .with_retry_policy(create_next_retry_policy()),
+        )
+        .await?;
+    Ok(Some(serde_json::to_string(&outcome)?))
+}
+
+/// What the activity needs.
+pub struct Deps {
+    pub pool: PgPool,
+    pub sidecar: Sidecar,
+    pub todo_app_id: String,
+}
+
+/// Registers the recurrence workflow and its activity.
+pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
+    registry.add_workflow(RECURRENCE_WORKFLOW, recurrence_v1);
+    registry.add_activity(
+        CREATE_NEXT_INSTANCE,
+        move |_ctx: ActivityContext, input: Option<String>| {
+            let deps = deps.clone();
+            async move {
+                let input: RecurrenceInput = serde_json::from_str(input.as_deref().unwrap_or("null"))?;
+                let span = tracing::info_span!("create_next", task_id = %input.next.parent_task_id, series_id = %input.series_id);
+                let outcome = create_next(&deps, &input).instrument(span).await.map_err(|e| {
+                    tracing::warn!(task_id = %input.next.parent_task_id, error = %e, "creating the next instance failed; the workflow retries");
+                    WorkflowError::Other(e)
+                })?;
+                Ok(Some(serde_json::to_string(&outcome)?))
+            }
+        },
+    );
+}
+
+async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceOutcome, String> {
+    let next = &input.next;
+    let parent = next.parent_task_id;
+    let mut tx = deps.pool.begin().await.map_err(|e| e.to_string())?;
+    match db::lock_series(&mut tx, input.series_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(true) => {}
+        Some(false) => {
+            tracing::info!("series ended before the next instance was created; none is");
+            return Ok(RecurrenceOutcome::SeriesEnded);
+        }
+        // The workflow is started inside the consumer's transaction, which
+        // may not have committed the new series yet: try again shortly.
+        None => return Err(format!("series {} is not stored yet", input.series_id)),
+    }
+    let url = format!(
+        "{}/v1.0/invoke/{}/method/api/v1/tasks",
+        deps.sidecar.http_base(),
+        deps.todo_app_id
+    );
+    let body = json!({
+        "title": next.title,
+        "description": next.description,
+        "due_date": next.due_date,
+        "reminder_time": next.reminder_time,
+        "is_recurring": true,
+        "recurrence_schedule": next.recurrence_schedule,
+        "timezone": next.timezone,
+        "parent_task_id": next.parent_task_id,
+    });
+    let response = deps
+        .sidecar
+        .http()
+        .post(&url)
+        .header("X-User-Id", &input.user_id)
+        .header("Idempotency-Key", idempotency_key(parent))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("invoking {}: {e}", deps.todo_app_id))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_client_error()
+        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+    {
+        tracing::error!(status = %status, body = %text, "the Todo service refused the next instance");
+        return Ok(RecurrenceOutcome::Refused {
+            status: status.as_u16(),
+            reason: text,
+        });
+    }
+    if !status.is_success() {
+        return Err(format!("{} answered {status}: {text}", deps.todo_app_id));
+    }
+    let created: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("reading the created task: {e}"))?;
+    let task_id: Uuid = created["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("the created task has no id: {text}"))?;
+    db::record_next(
+        &mut tx,
+        input.series_id,
+        task_id,
+        parent,
+        next.due_date.get(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    metrics::counter!("recurrence_instances_total", "outcome" => "created").increment(1);
+    tracing::info!(next_task_id = %task_id, due_date = %next.due_date, "next instance created");
+    Ok(RecurrenceOutcome::Created { task_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_derive_from_the_completed_task_only() {
+        let id = Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964ff").unwrap();
+        assert_eq!(
+            instance_id(id),
+            "recurrence-6f9619ff-8b86-4011-b42d-00c04fc964ff"
+        );
+        assert_eq!(
+            idempotency_key(id),
+            "recurrence-6f9619ff-8b86-4011-b42d-00c04fc964ff"
+        );
+        assert_ne!(
+            instance_id(id),
+            instance_id(Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964fe").unwrap())
+        );
+    }
+
+    #[test]
+    fn outcomes_are_tagged_json() {
+        let created = RecurrenceOutcome::Created {
+            task_id: Uuid::nil(),
+        };
+        let json = serde_json::to_value(&created).unwrap();
+        assert_eq!(json["outcome"], "created");
+        assert_eq!(
+            serde_json::from_value::<RecurrenceOutcome>(json).unwrap(),
+            created
+        );
+    }
+}
