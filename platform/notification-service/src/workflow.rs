@@ -133,12 +133,14 @@ pub async fn start_delivery(
     starter.start(DELIVERY_WORKFLOW, &instance_id, &input).await
 }
 
-async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<bool, String> {
+/// Pushes `notification-delivered` and marks the notification sent; does
+/// nothing when it already is (a retried or replayed activity).
+async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<(), String> {
     if db::is_sent(&deps.pool, input.notification_id)
         .await
         .map_err(|e| e.to_string())?
     {
-        return Ok(true);
+        return Ok(());
     }
     let event = input
         .reminder
@@ -157,7 +159,7 @@ async fn deliver_in_app(deps: &Deps, input: &DeliveryInput) -> Result<bool, Stri
     .map_err(|e| e.to_string())?;
     metrics::counter!("notifications_total", "outcome" => "sent").increment(1);
     tracing::info!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, "notification sent");
-    Ok(true)
+    Ok(())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(input: Option<String>) -> Result<T, WorkflowError> {
@@ -174,11 +176,12 @@ pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
             let deps = d.clone();
             async move {
                 let input: DeliveryInput = parse(input)?;
-                let sent = deliver_in_app(&deps, &input).await.map_err(|e| {
+                deliver_in_app(&deps, &input).await.map_err(|e| {
                     tracing::warn!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, error = %e, "delivery attempt failed");
                     WorkflowError::Other(e)
                 })?;
-                Ok(Some(sent.to_string()))
+                // The orchestrator reads the output as "delivered".
+                Ok(Some(true.to_string()))
             }
         },
     );

@@ -359,7 +359,9 @@ async fn check_token<E: Endpoint>(
     Ok(ep.call(req).await?.into_response())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two tokens are equal, compared in time that does not depend on
+/// where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

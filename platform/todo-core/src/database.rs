@@ -1,5 +1,5 @@
 //! The service's PostgreSQL pool, built from credentials read through the Dapr
-//! secrets API (FR-011): secret `<name>` in the configured store, key `url`.
+//! secrets API (never from the environment): secret `<name>` in the configured store, key `url`.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! When the next instance of a recurring task is due, and when its reminder fires.
 //!
-//! Rules (architecture §4 guarantee 6):
+//! Rules:
 //! - The next due date is computed from the previous *due date*, never from the
 //!   completion time.
 //! - It is reckoned in the task's IANA time zone and keeps the wall-clock time

@@ -3,7 +3,7 @@
 //! pushes each to the open WebSocket streams once it is committed.
 //!
 //! - `GET /ws?user_id=…&since=…`: one user's updates; with `since`, everything
-//!   after that cursor first, then live (see [`session`] for the seam).
+//!   after that cursor first, then live (see [`service`] for the seam).
 //! - `GET /ws/operator?since=…`: everyone's, behind the operator token.
 //! - `GET /live?user_id=…`: a page that shows the user's tasks live.
 //! - `GET /api/v1/connections`: how many streams are open.
@@ -14,7 +14,7 @@ pub mod db;
 pub mod handler;
 pub mod hub;
 pub mod routes;
-pub mod session;
+pub mod service;
 pub mod update;
 
 use std::time::Duration;
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     api::ConnectionsApi, config::WebsocketConfig, handler::Handler, hub::Hub,
-    routes::OperatorToken, session::Streams,
+    routes::OperatorToken, service::Streams,
 };
 
 /// The app id and default port of this service.
@@ -145,7 +145,7 @@ impl bootstrap::Service for Application {
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "websocket-service listening");
-        let pruner = tokio::spawn(prune_periodically(
+        let pruner = tokio::spawn(service::prune_periodically(
             self.pool.clone(),
             self.config.clone(),
             shutdown.clone(),
@@ -164,29 +164,5 @@ impl bootstrap::Service for Application {
         stop_streams.abort();
         served?;
         Ok(())
-    }
-}
-
-/// Deletes updates older than the retention window, every prune interval,
-/// until `shutdown`.
-async fn prune_periodically(pool: PgPool, config: WebsocketConfig, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(config.prune_interval());
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let retention = chrono::Duration::from_std(config.retention())
-            .unwrap_or_else(|_| chrono::Duration::days(1));
-        let cutoff = chrono::Utc::now() - retention;
-        match db::prune(&pool, cutoff).await {
-            Ok(0) => {}
-            Ok(n) => {
-                metrics::counter!("websocket_updates_pruned_total").increment(n);
-                tracing::info!(pruned = n, "pruned updates older than the retention window");
-            }
-            Err(e) => tracing::warn!(error = %e, "pruning the update log failed; will retry"),
-        }
     }
 }

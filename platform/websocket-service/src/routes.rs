@@ -1,8 +1,8 @@
 //! The routes outside the OpenAPI document: the WebSocket upgrades (`/ws` for
 //! one user, `/ws/operator` for everyone, behind the operator token) and the
-//! live page (`/live`). Handlers only parse and check; [`session`] streams.
+//! live page (`/live`). Handlers only parse and check; [`service`] streams.
 //!
-//! [`session`]: crate::session
+//! [`service`]: crate::service
 
 use poem::{
     IntoResponse, Request, Response, handler,
@@ -13,10 +13,10 @@ use poem::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use todo_core::problem::ApiError;
+use todo_core::{consumer::constant_time_eq, problem::ApiError};
 
 use crate::hub::StreamKind;
-use crate::session::{self, Streams};
+use crate::service::{self, Streams};
 
 /// The live page (static; it builds its list from `/ws`).
 const LIVE_PAGE: &str = include_str!("live.html");
@@ -80,15 +80,8 @@ pub fn parse_cursor(since: Option<&str>) -> Result<Option<i64>, StreamRequestErr
 
 /// Whether `given` is the operator token (compared in constant time).
 pub fn token_matches(given: Option<&str>, expected: &str) -> bool {
-    let given = given.unwrap_or_default().as_bytes();
-    let expected = expected.as_bytes();
     !expected.is_empty()
-        && given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        && constant_time_eq(given.unwrap_or_default().as_bytes(), expected.as_bytes())
 }
 
 /// Small buffers: an idle connection should cost a few KiB, not the
@@ -118,7 +111,7 @@ pub async fn user_stream(
     Ok(ws
         .config(socket_config())
         .on_upgrade(move |socket| {
-            session::serve(socket, streams, StreamKind::User, Some(user), since)
+            service::serve(socket, streams, StreamKind::User, Some(user), since)
         })
         .into_response())
 }
@@ -146,7 +139,7 @@ pub async fn operator_stream(
     Ok(ws
         .config(socket_config())
         .on_upgrade(move |socket| {
-            session::serve(socket, streams, StreamKind::Operator, None, since)
+            service::serve(socket, streams, StreamKind::Operator, None, since)
         })
         .into_response())
 }

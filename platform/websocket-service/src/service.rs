@@ -1,4 +1,5 @@
-//! One WebSocket stream, from upgrade to close.
+//! The WebSocket service's use cases: serving one stream, from upgrade to
+//! close, and keeping the update log within its retention window.
 //!
 //! The seam between replay and live, without gap or duplicate:
 //! 1. register with the [`Hub`] first, so every update committed from now on
@@ -22,6 +23,7 @@ use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::WebsocketConfig;
 use crate::db;
 use crate::hub::{Hub, StreamKind, Subscription};
 use crate::update::{self, Start};
@@ -230,4 +232,32 @@ async fn replay(
         }
     }
     send(sink, &update::ready_text(*last_sent), signals).await
+}
+
+/// Deletes updates older than the retention window, every prune interval,
+/// until `shutdown`.
+pub async fn prune_periodically(
+    pool: PgPool,
+    config: WebsocketConfig,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(config.prune_interval());
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let retention = chrono::Duration::from_std(config.retention())
+            .unwrap_or_else(|_| chrono::Duration::days(1));
+        let cutoff = chrono::Utc::now() - retention;
+        match db::prune(&pool, cutoff).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!("websocket_updates_pruned_total").increment(n);
+                tracing::info!(pruned = n, "pruned updates older than the retention window");
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning the update log failed; will retry"),
+        }
+    }
 }
