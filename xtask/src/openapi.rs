@@ -1,15 +1,21 @@
-//! `cargo xtask openapi`: runs `<service binary> openapi` for each service and
-//! writes its output to `openapi/<schema>.json`.
+//! `cargo xtask openapi`: writes the event contract's AsyncAPI document to
+//! `openapi/asyncapi.json`, then runs `<service binary> openapi` for each
+//! service and writes its output to `openapi/<schema>.json`.
 
 use anyhow::{Context, Result, bail};
 use todo_local_stack::{SERVICES, ServiceSpec, build_services, workspace_root};
 use tokio::process::Command;
 
 pub async fn run() -> Result<()> {
-    let specs: Vec<&ServiceSpec> = SERVICES.iter().collect();
-    let bins = build_services(&specs).await?;
     let dir = workspace_root().join("openapi");
     std::fs::create_dir_all(&dir)?;
+    let path = dir.join("asyncapi.json");
+    let mut asyncapi = serde_json::to_string_pretty(&todo_contract::asyncapi::document())?;
+    asyncapi.push('\n');
+    std::fs::write(&path, asyncapi)?;
+    println!("wrote {}", path.display());
+    let specs: Vec<&ServiceSpec> = SERVICES.iter().collect();
+    let bins = build_services(&specs).await?;
     for spec in specs {
         let bin = &bins[spec.app_id];
         eprintln!("[xtask] $ {} openapi", bin.display());

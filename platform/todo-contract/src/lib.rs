@@ -11,6 +11,7 @@
 //!
 //! The insta snapshots in `snapshots/` pin every payload's bytes.
 
+pub mod asyncapi;
 pub mod envelope;
 pub mod reminder;
 pub mod task;
