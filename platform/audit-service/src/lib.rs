@@ -50,7 +50,7 @@ impl bootstrap::Service for Application {
     type Config = AuditConfig;
 
     fn openapi_spec() -> String {
-        openapi().spec()
+        todo_core::server::document(&openapi())
     }
 
     async fn build(

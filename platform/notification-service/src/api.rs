@@ -128,6 +128,7 @@ impl NotificationApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Default 0.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u32>>,
     ) -> Result<Json<NotificationPage>, ApiError> {
         let filter = Filter {

@@ -64,7 +64,7 @@ impl bootstrap::Service for Application {
     type Config = NotificationConfig;
 
     fn openapi_spec() -> String {
-        openapi().spec()
+        todo_core::server::document(&openapi())
     }
 
     async fn build(

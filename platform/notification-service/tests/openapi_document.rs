@@ -4,6 +4,9 @@
 fn the_committed_openapi_document_is_current() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/notification.json");
-    todo_core::server::check_committed_document(&notification_service::openapi().spec(), &path)
-        .unwrap();
+    todo_core::server::check_committed_document(
+        &todo_core::server::document(&notification_service::openapi()),
+        &path,
+    )
+    .unwrap();
 }

@@ -175,6 +175,7 @@ impl RecurringApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Default 0.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u32>>,
     ) -> Result<Json<SchedulePage>, ApiError> {
         let filter = SeriesFilter {
@@ -216,6 +217,7 @@ impl RecurringApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Default 0.
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u32>>,
     ) -> Result<Json<ReminderPage>, ApiError> {
         let filter = ReminderFilter {

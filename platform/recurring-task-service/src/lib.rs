@@ -68,7 +68,7 @@ impl bootstrap::Service for Application {
     type Config = RecurringConfig;
 
     fn openapi_spec() -> String {
-        openapi().spec()
+        todo_core::server::document(&openapi())
     }
 
     async fn build(

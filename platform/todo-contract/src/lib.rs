@@ -8,6 +8,8 @@
 //! - [`reminder`]: the `reminder-fired` and `notification-delivered` payloads
 //!   and the ids derived from a reminder occurrence.
 //! - [`time`]: the one timestamp style of every payload.
+//! - [`asyncapi`]: the AsyncAPI 3.0 document of all of it, generated from
+//!   these types (committed as `openapi/asyncapi.json`).
 //!
 //! The insta snapshots in `snapshots/` pin every payload's bytes.
 
@@ -17,7 +19,9 @@ pub mod reminder;
 pub mod task;
 pub mod time;
 
-pub use envelope::{CloudEvent, EventEnvelope, EventType, PUBSUB_NAME, Payload, SCHEMA_VERSION, Topic};
+pub use envelope::{
+    CloudEvent, EventEnvelope, EventType, PUBSUB_NAME, Payload, SCHEMA_VERSION, Topic,
+};
 pub use reminder::{Channel, NotificationDelivered, NotificationType, Reminder};
 pub use task::{Frequency, TaskSnapshot, TaskStatus};
 pub use time::Timestamp;

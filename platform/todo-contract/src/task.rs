@@ -11,7 +11,10 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
-#[cfg_attr(feature = "openapi", oai(rename = "TaskStatus", rename_all = "snake_case"))]
+#[cfg_attr(
+    feature = "openapi",
+    oai(rename = "TaskStatus", rename_all = "snake_case")
+)]
 pub enum TaskStatus {
     Pending,
     InProgress,

@@ -38,8 +38,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection, PgPool};
 
-use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
 use crate::problem::Problem;
+use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
 
 /// One topic this app consumes.
 #[derive(Debug, Clone, Copy)]

@@ -145,6 +145,109 @@ pub struct AppParts<T> {
     pub callbacks: Vec<(&'static str, poem::endpoint::BoxEndpoint<'static>)>,
 }
 
+/// The OpenAPI document of `api` as the service serves it (`/openapi.json`)
+/// and commits it (`openapi/<schema>.json`): poem-openapi's, made exact where
+/// its derives cannot say it. Every request body of this platform refuses
+/// unknown fields, so every schema a request body names gets
+/// `additionalProperties: false`.
+pub fn document<T: OpenApi>(api: &OpenApiService<T, ()>) -> String {
+    let mut doc: serde_json::Value = match serde_json::from_str(&api.spec()) {
+        Ok(doc) => doc,
+        Err(_) => return api.spec(),
+    };
+    let mut bodies = Vec::new();
+    for operation in doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(serde_json::Value::as_object)
+        .flat_map(|ops| ops.values())
+    {
+        for media in operation["requestBody"]["content"]
+            .as_object()
+            .into_iter()
+            .flat_map(|c| c.values())
+        {
+            if let Some(name) = media["schema"]["$ref"]
+                .as_str()
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
+                bodies.push(name.to_owned());
+            }
+        }
+    }
+    for name in bodies {
+        if let Some(schema) = doc["components"]["schemas"][&name].as_object_mut() {
+            schema.insert("additionalProperties".to_owned(), false.into());
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| api.spec())
+}
+
+/// The methods each documented path answers, for the `Allow` header of a 405.
+#[derive(Debug, Clone, Default)]
+struct AllowedMethods {
+    /// Path templates split into segments (`None` for a `{parameter}`), and
+    /// their methods, e.g. `GET, POST`.
+    paths: Vec<(Vec<Option<String>>, String)>,
+}
+
+impl AllowedMethods {
+    fn of(document: &str) -> Self {
+        let doc: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+        let mut paths = Vec::new();
+        for (template, ops) in doc["paths"].as_object().into_iter().flatten() {
+            let segments = template
+                .split('/')
+                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                .collect();
+            let methods: Vec<String> = ops
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.keys())
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            paths.push((segments, methods.join(", ")));
+        }
+        for fixed in ["/metrics", "/openapi.json"] {
+            let segments = fixed.split('/').map(|s| Some(s.to_owned())).collect();
+            paths.push((segments, "GET".to_owned()));
+        }
+        AllowedMethods { paths }
+    }
+
+    fn for_path(&self, path: &str) -> Option<&str> {
+        let given: Vec<&str> = path.split('/').collect();
+        self.paths.iter().find_map(|(segments, methods)| {
+            let matches = segments.len() == given.len()
+                && segments
+                    .iter()
+                    .zip(&given)
+                    .all(|(s, g)| s.as_deref().is_none_or(|s| s == *g));
+            matches.then_some(methods.as_str())
+        })
+    }
+}
+
+/// Adds `Allow` to a 405 answer, naming the methods the path answers.
+async fn allow_on_405<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    allowed: Arc<AllowedMethods>,
+) -> poem::Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut response = ep.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = allowed.for_path(&path)
+        && let Ok(value) = poem::http::HeaderValue::from_str(methods)
+    {
+        response
+            .headers_mut()
+            .insert(poem::http::header::ALLOW, value);
+    }
+    Ok(response)
+}
+
 /// Builds the full HTTP app: API, docs, metrics, limits and JSON errors.
 pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Output = Response> {
     let AppParts {
@@ -155,7 +258,13 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
         callbacks,
     } = parts;
     let docs = api.swagger_ui();
-    let spec = api.spec_endpoint();
+    let document = document(&api);
+    let allowed = Arc::new(AllowedMethods::of(&document));
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(document.clone())
+    });
     let mut route = Route::new();
     for (path, endpoint) in callbacks {
         route = route.at(path, endpoint);
@@ -170,6 +279,7 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
         .around(record_request)
         .catch_all_error(|err| async move { problem_response(err) })
+        .around(move |ep, req| allow_on_405(ep, req, allowed.clone()))
 }
 
 /// Oversized bodies up to this size are read before the 413 is sent.
@@ -306,7 +416,18 @@ pub fn check_committed_document(current: &str, path: &std::path::Path) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::route_shape;
+    use super::{AllowedMethods, route_shape};
+
+    #[test]
+    fn a_405_names_the_methods_of_the_documented_path() {
+        let doc = r#"{"paths": {"/api/v1/tasks": {"get": {}, "post": {}},
+                                "/api/v1/tasks/{id}": {"get": {}, "delete": {}}}}"#;
+        let allowed = AllowedMethods::of(doc);
+        assert_eq!(allowed.for_path("/api/v1/tasks"), Some("GET, POST"));
+        assert_eq!(allowed.for_path("/api/v1/tasks/abc"), Some("DELETE, GET"));
+        assert_eq!(allowed.for_path("/metrics"), Some("GET"));
+        assert_eq!(allowed.for_path("/api/v1/other"), None);
+    }
 
     #[test]
     fn route_shapes_hide_ids() {

@@ -14,8 +14,8 @@ use dapr::dapr::proto::runtime::v1::{
 use secrecy::{ExposeSecret, SecretString};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
-use todo_contract::{EventEnvelope, PUBSUB_NAME, Topic};
 use crate::settings::DaprSettings;
+use todo_contract::{EventEnvelope, PUBSUB_NAME, Topic};
 
 type Grpc = DaprClient<InterceptedService<Channel, ApiTokenInterceptor>>;
 

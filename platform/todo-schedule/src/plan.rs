@@ -167,16 +167,12 @@ mod tests {
         };
         assert_eq!(
             plan(EventType::TaskUpdated, &t, at(BEFORE), None).unwrap(),
-            vec![Step::CancelReminder {
-                task_id: T1
-            }]
+            vec![Step::CancelReminder { task_id: T1 }]
         );
         let much_later = at("2026-03-28T08:46:00Z");
         assert_eq!(
             plan(EventType::TaskUpdated, &task(), much_later, None).unwrap(),
-            vec![Step::CancelReminder {
-                task_id: T1
-            }]
+            vec![Step::CancelReminder { task_id: T1 }]
         );
     }
 
@@ -198,7 +194,13 @@ mod tests {
             status: TaskStatus::Complete,
             ..task()
         };
-        let steps = plan(EventType::TaskCompleted, &t, at("2026-03-28T20:00:00Z"), None).unwrap();
+        let steps = plan(
+            EventType::TaskCompleted,
+            &t,
+            at("2026-03-28T20:00:00Z"),
+            None,
+        )
+        .unwrap();
         let next = NextInstance {
             title: "Stand-up".into(),
             description: None,
@@ -211,12 +213,7 @@ mod tests {
         };
         assert_eq!(
             steps,
-            vec![
-                Step::CancelReminder {
-                    task_id: T1
-                },
-                Step::CreateNext(next)
-            ]
+            vec![Step::CancelReminder { task_id: T1 }, Step::CreateNext(next)]
         );
     }
 
@@ -230,9 +227,7 @@ mod tests {
         };
         assert_eq!(
             plan(EventType::TaskCompleted, &t, at(BEFORE), None).unwrap(),
-            vec![Step::CancelReminder {
-                task_id: T1
-            }]
+            vec![Step::CancelReminder { task_id: T1 }]
         );
     }
 
@@ -242,12 +237,8 @@ mod tests {
         assert_eq!(
             steps,
             vec![
-                Step::CancelReminder {
-                    task_id: T1
-                },
-                Step::EndSeries {
-                    task_id: T1
-                }
+                Step::CancelReminder { task_id: T1 },
+                Step::EndSeries { task_id: T1 }
             ]
         );
     }

@@ -29,9 +29,11 @@ enum ApiTags {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskInput {
-    /// 1–255 characters (trimmed).
+    /// 1–255 characters, at least one of them not a space (stored trimmed).
+    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub title: Text,
     /// Up to 10 000 characters.
+    #[oai(validator(max_length = 10000))]
     pub description: Option<Text>,
     /// Default `pending`.
     pub status: Option<TaskStatus>,
@@ -43,7 +45,7 @@ pub struct TaskInput {
     pub is_recurring: Option<bool>,
     pub recurrence_schedule: Option<Frequency>,
     /// IANA time zone, default `UTC`.
-    pub timezone: Option<Text>,
+    pub timezone: Option<TimeZone>,
     /// The task this one continues (set by the recurring-task service).
     pub parent_task_id: Option<Uuid>,
 }
@@ -52,14 +54,76 @@ pub struct TaskInput {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskPatchInput {
+    /// 1–255 characters, at least one of them not a space (stored trimmed).
+    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub title: Option<Text>,
+    /// Up to 10 000 characters; `null` clears it.
+    #[oai(validator(max_length = 10000))]
     pub description: MaybeUndefined<Text>,
     pub status: Option<TaskStatus>,
     pub due_date: MaybeUndefined<DateTime<FixedOffset>>,
     pub reminder_time: MaybeUndefined<DateTime<FixedOffset>>,
     pub is_recurring: Option<bool>,
     pub recurrence_schedule: MaybeUndefined<Frequency>,
-    pub timezone: Option<Text>,
+    pub timezone: Option<TimeZone>,
+}
+
+/// An IANA time zone name, e.g. `Europe/Berlin` (the document lists them all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeZone(pub String);
+
+impl poem_openapi::types::Type for TimeZone {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = String;
+    type RawElementValueType = String;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TimeZone".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        poem_openapi::registry::MetaSchemaRef::Reference("TimeZone".to_owned())
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        registry.create_schema::<Self, _>("TimeZone".to_owned(), |_| {
+            let mut schema = poem_openapi::registry::MetaSchema::new("string");
+            schema.description = Some("An IANA time zone name.");
+            schema.enum_items = chrono_tz::TZ_VARIANTS
+                .iter()
+                .map(|tz| serde_json::Value::from(tz.name()))
+                .collect();
+            schema
+        });
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(&self.0)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(std::iter::once(&self.0))
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for TimeZone {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value.unwrap_or_default() {
+            serde_json::Value::String(s) if s.parse::<chrono_tz::Tz>().is_ok() => Ok(TimeZone(s)),
+            serde_json::Value::String(s) => Err(poem_openapi::types::ParseError::custom(format!(
+                "`{s}` is not a known IANA time zone (for example `Europe/Berlin` or `UTC`)"
+            ))),
+            other => Err(poem_openapi::types::ParseError::expected_type(other)),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for TimeZone {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
 }
 
 /// One page of tasks.
@@ -96,9 +160,13 @@ impl TasksApi {
     async fn create(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         /// Retrying with the same key returns the first answer and never creates a second task.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         key: Header<Option<String>>,
         body: Json<TaskInput>,
     ) -> Answer<Created> {
@@ -113,13 +181,17 @@ impl TasksApi {
     async fn list(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         status: Query<Option<TaskStatus>>,
         /// 1–200, default 50.
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
         limit: Query<Option<u32>>,
         /// Default 0.
-        #[oai(validator(maximum(value = "1000000000")))]
+        #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u32>>,
     ) -> Answer<Json<TaskList>> {
         let user = user_id(user.0)?;
@@ -139,7 +211,11 @@ impl TasksApi {
     async fn get(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         id: Path<Uuid>,
     ) -> Answer<Json<TaskSnapshot>> {
         let user = user_id(user.0)?;
@@ -151,7 +227,11 @@ impl TasksApi {
     async fn replace(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         id: Path<Uuid>,
         body: Json<TaskInput>,
     ) -> Answer<Json<TaskSnapshot>> {
@@ -165,7 +245,11 @@ impl TasksApi {
     async fn patch(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         id: Path<Uuid>,
         body: Json<TaskPatchInput>,
     ) -> Answer<Json<TaskSnapshot>> {
@@ -179,9 +263,13 @@ impl TasksApi {
     async fn complete(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         /// Retrying with the same key returns the first answer instead of 409.
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         key: Header<Option<String>>,
         id: Path<Uuid>,
     ) -> Answer<Json<TaskSnapshot>> {
@@ -195,7 +283,11 @@ impl TasksApi {
     async fn delete(
         &self,
         service: Data<&TaskService>,
-        #[oai(name = "X-User-Id")] user: Header<Option<String>>,
+        #[oai(
+            name = "X-User-Id",
+            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
+        )]
+        user: Header<Option<String>>,
         id: Path<Uuid>,
     ) -> Answer<Deleted> {
         let user = user_id(user.0)?;
@@ -243,9 +335,7 @@ fn fields_from(input: TaskInput) -> TaskFields {
         due_date: input.due_date.map(utc),
         reminder_time: input.reminder_time.map(utc),
         recurrence_schedule: input.recurrence_schedule,
-        timezone: input
-            .timezone
-            .map_or_else(|| "UTC".to_owned(), Text::into_inner),
+        timezone: input.timezone.map_or_else(|| "UTC".to_owned(), |tz| tz.0),
         parent_task_id: input.parent_task_id,
     }
 }
@@ -267,7 +357,7 @@ fn patch_from(input: TaskPatchInput) -> TaskPatch {
         reminder_time: maybe(input.reminder_time, utc),
         is_recurring: input.is_recurring,
         recurrence_schedule: maybe(input.recurrence_schedule, |f| f),
-        timezone: input.timezone.map(Text::into_inner),
+        timezone: input.timezone.map(|tz| tz.0),
     }
 }
 

@@ -54,7 +54,7 @@ impl bootstrap::Service for Application {
     type Config = TodoConfig;
 
     fn openapi_spec() -> String {
-        openapi().spec()
+        todo_core::server::document(&openapi())
     }
 
     /// Waits for the sidecar, reads the database credentials through it,

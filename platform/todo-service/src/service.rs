@@ -230,8 +230,7 @@ impl TaskService {
         if let Some(key) = key {
             let answer = serde_json::to_value(&written.view)
                 .map_err(|e| TaskError::Unreadable(format!("the answer: {e}")))?;
-            idempotency::record(&mut tx, user_id, key, 200, &answer, &written.outbox_ids)
-                .await?;
+            idempotency::record(&mut tx, user_id, key, 200, &answer, &written.outbox_ids).await?;
         }
         let pending = self.relay.watch(written.outbox_ids.clone());
         tx.commit().await?;

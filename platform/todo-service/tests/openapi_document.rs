@@ -3,5 +3,9 @@
 #[test]
 fn the_committed_openapi_document_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi/todo.json");
-    todo_core::server::check_committed_document(&todo_service::openapi().spec(), &path).unwrap();
+    todo_core::server::check_committed_document(
+        &todo_core::server::document(&todo_service::openapi()),
+        &path,
+    )
+    .unwrap();
 }

@@ -77,7 +77,7 @@ impl bootstrap::Service for Application {
     type Config = WebsocketConfig;
 
     fn openapi_spec() -> String {
-        openapi().spec()
+        todo_core::server::document(&openapi())
     }
 
     async fn build(
