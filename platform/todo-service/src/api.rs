@@ -25,7 +25,8 @@ enum ApiTags {
     Tasks,
 }
 
-/// A new task, or the full replacement of one (PUT).
+/// A new task, or the full replacement of one (PUT). An optional field that
+/// is absent or `null` takes its default.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskInput {
@@ -33,38 +34,53 @@ pub struct TaskInput {
     #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub title: Text,
     /// Up to 10 000 characters.
-    #[oai(validator(max_length = 10000))]
+    #[oai(nullable, validator(max_length = 10000))]
     pub description: Option<Text>,
     /// Default `pending`.
+    #[oai(nullable)]
     pub status: Option<TaskStatus>,
     /// RFC 3339 date-time; stored in UTC.
+    #[oai(nullable)]
     pub due_date: Option<DateTime<FixedOffset>>,
     /// RFC 3339 date-time at which a reminder fires.
+    #[oai(nullable)]
     pub reminder_time: Option<DateTime<FixedOffset>>,
     /// Default: true when `recurrence_schedule` is given. Needs a due date.
+    #[oai(nullable)]
     pub is_recurring: Option<bool>,
+    #[oai(nullable)]
     pub recurrence_schedule: Option<Frequency>,
     /// IANA time zone, default `UTC`.
+    #[oai(nullable)]
     pub timezone: Option<TimeZone>,
     /// The task this one continues (set by the recurring-task service).
+    #[oai(nullable)]
     pub parent_task_id: Option<Uuid>,
 }
 
-/// A partial change: absent fields are kept, `null` clears a nullable field.
+/// A partial change: an absent field is kept; `null` clears a field that can
+/// be empty (description, due date, reminder time, recurrence schedule) and
+/// keeps one that cannot (title, status, is_recurring, timezone).
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskPatchInput {
     /// 1–255 characters, at least one of them not a space (stored trimmed).
-    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
+    #[oai(nullable, validator(min_length = 1, max_length = 255, pattern = r"\S"))]
     pub title: Option<Text>,
     /// Up to 10 000 characters; `null` clears it.
-    #[oai(validator(max_length = 10000))]
+    #[oai(nullable, validator(max_length = 10000))]
     pub description: MaybeUndefined<Text>,
+    #[oai(nullable)]
     pub status: Option<TaskStatus>,
+    #[oai(nullable)]
     pub due_date: MaybeUndefined<DateTime<FixedOffset>>,
+    #[oai(nullable)]
     pub reminder_time: MaybeUndefined<DateTime<FixedOffset>>,
+    #[oai(nullable)]
     pub is_recurring: Option<bool>,
+    #[oai(nullable)]
     pub recurrence_schedule: MaybeUndefined<Frequency>,
+    #[oai(nullable)]
     pub timezone: Option<TimeZone>,
 }
 
@@ -294,6 +310,31 @@ impl TasksApi {
         service.delete(&user, id.0).await?;
         Ok(Deleted::Deleted)
     }
+}
+
+/// Refuses a request whose `X-User-Id` or `Idempotency-Key` is not text
+/// (poem-openapi would read such a header as absent, so a caller's mistake
+/// would silently act as `anonymous`, or without its key).
+pub async fn refuse_unreadable_headers<E: poem::Endpoint>(
+    ep: std::sync::Arc<E>,
+    req: poem::Request,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    for name in ["X-User-Id", "Idempotency-Key"] {
+        if req
+            .headers()
+            .get_all(name)
+            .iter()
+            .any(|v| v.to_str().is_err())
+        {
+            let e = ApiError::bad_request(
+                "invalid_request",
+                format!("header `{name}` must be visible ASCII text"),
+            );
+            return Ok(e.into_response());
+        }
+    }
+    Ok(ep.call(req).await?.into_response())
 }
 
 /// The caller from `X-User-Id` (absent: `anonymous`): 1–128 visible ASCII characters.

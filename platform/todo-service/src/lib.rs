@@ -71,7 +71,11 @@ impl bootstrap::Service for Application {
         let relay = Relay::new(pool.clone(), connected.sidecar.clone());
         let service = TaskService::new(pool, relay.clone(), config.publish_wait());
         let app = connected.app(openapi(), common.max_body_bytes, Vec::new());
-        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, service));
+        let app = poem::EndpointExt::data(app, service);
+        let app = poem::EndpointExt::boxed(poem::EndpointExt::around(
+            app,
+            api::refuse_unreadable_headers,
+        ));
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,
