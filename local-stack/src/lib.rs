@@ -43,6 +43,7 @@ mod options;
 mod postgres;
 mod proc;
 mod processes;
+mod schemathesis;
 mod services;
 mod spec;
 mod start;
@@ -59,6 +60,7 @@ pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
 pub use kafka::{TopicRecord, read_topic};
 pub use options::{StackOptions, cache_dir};
 pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
+pub use schemathesis::{SCHEMATHESIS_VERSION, schemathesis};
 pub use services::{build_services, cargo_command, workspace_root};
 pub use spec::*;
 

@@ -11,6 +11,7 @@
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
 mod audit_trail;
+mod http_contract;
 mod live_updates;
 mod recurring_tasks;
 mod reminders;
@@ -102,6 +103,7 @@ fn main() {
         .chain(live_updates::trials(&ctx))
         .chain(recurring_tasks::trials(&ctx))
         .chain(reminders::trials(&ctx))
+        .chain(http_contract::trials(&ctx))
         .collect();
 
     if !args.list {

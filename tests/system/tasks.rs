@@ -366,8 +366,8 @@ const TASK: &str = "/api/v1/tasks/{task}";
 const BAD_INPUTS: &[BadInput] = &[
     bad("malformed JSON", "POST", TASKS, Body::Text("{\"title\": "), 400, "invalid_request"),
     bad("missing title", "POST", TASKS, Body::Text(r#"{"description": "no title"}"#), 400, "invalid_request"),
-    bad("empty title", "POST", TASKS, Body::Text(r#"{"title": "   "}"#), 422, "validation_failed"),
-    bad("256-character title", "POST", TASKS, Body::TitleOfLength(256), 422, "validation_failed"),
+    bad("blank title", "POST", TASKS, Body::Text(r#"{"title": "   "}"#), 400, "invalid_request"),
+    bad("256-character title", "POST", TASKS, Body::TitleOfLength(256), 400, "invalid_request"),
     bad("unknown status", "POST", TASKS, Body::Text(r#"{"title": "x", "status": "done"}"#), 400, "invalid_request"),
     bad("unknown schedule", "POST", TASKS,
         Body::Text(r#"{"title": "x", "recurrence_schedule": "hourly", "due_date": "2026-01-01T00:00:00Z"}"#),
@@ -377,7 +377,7 @@ const BAD_INPUTS: &[BadInput] = &[
     bad("invalid date", "POST", TASKS,
         Body::Text(r#"{"title": "x", "due_date": "2026-02-30T10:00:00Z"}"#), 400, "invalid_request"),
     bad("not a date", "POST", TASKS, Body::Text(r#"{"title": "x", "reminder_time": "tomorrow"}"#), 400, "invalid_request"),
-    bad("unknown time zone", "POST", TASKS, Body::Text(r#"{"title": "x", "timezone": "Mars/Olympus"}"#), 422, "validation_failed"),
+    bad("unknown time zone", "POST", TASKS, Body::Text(r#"{"title": "x", "timezone": "Mars/Olympus"}"#), 400, "invalid_request"),
     bad("title of the wrong type", "POST", TASKS, Body::Text(r#"{"title": 42}"#), 400, "invalid_request"),
     bad("is_recurring of the wrong type", "POST", TASKS, Body::Text(r#"{"title": "x", "is_recurring": "yes"}"#), 400, "invalid_request"),
     bad("a JSON array", "POST", TASKS, Body::Text("[1, 2]"), 400, "invalid_request"),
@@ -389,12 +389,15 @@ const BAD_INPUTS: &[BadInput] = &[
     },
     BadInput {
         headers: &[("X-User-Id", "has space")],
-        ..bad("X-User-Id with a space", "GET", TASKS, Body::None, 400, "invalid_user_id")
+        ..bad("X-User-Id with a space", "GET", TASKS, Body::None, 400, "invalid_request")
     },
     bad("non-UUID id", "GET", "/api/v1/tasks/not-a-uuid", Body::None, 400, "invalid_request"),
     bad("non-UUID id on complete", "POST", "/api/v1/tasks/123/complete", Body::None, 400, "invalid_request"),
     bad("patch with wrong type", "PATCH", TASK, Body::Text(r#"{"due_date": 5}"#), 400, "invalid_request"),
-    bad("patch to an empty title", "PATCH", TASK, Body::Text(r#"{"title": ""}"#), 422, "validation_failed"),
+    bad("patch to an empty title", "PATCH", TASK, Body::Text(r#"{"title": ""}"#), 400, "invalid_request"),
+    bad("patch to a recurring task without a due date", "PATCH", TASK,
+        Body::Text(r#"{"recurrence_schedule": "weekly", "due_date": null}"#), 422, "validation_failed"),
+    bad("wrong method", "PUT", TASKS, Body::None, 405, "method_not_allowed"),
     bad("limit over 200", "GET", "/api/v1/tasks?limit=1000", Body::None, 400, "invalid_request"),
     bad("negative offset", "GET", "/api/v1/tasks?offset=-1", Body::None, 400, "invalid_request"),
     bad("unknown status filter", "GET", "/api/v1/tasks?status=archived", Body::None, 400, "invalid_request"),

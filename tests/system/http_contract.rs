@@ -1,0 +1,74 @@
+//! The HTTP contract, as a generated client would meet it: Schemathesis runs
+//! all its checks against every service's `/openapi.json` on the real stack —
+//! no 5xx, every answer conforms to its documented status, headers and
+//! schema, nothing the document allows is refused (see `schemathesis.toml`
+//! for 422), nothing it forbids is accepted, 405s carry `Allow`, and created
+//! resources can be read back (stateful phase).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use todo_local_stack::Stack;
+
+use crate::{Ctx, exclusive};
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![exclusive!(
+        ctx,
+        every_service_keeps_its_openapi_contract_under_schemathesis
+    )]
+}
+
+/// Examples per operation and phase: enough to find what is listed in
+/// `schemathesis.toml`'s comments within a minute for all services.
+const MAX_EXAMPLES: &str = "50";
+
+async fn every_service_keeps_its_openapi_contract_under_schemathesis(
+    stack: &mut Stack,
+) -> Result<()> {
+    let schemathesis = todo_local_stack::schemathesis().await?;
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
+    let mut failures = Vec::new();
+    for spec in stack.services().to_vec() {
+        let url = format!("{}/openapi.json", stack.app_url(spec.app_id));
+        let mut command = tokio::process::Command::new(&schemathesis);
+        command
+            .arg("--config-file")
+            .arg(&config)
+            .args([
+                "run",
+                &url,
+                "--checks",
+                "all",
+                "--max-examples",
+                MAX_EXAMPLES,
+            ])
+            .args(["--workers", "2", "--request-timeout", "10"])
+            // Tasks belong to their caller: one caller, so what the stateful
+            // phase creates it can read, change and delete.
+            .args(["-H", "X-User-Id: contract-fuzz"])
+            .kill_on_drop(true);
+        eprintln!(
+            "$ {} --config-file {} run {url} --checks all ...",
+            schemathesis.display(),
+            config.display()
+        );
+        let out = command
+            .output()
+            .await
+            .with_context(|| format!("running {}", schemathesis.display()))?;
+        let report = String::from_utf8_lossy(&out.stdout);
+        let summary = report.lines().last().unwrap_or_default().to_owned();
+        eprintln!("{}: {summary}", spec.app_id);
+        if !out.status.success() {
+            failures.push(format!(
+                "{} ({url}): schemathesis exited with {}\n{report}\n{}",
+                spec.app_id,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n\n"));
+    Ok(())
+}
