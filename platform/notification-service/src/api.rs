@@ -123,6 +123,7 @@ impl NotificationApi {
         /// Only this task's notifications.
         task_id: Query<Option<Uuid>>,
         /// Only this user's notifications.
+        #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// 1–500, default 100.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]

@@ -170,6 +170,7 @@ impl RecurringApi {
         /// Only active (or only ended) series.
         is_active: Query<Option<bool>>,
         /// Only this user's series.
+        #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// 1–500, default 100.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
@@ -210,6 +211,7 @@ impl RecurringApi {
         /// Only reminders in this state.
         status: Query<Option<ReminderStatus>>,
         /// Only this user's reminders.
+        #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// Only this task's reminder.
         task_id: Query<Option<Uuid>>,

@@ -30,11 +30,16 @@ enum ApiTags {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskInput {
-    /// 1–255 characters, at least one of them not a space (stored trimmed).
-    #[oai(validator(min_length = 1, max_length = 255, pattern = r"\S"))]
+    /// 1–255 characters, at least one of them not white space (Unicode
+    /// `White_Space`), none of them NUL (stored trimmed).
+    #[oai(validator(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00]*[^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00]*$"
+    ))]
     pub title: Text,
-    /// Up to 10 000 characters.
-    #[oai(nullable, validator(max_length = 10000))]
+    /// Up to 10 000 characters, none of them NUL.
+    #[oai(nullable, validator(max_length = 10000, pattern = r"^[^\x00]*$"))]
     pub description: Option<Text>,
     /// Default `pending`.
     #[oai(nullable)]
@@ -64,11 +69,19 @@ pub struct TaskInput {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct TaskPatchInput {
-    /// 1–255 characters, at least one of them not a space (stored trimmed).
-    #[oai(nullable, validator(min_length = 1, max_length = 255, pattern = r"\S"))]
+    /// 1–255 characters, at least one of them not white space (Unicode
+    /// `White_Space`), none of them NUL (stored trimmed).
+    #[oai(
+        nullable,
+        validator(
+            min_length = 1,
+            max_length = 255,
+            pattern = r"^[^\x00]*[^\x00\t\n\x0B\x0C\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00]*$"
+        )
+    )]
     pub title: Option<Text>,
-    /// Up to 10 000 characters; `null` clears it.
-    #[oai(nullable, validator(max_length = 10000))]
+    /// Up to 10 000 characters, none of them NUL; `null` clears it.
+    #[oai(nullable, validator(max_length = 10000, pattern = r"^[^\x00]*$"))]
     pub description: MaybeUndefined<Text>,
     #[oai(nullable)]
     pub status: Option<TaskStatus>,
@@ -411,6 +424,7 @@ impl From<TaskError> for ApiError {
             TaskError::KeyReused(_) => {
                 ApiError::unprocessable("idempotency_key_reused", e.to_string())
             }
+            TaskError::DeletedSince { .. } => ApiError::conflict("deleted_since", e.to_string()),
             TaskError::BusUnavailable(_) | TaskError::Unconfirmed(_) => {
                 ApiError::unavailable(e.to_string())
             }

@@ -28,6 +28,12 @@ pub enum TaskError {
     AlreadyComplete(Uuid),
     #[error("Idempotency-Key `{0}` was already used for a different request")]
     KeyReused(String),
+    /// The task a keyed request created (or completed) has been deleted since:
+    /// its first answer would describe a task that no longer exists.
+    #[error(
+        "the request with Idempotency-Key `{key}` was answered with task {task_id}, which has been deleted since"
+    )]
+    DeletedSince { key: String, task_id: Uuid },
     /// Nothing was written: publishing is failing right now.
     #[error("events cannot be published right now ({0}); nothing was changed, retry later")]
     BusUnavailable(String),
@@ -212,7 +218,7 @@ impl TaskService {
             None => Ok(Begun::Fresh(tx)),
             Some(earlier) => {
                 tx.rollback().await?;
-                let view = self.replay(key, operation, hash, earlier).await?;
+                let view = self.replay(user_id, key, operation, hash, earlier).await?;
                 Ok(Begun::Replayed(view))
             }
         }
@@ -247,6 +253,7 @@ impl TaskService {
 
     async fn replay(
         &self,
+        user_id: &str,
         key: &str,
         operation: &str,
         hash: &str,
@@ -262,6 +269,12 @@ impl TaskService {
                 serde_json::from_value(r)
                     .map_err(|e| TaskError::Unreadable(format!("the stored answer: {e}")))
             })?;
+        if task_db::get(&self.pool, user_id, view.id).await?.is_none() {
+            return Err(TaskError::DeletedSince {
+                key: key.to_owned(),
+                task_id: view.id,
+            });
+        }
         if earlier.outbox_ids.is_empty()
             || self
                 .relay
