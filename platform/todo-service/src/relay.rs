@@ -34,7 +34,10 @@ const KEEP_PUBLISHED_SECS: i64 = 3600;
 
 #[derive(Default)]
 struct State {
-    waiters: HashMap<i64, oneshot::Sender<()>>,
+    /// Per outbox id, every request waiting for it (by waiter number): an
+    /// idempotent retry waits beside the original, never instead of it.
+    waiters: HashMap<i64, Vec<(u64, oneshot::Sender<()>)>>,
+    next_waiter: u64,
     failing: Option<String>,
 }
 
@@ -49,9 +52,11 @@ struct Inner {
 #[derive(Clone)]
 pub struct Relay(Arc<Inner>);
 
-/// Events a request waits for. Dropping it forgets the wait.
+/// Events a request waits for. Dropping it forgets this request's wait (and
+/// only its own).
 pub struct Pending {
     relay: Relay,
+    waiter: u64,
     ids: Vec<i64>,
     receivers: Vec<oneshot::Receiver<()>>,
 }
@@ -80,17 +85,20 @@ impl Relay {
     /// a fast relay cannot publish them unnoticed.
     pub fn watch(&self, ids: Vec<i64>) -> Pending {
         let mut state = self.state();
+        let waiter = state.next_waiter;
+        state.next_waiter += 1;
         let receivers = ids
             .iter()
             .map(|id| {
                 let (tx, rx) = oneshot::channel();
-                state.waiters.insert(*id, tx);
+                state.waiters.entry(*id).or_default().push((waiter, tx));
                 rx
             })
             .collect();
         drop(state);
         Pending {
             relay: self.clone(),
+            waiter,
             ids,
             receivers,
         }
@@ -270,7 +278,7 @@ impl Relay {
     fn resolve(&self, ids: &[i64]) {
         let mut state = self.state();
         for id in ids {
-            if let Some(tx) = state.waiters.remove(id) {
+            for (_, tx) in state.waiters.remove(id).unwrap_or_default() {
                 let _ = tx.send(());
             }
         }
@@ -297,20 +305,24 @@ fn one_per_task_and_topic(rows: Vec<PendingEvent>) -> Vec<PendingEvent> {
 
 impl Pending {
     /// Waits until every watched event is on Kafka, or `within` passes.
-    /// Also checks the database now and then, in case another instance's
-    /// relay published them.
+    /// Only the relay's word counts: a wait whose notice can no longer come
+    /// (its sender is gone) is not a publish. The database is checked now and
+    /// then too, in case another instance's relay published them.
     pub async fn published(mut self, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         let receivers = std::mem::take(&mut self.receivers);
         let all = async {
             for rx in receivers {
-                let _ = rx.await;
+                if rx.await.is_err() {
+                    // Never told: leave it to the database check or the deadline.
+                    return std::future::pending().await;
+                }
             }
         };
         tokio::pin!(all);
         loop {
             tokio::select! {
-                _ = &mut all => return true,
+                () = &mut all => return true,
                 _ = tokio::time::sleep_until(deadline) => return false,
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {
                     if matches!(outbox::count_unpublished(&self.relay.0.pool, &self.ids).await, Ok(0)) {
@@ -326,7 +338,12 @@ impl Drop for Pending {
     fn drop(&mut self) {
         let mut state = self.relay.state();
         for id in &self.ids {
-            state.waiters.remove(id);
+            if let Some(list) = state.waiters.get_mut(id) {
+                list.retain(|(waiter, _)| *waiter != self.waiter);
+                if list.is_empty() {
+                    state.waiters.remove(id);
+                }
+            }
         }
     }
 }
@@ -335,6 +352,53 @@ impl Drop for Pending {
 mod tests {
     use super::*;
     use uuid::Uuid;
+
+    /// A relay whose database and sidecar are never reached: `run` is not
+    /// started, so only its waiters are exercised (the database check of
+    /// `published` fails and is ignored).
+    fn idle_relay() -> Relay {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(Duration::from_millis(50))
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let settings: todo_core::settings::DaprSettings =
+            serde_json::from_value(serde_json::json!({ "dapr_grpc_port": 1, "dapr_http_port": 1 }))
+                .unwrap();
+        let sidecar = Sidecar::new(&settings, Duration::from_millis(50)).unwrap();
+        Relay::new(pool, sidecar)
+    }
+
+    const WAIT: Duration = Duration::from_millis(600);
+
+    #[tokio::test]
+    async fn a_retry_waiting_for_the_same_events_does_not_confirm_the_original() {
+        let relay = idle_relay();
+        let original = relay.watch(vec![1, 2]);
+        let retry = relay.watch(vec![1, 2]);
+        // Nothing was published: neither request may be told otherwise.
+        assert!(
+            !original.published(WAIT).await,
+            "original confirmed unpublished events"
+        );
+        relay.resolve(&[1, 2]);
+        assert!(retry.published(WAIT).await, "retry not told of the publish");
+    }
+
+    #[tokio::test]
+    async fn one_request_giving_up_leaves_the_others_waiting() {
+        let relay = idle_relay();
+        let original = relay.watch(vec![7]);
+        let retry = relay.watch(vec![7]);
+        drop(retry);
+        let waiting = tokio::spawn(original.published(Duration::from_secs(5)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "confirmed before anything was published"
+        );
+        relay.resolve(&[7]);
+        assert!(waiting.await.unwrap(), "the remaining waiter was forgotten");
+    }
 
     fn row(id: i64, topic: &str, task: Uuid) -> PendingEvent {
         PendingEvent {
