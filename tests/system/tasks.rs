@@ -228,6 +228,15 @@ async fn a_create_retried_with_the_same_idempotency_key_creates_one_task_and_one
         text(&other, "/error") == "idempotency_key_reused",
         "{other}"
     );
+
+    // Once the task is gone, its first answer would describe nothing: the
+    // retry says so instead of answering 201 with a stale task.
+    alice.delete(text(&first, "/id")).await?.expect(204)?;
+    let late = alice
+        .create_keyed(new_task("Once"), &key)
+        .await?
+        .expect(409)?;
+    ensure!(text(&late, "/error") == "deleted_since", "{late}");
     Ok(())
 }
 
@@ -379,6 +388,7 @@ const BAD_INPUTS: &[BadInput] = &[
     bad("not a date", "POST", TASKS, Body::Text(r#"{"title": "x", "reminder_time": "tomorrow"}"#), 400, "invalid_request"),
     bad("unknown time zone", "POST", TASKS, Body::Text(r#"{"title": "x", "timezone": "Mars/Olympus"}"#), 400, "invalid_request"),
     bad("title of the wrong type", "POST", TASKS, Body::Text(r#"{"title": 42}"#), 400, "invalid_request"),
+    bad("NUL in the description", "POST", TASKS, Body::Text(r#"{"title": "x", "description": "a\u0000b"}"#), 400, "invalid_request"),
     bad("is_recurring of the wrong type", "POST", TASKS, Body::Text(r#"{"title": "x", "is_recurring": "yes"}"#), 400, "invalid_request"),
     bad("a JSON array", "POST", TASKS, Body::Text("[1, 2]"), 400, "invalid_request"),
     bad("unknown field", "POST", TASKS, Body::Text(r#"{"title": "x", "colour": "red"}"#), 400, "invalid_request"),
