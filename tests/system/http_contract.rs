@@ -13,10 +13,76 @@ use todo_local_stack::Stack;
 use crate::{Ctx, exclusive};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
-    vec![exclusive!(
-        ctx,
-        every_service_keeps_its_openapi_contract_under_schemathesis
-    )]
+    vec![
+        exclusive!(
+            ctx,
+            every_service_keeps_its_openapi_contract_under_schemathesis
+        ),
+        exclusive!(
+            ctx,
+            http_metric_series_stay_bounded_whatever_paths_callers_send
+        ),
+    ]
+}
+
+/// How many `http_requests_total` series a service's `/metrics` shows.
+async fn request_series(base_url: &str) -> Result<usize> {
+    let text = reqwest::get(format!("{base_url}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count())
+}
+
+/// Metrics are labelled by route template, never by the path a caller sent:
+/// thousands of distinct job trigger names and unknown paths add no series.
+async fn http_metric_series_stay_bounded_whatever_paths_callers_send(
+    stack: &mut Stack,
+) -> Result<()> {
+    use futures::StreamExt;
+    let base = stack.app_url("recurring-task-service");
+    let client = reqwest::Client::new();
+    let requests = |n: usize| {
+        let client = client.clone();
+        let base = base.clone();
+        futures::stream::iter(0..n)
+            .map(move |_| {
+                let (client, base) = (client.clone(), base.clone());
+                async move {
+                    let id = uuid::Uuid::new_v4();
+                    // Without the app token: 401, like any stranger's call.
+                    client
+                        .post(format!("{base}/job/reminder-{id}"))
+                        .send()
+                        .await?;
+                    client.get(format!("{base}/nope/{id}")).send().await?;
+                    client
+                        .get(format!("{base}/api/v1/schedules/{id}/x"))
+                        .send()
+                        .await?;
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+    };
+    // One of each kind first, so the series they need exist.
+    for r in requests(1).await {
+        r?;
+    }
+    let before = request_series(&base).await?;
+    for r in requests(1000).await {
+        r?;
+    }
+    let after = request_series(&base).await?;
+    ensure!(
+        after == before,
+        "3000 distinct paths grew the http_requests_total series from {before} to {after}"
+    );
+    Ok(())
 }
 
 /// Examples per operation and phase: enough to find what is listed in
@@ -47,6 +113,8 @@ async fn every_service_keeps_its_openapi_contract_under_schemathesis(
             // Tasks belong to their caller: one caller, so what the stateful
             // phase creates it can read, change and delete.
             .args(["-H", "X-User-Id: contract-fuzz"])
+            // Its cache folder (`.schemathesis/`) goes with the stack's state.
+            .current_dir(stack.state_dir())
             .kill_on_drop(true);
         eprintln!(
             "$ {} --config-file {} run {url} --checks all ...",

@@ -26,6 +26,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         ),
         shared!(
             ctx,
+            a_keyed_request_is_recorded_with_the_status_it_was_answered_with
+        ),
+        shared!(
+            ctx,
             completing_twice_is_a_conflict_unless_the_same_key_is_used
         ),
         shared!(ctx, users_never_see_each_others_tasks),
@@ -237,6 +241,35 @@ async fn a_create_retried_with_the_same_idempotency_key_creates_one_task_and_one
         .await?
         .expect(409)?;
     ensure!(text(&late, "/error") == "deleted_since", "{late}");
+    Ok(())
+}
+
+/// The record of a keyed request holds the status it was answered with.
+async fn a_keyed_request_is_recorded_with_the_status_it_was_answered_with(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let (create_key, complete_key) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let task = alice
+        .create_keyed(new_task("Recorded"), &create_key.to_string())
+        .await?
+        .expect(201)?;
+    alice
+        .complete(text(&task, "/id"), Some(&complete_key.to_string()))
+        .await?
+        .expect(200)?;
+    let db = admin_db(stack).await?;
+    for (key, status) in [(create_key, 201), (complete_key, 200)] {
+        let recorded: Option<i32> =
+            sqlx::query_scalar("select status_code from todo.idempotency_key where key = $1")
+                .bind(key.to_string())
+                .fetch_one(&db)
+                .await?;
+        ensure!(
+            recorded == Some(status),
+            "key {key}: recorded {recorded:?}, answered {status}"
+        );
+    }
     Ok(())
 }
 

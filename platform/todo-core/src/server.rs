@@ -184,48 +184,98 @@ pub fn document<T: OpenApi>(api: &OpenApiService<T, ()>) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_else(|_| api.spec())
 }
 
-/// The methods each documented path answers, for the `Allow` header of a 405.
+/// The routes an app serves, as templates: documented paths (with their
+/// methods, for the `Allow` header of a 405), sidecar callbacks, and the
+/// fixed ones. Metrics are labelled with the template a path matches, so the
+/// label set is bounded whatever paths callers send.
 #[derive(Debug, Clone, Default)]
-struct AllowedMethods {
-    /// Path templates split into segments (`None` for a `{parameter}`), and
-    /// their methods, e.g. `GET, POST`.
-    paths: Vec<(Vec<Option<String>>, String)>,
+struct Routes {
+    entries: Vec<RouteEntry>,
 }
 
-impl AllowedMethods {
-    fn of(document: &str) -> Self {
+/// One route: its path segments (`None` for a parameter), its template, and
+/// its methods (`None` where the document does not say).
+#[derive(Debug, Clone)]
+struct RouteEntry {
+    segments: Vec<Option<String>>,
+    template: String,
+    methods: Option<String>,
+}
+
+/// The label of a path that matches no route.
+const UNMATCHED: &str = "unmatched";
+
+impl Routes {
+    fn of(document: &str, callbacks: &[&str]) -> Self {
         let doc: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
-        let mut paths = Vec::new();
-        for (template, ops) in doc["paths"].as_object().into_iter().flatten() {
-            let segments = template
+        let segments = |template: &str| -> Vec<Option<String>> {
+            template
                 .split('/')
-                .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
-                .collect();
+                .map(|s| (!s.starts_with('{') && !s.starts_with(':')).then(|| s.to_owned()))
+                .collect()
+        };
+        let mut entries = Vec::new();
+        for (template, ops) in doc["paths"].as_object().into_iter().flatten() {
             let methods: Vec<String> = ops
                 .as_object()
                 .into_iter()
                 .flat_map(|o| o.keys())
                 .map(|m| m.to_ascii_uppercase())
                 .collect();
-            paths.push((segments, methods.join(", ")));
+            entries.push(RouteEntry {
+                segments: segments(template),
+                template: template.clone(),
+                methods: Some(methods.join(", ")),
+            });
         }
         for fixed in ["/metrics", "/openapi.json"] {
-            let segments = fixed.split('/').map(|s| Some(s.to_owned())).collect();
-            paths.push((segments, "GET".to_owned()));
+            entries.push(RouteEntry {
+                segments: segments(fixed),
+                template: fixed.to_owned(),
+                methods: Some("GET".to_owned()),
+            });
         }
-        AllowedMethods { paths }
+        for path in callbacks {
+            let template = path
+                .split('/')
+                .map(|s| match s.strip_prefix(':') {
+                    Some(name) => format!("{{{name}}}"),
+                    None => s.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            entries.push(RouteEntry {
+                segments: segments(path),
+                template,
+                methods: None,
+            });
+        }
+        Routes { entries }
     }
 
-    fn for_path(&self, path: &str) -> Option<&str> {
+    fn find(&self, path: &str) -> Option<&RouteEntry> {
         let given: Vec<&str> = path.split('/').collect();
-        self.paths.iter().find_map(|(segments, methods)| {
-            let matches = segments.len() == given.len()
-                && segments
+        self.entries.iter().find(|e| {
+            e.segments.len() == given.len()
+                && e.segments
                     .iter()
                     .zip(&given)
-                    .all(|(s, g)| s.as_deref().is_none_or(|s| s == *g));
-            matches.then_some(methods.as_str())
+                    .all(|(s, g)| s.as_deref().is_none_or(|s| s == *g))
         })
+    }
+
+    /// The documented methods of `path`.
+    fn methods(&self, path: &str) -> Option<&str> {
+        self.find(path).and_then(|e| e.methods.as_deref())
+    }
+
+    /// The metric label of `path`: its route template, `/docs` for Swagger
+    /// UI, or `unmatched`.
+    fn label(&self, path: &str) -> &str {
+        if path == "/docs" || path.starts_with("/docs/") {
+            return "/docs";
+        }
+        self.find(path).map_or(UNMATCHED, |e| e.template.as_str())
     }
 }
 
@@ -233,12 +283,12 @@ impl AllowedMethods {
 async fn allow_on_405<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
-    allowed: Arc<AllowedMethods>,
+    routes: Arc<Routes>,
 ) -> poem::Result<Response> {
     let path = req.uri().path().to_owned();
     let mut response = ep.call(req).await?.into_response();
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(methods) = allowed.for_path(&path)
+        && let Some(methods) = routes.methods(&path)
         && let Ok(value) = poem::http::HeaderValue::from_str(methods)
     {
         response
@@ -259,7 +309,9 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
     } = parts;
     let docs = api.swagger_ui();
     let document = document(&api);
-    let allowed = Arc::new(AllowedMethods::of(&document));
+    let callback_paths: Vec<&str> = callbacks.iter().map(|(path, _)| *path).collect();
+    let routes = Arc::new(Routes::of(&document, &callback_paths));
+    let labels = routes.clone();
     let spec = poem::endpoint::make_sync(move |_| {
         Response::builder()
             .content_type("application/json")
@@ -277,9 +329,9 @@ pub fn build_app<T: OpenApi + 'static>(parts: AppParts<T>) -> impl Endpoint<Outp
         .data(metrics)
         .data(readiness)
         .around(move |ep, req| limit_body(ep, req, max_body_bytes))
-        .around(record_request)
+        .around(move |ep, req| record_request(ep, req, labels.clone()))
         .catch_all_error(|err| async move { problem_response(err) })
-        .around(move |ep, req| allow_on_405(ep, req, allowed.clone()))
+        .around(move |ep, req| allow_on_405(ep, req, routes.clone()))
 }
 
 /// Oversized bodies up to this size are read before the 413 is sent.
@@ -321,10 +373,23 @@ async fn limit_body<E: Endpoint>(
     Ok(ep.call(req).await?.into_response())
 }
 
-/// Counts requests and their latency per method, route shape and status.
-async fn record_request<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<Response> {
-    let method = req.method().as_str().to_owned();
-    let route = route_shape(req.uri().path());
+/// Counts requests and their latency per method, route template and status.
+async fn record_request<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    routes: Arc<Routes>,
+) -> poem::Result<Response> {
+    let method = match *req.method() {
+        poem::http::Method::GET
+        | poem::http::Method::POST
+        | poem::http::Method::PUT
+        | poem::http::Method::PATCH
+        | poem::http::Method::DELETE
+        | poem::http::Method::HEAD
+        | poem::http::Method::OPTIONS => req.method().as_str().to_owned(),
+        _ => "other".to_owned(),
+    };
+    let route = routes.label(req.uri().path()).to_owned();
     let started = std::time::Instant::now();
     let result = ep.call(req).await.map(IntoResponse::into_response);
     let status = match &result {
@@ -340,22 +405,6 @@ async fn record_request<E: Endpoint>(ep: Arc<E>, req: Request) -> poem::Result<R
     metrics::histogram!("http_request_duration_seconds", &labels[..2])
         .record(started.elapsed().as_secs_f64());
     result
-}
-
-/// Replaces ids in a path with `{id}` so metrics keep a bounded label set.
-pub fn route_shape(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            if uuid::Uuid::parse_str(seg).is_ok()
-                || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()))
-            {
-                "{id}"
-            } else {
-                seg
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 /// Serves `app` on an already-bound listener until `shutdown` is cancelled,
@@ -416,26 +465,42 @@ pub fn check_committed_document(current: &str, path: &std::path::Path) -> Result
 
 #[cfg(test)]
 mod tests {
-    use super::{AllowedMethods, route_shape};
+    use super::Routes;
+
+    const DOC: &str = r#"{"paths": {"/api/v1/tasks": {"get": {}, "post": {}},
+                                   "/api/v1/tasks/{id}": {"get": {}, "delete": {}},
+                                   "/api/v1/tasks/{id}/complete": {"post": {}}}}"#;
 
     #[test]
     fn a_405_names_the_methods_of_the_documented_path() {
-        let doc = r#"{"paths": {"/api/v1/tasks": {"get": {}, "post": {}},
-                                "/api/v1/tasks/{id}": {"get": {}, "delete": {}}}}"#;
-        let allowed = AllowedMethods::of(doc);
-        assert_eq!(allowed.for_path("/api/v1/tasks"), Some("GET, POST"));
-        assert_eq!(allowed.for_path("/api/v1/tasks/abc"), Some("DELETE, GET"));
-        assert_eq!(allowed.for_path("/metrics"), Some("GET"));
-        assert_eq!(allowed.for_path("/api/v1/other"), None);
+        let routes = Routes::of(DOC, &[]);
+        assert_eq!(routes.methods("/api/v1/tasks"), Some("GET, POST"));
+        assert_eq!(routes.methods("/api/v1/tasks/abc"), Some("DELETE, GET"));
+        assert_eq!(routes.methods("/metrics"), Some("GET"));
+        assert_eq!(routes.methods("/api/v1/other"), None);
     }
 
     #[test]
-    fn route_shapes_hide_ids() {
+    fn metric_labels_are_route_templates_and_bounded() {
+        let routes = Routes::of(DOC, &["/job/:name", "/events/:topic", "/ws"]);
         assert_eq!(
-            route_shape("/api/v1/tasks/0b7f0a54-3c0e-4b0e-9a47-6f1f8d1c2b3a/complete"),
+            routes.label("/api/v1/tasks/0b7f0a54-3c0e-4b0e-9a47-6f1f8d1c2b3a/complete"),
             "/api/v1/tasks/{id}/complete"
         );
-        assert_eq!(route_shape("/api/v1/audit/42"), "/api/v1/audit/{id}");
-        assert_eq!(route_shape("/health/ready"), "/health/ready");
+        assert_eq!(
+            routes.label("/api/v1/tasks/not-even-a-uuid"),
+            "/api/v1/tasks/{id}"
+        );
+        assert_eq!(routes.label("/health/ready/x"), "unmatched");
+        assert_eq!(routes.label("/docs/swagger-ui.css"), "/docs");
+        let mut labels = std::collections::HashSet::new();
+        for n in 0..3000 {
+            labels.insert(routes.label(&format!("/job/reminder-{n}")).to_owned());
+            labels.insert(routes.label(&format!("/nope/{n}")).to_owned());
+            labels.insert(routes.label(&format!("/{n}")).to_owned());
+        }
+        let mut labels: Vec<_> = labels.into_iter().collect();
+        labels.sort();
+        assert_eq!(labels, ["/job/{name}", "unmatched"]);
     }
 }

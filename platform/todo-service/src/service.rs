@@ -54,6 +54,11 @@ pub enum TaskError {
 /// The caller's idempotency key, if any.
 pub type IdempotencyKey<'a> = Option<&'a str>;
 
+/// The HTTP status a create is answered with (and recorded under its key).
+const CREATED: u16 = 201;
+/// The HTTP status of every other answer with a body.
+const OK: u16 = 200;
+
 /// Task operations over one database and one relay.
 #[derive(Clone)]
 pub struct TaskService {
@@ -100,7 +105,8 @@ impl TaskService {
         Span::current().record("task_id", tracing::field::display(task.id));
         task_db::insert(&mut tx, &task).await?;
         let written = write_events(&mut tx, EventType::TaskCreated, &task).await?;
-        self.finish(tx, user_id, key, written).await
+        self.finish(tx, user_id, key.map(|k| (k, CREATED)), written)
+            .await
     }
 
     /// Replaces a task's fields (PUT) or applies a partial change (PATCH);
@@ -156,7 +162,8 @@ impl TaskService {
         let task = task.with_fields(fields, Utc::now());
         task_db::update(&mut tx, &task).await?;
         let written = write_events(&mut tx, EventType::TaskCompleted, &task).await?;
-        self.finish(tx, user_id, key, written).await
+        self.finish(tx, user_id, key.map(|k| (k, OK)), written)
+            .await
     }
 
     /// Deletes a task; publishes `task-deleted` carrying its last snapshot.
@@ -230,13 +237,14 @@ impl TaskService {
         &self,
         mut tx: Transaction<'static, Postgres>,
         user_id: &str,
-        key: IdempotencyKey<'_>,
+        keyed: Option<(&str, u16)>,
         written: Written,
     ) -> Result<TaskSnapshot, TaskError> {
-        if let Some(key) = key {
+        if let Some((key, status)) = keyed {
             let answer = serde_json::to_value(&written.view)
                 .map_err(|e| TaskError::Unreadable(format!("the answer: {e}")))?;
-            idempotency::record(&mut tx, user_id, key, 200, &answer, &written.outbox_ids).await?;
+            idempotency::record(&mut tx, user_id, key, status, &answer, &written.outbox_ids)
+                .await?;
         }
         let pending = self.relay.watch(written.outbox_ids.clone());
         tx.commit().await?;
