@@ -56,6 +56,8 @@ pub(crate) fn is_root() -> bool {
 pub(crate) struct Needs {
     pub pg_server: bool,
     pub kafka_jars: bool,
+    /// Chromium and ChromeDriver, for the live-page tests only.
+    pub browser: bool,
 }
 
 /// Installs missing Debian packages in one apt-get run. Returns true if the
@@ -73,10 +75,10 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
     if which("java").is_none() {
         packages.push("default-jre-headless");
     }
-    if chromium_path().is_none() {
+    if needs.browser && chromium_path().is_none() {
         packages.push("chromium");
     }
-    if chromedriver_path().is_none() {
+    if needs.browser && chromedriver_path().is_none() {
         packages.push("chromium-driver");
     }
     if needs.kafka_jars && which("mvn").is_none() {

@@ -26,6 +26,9 @@ pub struct StackOptions {
     pub fresh: bool,
     /// Services to build and start (each with its sidecar), in start order.
     pub services: Vec<&'static ServiceSpec>,
+    /// Install Chromium and ChromeDriver too (about 440 MB), for the
+    /// live-page tests; the platform itself does not need them.
+    pub browser: bool,
 }
 
 impl StackOptions {
@@ -35,6 +38,7 @@ impl StackOptions {
             state_dir: workspace_root().join(".state"),
             fresh: false,
             services: SERVICES.iter().collect(),
+            browser: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl StackOptions {
             state_dir: workspace_root().join(".state").join(name),
             fresh: true,
             services: SERVICES.iter().collect(),
+            browser: true,
         }
     }
 }

@@ -404,7 +404,18 @@ pub(crate) fn ensure_port_free(port: u16, what: &str) -> Result<()> {
         }
         Err(e) => {
             let owner = port_owner(port).unwrap_or_else(|| "unknown process".into());
-            bail!("port {port} (needed for {what}) is not free: {e}; held by {owner}")
+            let switch = match port {
+                crate::PG_PORT => format!(
+                    "; to use that PostgreSQL server instead, set {} to a superuser URL of it",
+                    crate::PG_ADMIN_URL_ENV
+                ),
+                crate::KAFKA_PORT | crate::KAFKA_CONTROLLER_PORT => format!(
+                    "; to use that Kafka broker instead, set {}",
+                    crate::KAFKA_BROKERS_ENV
+                ),
+                _ => String::new(),
+            };
+            bail!("port {port} (needed for {what}) is not free: {e}; held by {owner}{switch}")
         }
     }
 }

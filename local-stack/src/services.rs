@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
 
 use crate::cmd;
@@ -74,38 +75,49 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
         "--message-format=json-render-diagnostics",
     ]);
     cmd::log_cmd(&cmd::display_cmd(&c));
-    let out = c
+    let mut child = c
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .context("cannot run cargo")?;
-    if !out.status.success() {
-        bail!(
-            "cargo build of {} failed ({})",
-            names.join(", "),
-            out.status
-        );
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+    let stdout = child.stdout.take().context("cargo's output")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    // A line per crate that cargo had to compile (fresh ones are skipped), so
+    // a first build of many minutes shows where it is.
+    let mut compiled = 0usize;
+    while let Some(line) = lines.next_line().await.context("reading cargo's output")? {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let name = msg["target"]["name"].as_str().unwrap_or("?");
+        if msg["fresh"] == false {
+            compiled += 1;
+            cmd::step(format!(
+                "cargo: compiled {name} ({compiled} crates, {:.0}s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
         let is_bin = msg["target"]["kind"]
             .as_array()
             .is_some_and(|k| k.iter().any(|k| k == "bin"));
-        if msg["reason"] != "compiler-artifact" || !is_bin || msg["profile"]["test"] == true {
+        if !is_bin || msg["profile"]["test"] == true {
             continue;
         }
-        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
-        else {
-            continue;
-        };
-        if let Some(spec) = specs.iter().find(|s| s.package == name) {
+        if let (Some(spec), Some(exe)) = (
+            specs.iter().find(|s| s.package == name),
+            msg["executable"].as_str(),
+        ) {
             bins.insert(spec.app_id, PathBuf::from(exe));
         }
+    }
+    let status = child.wait().await.context("waiting for cargo")?;
+    if !status.success() {
+        bail!("cargo build of {} failed ({status})", names.join(", "));
     }
     for s in specs {
         if !bins.contains_key(s.app_id) {

@@ -103,15 +103,18 @@ pub const KAFKA_CONTROLLER_PORT: u16 = 9093;
 /// Every port the stack listens on is below Linux's ephemeral range
 /// (32768–60999): a port in it can be taken at any moment by an outgoing
 /// connection's source port (seen with 50014, Dapr's customary range).
+/// The Dapr control plane keeps to 3550–3564, away from the ports other tools
+/// customarily take (etcd's 2379/2380 on machines with Kubernetes tools,
+/// 8081/8082 of many development servers).
 pub const PLACEMENT_PORT: u16 = 3550;
-pub const PLACEMENT_HEALTHZ_PORT: u16 = 8081;
+pub const PLACEMENT_HEALTHZ_PORT: u16 = 3560;
 pub const PLACEMENT_METRICS_PORT: u16 = 19091;
-pub const PLACEMENT_RAFT_PORT: u16 = 8201;
+pub const PLACEMENT_RAFT_PORT: u16 = 3561;
 pub const SCHEDULER_PORT: u16 = 3551;
-pub const SCHEDULER_HEALTHZ_PORT: u16 = 8082;
+pub const SCHEDULER_HEALTHZ_PORT: u16 = 3562;
 pub const SCHEDULER_METRICS_PORT: u16 = 19092;
-pub const SCHEDULER_ETCD_CLIENT_PORT: u16 = 2379;
-pub const SCHEDULER_ETCD_PEER_PORT: u16 = 2380;
+pub const SCHEDULER_ETCD_CLIENT_PORT: u16 = 3563;
+pub const SCHEDULER_ETCD_PEER_PORT: u16 = 3564;
 
 pub const KAFKA_VERSION: &str = "4.1.1";
 /// Not 1.18.3: its durabletask-go v0.12.4 is refused by the Go module proxy.

@@ -77,6 +77,7 @@ impl Stack {
         let needs = install::Needs {
             pg_server: pg_external.is_none(),
             kafka_jars: !kafka::jars_cached(&cache, &repo)?,
+            browser: opts.browser,
         };
         let installed_pg = install::ensure_packages(&needs).await?;
         kafka::fetch_jars(&cache, &repo).await?;
