@@ -1,5 +1,5 @@
-//! Faults on a running stack, for the system tests and benchmarks: stopping
-//! and starting Kafka, restarting the Dapr scheduler, stopping, starting or
+//! Faults on a running stack, for the system tests and benchmarks: stopping,
+//! starting, pausing and resuming Kafka, restarting the Dapr scheduler, stopping, starting or
 //! killing a service or its sidecar, and changing a service's environment
 //! for its next start. Each start waits until the part is ready again.
 
@@ -17,6 +17,31 @@ impl Stack {
         if let Some(mut m) = self.processes.take(Role::Kafka) {
             m.stop().await?;
         }
+        Ok(())
+    }
+
+    /// Freezes the broker (SIGSTOP): its connections stay open but nothing is
+    /// answered, a broker that is slow rather than gone. Call
+    /// [`Stack::resume_kafka`] on every path afterwards.
+    pub fn pause_kafka(&mut self) -> Result<()> {
+        self.signal_kafka(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    pub fn resume_kafka(&mut self) -> Result<()> {
+        self.signal_kafka(nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn signal_kafka(&mut self, signal: nix::sys::signal::Signal) -> Result<()> {
+        if !matches!(self.kafka_mode, KafkaMode::Local(_)) {
+            bail!("Kafka is external ({KAFKA_BROKERS_ENV}); the stack cannot pause it");
+        }
+        let Some(pid) = self.processes.get(Role::Kafka).and_then(|m| m.pid()) else {
+            bail!("Kafka is not running");
+        };
+        let pid = i32::try_from(pid)?;
+        cmd::step(format!("kafka: {signal}"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)?;
         Ok(())
     }
 

@@ -37,6 +37,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         shared!(ctx, bad_inputs_get_a_4xx_json_error),
         shared!(ctx, every_event_of_a_task_is_published_in_order),
         exclusive!(ctx, with_kafka_down_writes_fail_fast_and_nothing_is_lost),
+        exclusive!(
+            ctx,
+            a_retry_arriving_while_the_original_waits_confirms_neither_before_kafka_has_the_event
+        ),
         exclusive!(ctx, with_the_sidecar_down_writes_fail_and_readiness_says_so),
     ]
 }
@@ -527,6 +531,69 @@ async fn ensure_outbox_drained(db: &sqlx::PgPool, what: &str) -> Result<()> {
             .fetch_one(db)
             .await?;
     ensure!(pending == 0, "{what} ({pending} events pending)");
+    Ok(())
+}
+
+/// A broker that is slow, not gone (paused with SIGSTOP): a create with an
+/// Idempotency-Key and its retry, sent while the original still waits for
+/// its event, must both be refused until the event is on Kafka — and the
+/// key then gives the one task, with one event.
+async fn a_retry_arriving_while_the_original_waits_confirms_neither_before_kafka_has_the_event(
+    stack: &mut Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    alice
+        .create(new_task("before the pause"))
+        .await?
+        .expect(201)?;
+    let key = uuid::Uuid::new_v4().to_string();
+    let db = admin_db(stack).await?;
+    stack.pause_kafka()?;
+    let held = async {
+        let original = tokio::spawn({
+            let (alice, key) = (alice.clone(), key.clone());
+            async move { alice.create_keyed(new_task("held back"), &key).await }
+        });
+        // The retry arrives once the original has committed and waits.
+        eventually(
+            Duration::from_secs(3),
+            "the original request committed its task",
+            || async {
+                let n: i64 = sqlx::query_scalar(
+                    "select count(*) from todo.idempotency_key where key = $1 and response is not null",
+                )
+                .bind(&key)
+                .fetch_one(&db)
+                .await?;
+                Ok((n == 1).then_some(()))
+            },
+        )
+        .await?;
+        let retry = alice.create_keyed(new_task("held back"), &key).await?;
+        let original = original.await??;
+        for (who, answer) in [("original", &original), ("retry", &retry)] {
+            ensure!(
+                answer.status == 503,
+                "the {who} answered {} while Kafka could not have its event: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    stack.resume_kafka()?;
+    held?;
+    let task = eventually(
+        Duration::from_secs(60),
+        "the key answers 201 once the event is on Kafka",
+        || async {
+            let a = alice.create_keyed(new_task("held back"), &key).await?;
+            Ok((a.status == 201).then_some(a.body))
+        },
+    )
+    .await?;
+    expect_records(stack, "task-events", text(&task, "/id"), 1).await?;
     Ok(())
 }
 
