@@ -324,27 +324,27 @@ pub(crate) fn daprd_launch(
     state: &Path,
     repo: &Path,
     bins: &DaprBins,
-    spec: &ServiceSpec,
+    replica: &Replica,
     app_api_token: &str,
 ) -> Launch {
-    let mut launch = Launch::new(format!("{}-daprd", spec.app_id), bins.daprd(), state)
-        .args(["--app-id", spec.app_id])
-        .args(["--app-port", &spec.app_port.to_string()])
+    let mut launch = Launch::new(format!("{}-daprd", replica.name()), bins.daprd(), state)
+        .args(["--app-id", replica.spec.app_id])
+        .args(["--app-port", &replica.app_port().to_string()])
         .args(["--app-protocol", "http"])
         .args([
             "--enable-app-health-check",
             "--app-health-check-path",
             "/health",
         ])
-        .args(["--dapr-http-port", &spec.dapr_http_port.to_string()])
-        .args(["--dapr-grpc-port", &spec.dapr_grpc_port.to_string()])
+        .args(["--dapr-http-port", &replica.dapr_http_port().to_string()])
+        .args(["--dapr-grpc-port", &replica.dapr_grpc_port().to_string()])
         .args([
             "--dapr-internal-grpc-port",
-            &spec.dapr_internal_grpc_port.to_string(),
+            &replica.dapr_internal_grpc_port().to_string(),
         ])
         .args(["--dapr-internal-grpc-listen-address", "127.0.0.1"])
         .args(["--dapr-listen-addresses", "127.0.0.1"])
-        .args(["--metrics-port", &spec.dapr_metrics_port.to_string()])
+        .args(["--metrics-port", &replica.dapr_metrics_port().to_string()])
         .args(["--metrics-listen-address", "127.0.0.1"])
         .args([
             "--placement-host-address",
@@ -366,13 +366,13 @@ pub(crate) fn daprd_launch(
 }
 
 /// Ports one sidecar needs.
-pub(crate) fn ensure_sidecar_ports_free(spec: &ServiceSpec) -> Result<()> {
-    let what = format!("{} sidecar", spec.app_id);
+pub(crate) fn ensure_sidecar_ports_free(replica: &Replica) -> Result<()> {
+    let what = format!("{} sidecar", replica.name());
     for p in [
-        spec.dapr_http_port,
-        spec.dapr_grpc_port,
-        spec.dapr_internal_grpc_port,
-        spec.dapr_metrics_port,
+        replica.dapr_http_port(),
+        replica.dapr_grpc_port(),
+        replica.dapr_internal_grpc_port(),
+        replica.dapr_metrics_port(),
     ] {
         proc::ensure_port_free(p, &what)?;
     }

@@ -1,6 +1,6 @@
 //! Faults on a running stack, for the system tests and benchmarks: stopping,
 //! starting, pausing and resuming Kafka, restarting the Dapr scheduler, stopping, starting or
-//! killing a service or its sidecar, and changing a service's environment
+//! killing a service or its sidecar (every replica of it), and changing a service's environment
 //! for its next start. Each start waits until the part is ready again.
 
 use anyhow::{Result, bail};
@@ -73,54 +73,65 @@ impl Stack {
         Ok(())
     }
 
-    /// Stops a service's sidecar (SIGTERM; daprd drains gracefully).
+    /// Stops a service's sidecars, of every replica (SIGTERM; daprd drains
+    /// gracefully).
     pub async fn stop_sidecar(&mut self, app_id: &str) -> Result<()> {
-        let spec = self.spec(app_id)?;
-        if let Some(mut m) = self.processes.take(Role::Sidecar(spec.app_id)) {
-            m.stop().await?;
+        self.spec(app_id)?;
+        for replica in self.replicas(app_id) {
+            if let Some(mut m) = self.processes.take(Role::Sidecar(replica)) {
+                m.stop().await?;
+            }
         }
         Ok(())
     }
 
-    /// Starts a service's sidecar again (the app keeps running) and waits until
-    /// it is ready (fully if the app runs, else until its API is up).
+    /// Starts a service's sidecars again (the apps keep running) and waits
+    /// until each is ready (fully if its app runs, else until its API is up).
     pub async fn start_sidecar(&mut self, app_id: &str) -> Result<()> {
-        let spec = self.spec(app_id)?;
-        let role = Role::Sidecar(spec.app_id);
-        if let Some(m) = self.processes.get_mut(role) {
-            if m.exited().is_none() {
-                return Ok(());
+        self.spec(app_id)?;
+        for replica in self.replicas(app_id) {
+            let role = Role::Sidecar(replica);
+            if let Some(m) = self.processes.get_mut(role) {
+                if m.exited().is_none() {
+                    continue;
+                }
+                self.processes.take(role);
             }
-            self.processes.take(role);
-        }
-        self.spawn_sidecar(spec)?;
-        let app_running = self.processes.contains(Role::App(spec.app_id));
-        self.wait_sidecar(spec, app_running).await
-    }
-
-    /// Stops a service (SIGTERM, SIGKILL after 10 s).
-    pub async fn stop_service(&mut self, app_id: &str) -> Result<()> {
-        let spec = self.spec(app_id)?;
-        if let Some(mut m) = self.processes.take(Role::App(spec.app_id)) {
-            m.stop().await?;
+            self.spawn_sidecar(&replica)?;
+            let app_running = self.processes.contains(Role::App(replica));
+            self.wait_sidecar(&replica, app_running).await?;
         }
         Ok(())
     }
 
-    /// Starts a service again and waits until it is ready (`/health/ready`
-    /// if its sidecar runs, else `/health`).
-    pub async fn start_service(&mut self, app_id: &str) -> Result<()> {
-        let spec = self.spec(app_id)?;
-        let role = Role::App(spec.app_id);
-        if let Some(m) = self.processes.get_mut(role) {
-            if m.exited().is_none() {
-                return Ok(());
+    /// Stops a service, every replica (SIGTERM, SIGKILL after 10 s).
+    pub async fn stop_service(&mut self, app_id: &str) -> Result<()> {
+        self.spec(app_id)?;
+        for replica in self.replicas(app_id) {
+            if let Some(mut m) = self.processes.take(Role::App(replica)) {
+                m.stop().await?;
             }
-            self.processes.take(role);
         }
-        self.spawn_app(spec)?;
-        let sidecar_running = self.processes.contains(Role::Sidecar(spec.app_id));
-        self.wait_app(spec, sidecar_running).await
+        Ok(())
+    }
+
+    /// Starts a service's replicas again and waits until each is ready
+    /// (`/health/ready` if its sidecar runs, else `/health`).
+    pub async fn start_service(&mut self, app_id: &str) -> Result<()> {
+        self.spec(app_id)?;
+        for replica in self.replicas(app_id) {
+            let role = Role::App(replica);
+            if let Some(m) = self.processes.get_mut(role) {
+                if m.exited().is_none() {
+                    continue;
+                }
+                self.processes.take(role);
+            }
+            self.spawn_app(&replica)?;
+            let sidecar_running = self.processes.contains(Role::Sidecar(replica));
+            self.wait_app(&replica, sidecar_running).await?;
+        }
+        Ok(())
     }
 
     /// Extra environment variables for a service from its next start on
@@ -136,12 +147,14 @@ impl Stack {
         Ok(())
     }
 
-    /// SIGKILL to a service (crash tests).
+    /// SIGKILL to a service, every replica (crash tests).
     pub async fn kill_service(&mut self, app_id: &str) -> Result<()> {
-        let spec = self.spec(app_id)?;
-        if let Some(mut m) = self.processes.take(Role::App(spec.app_id)) {
-            cmd::step(format!("{app_id}: SIGKILL"));
-            m.kill_now();
+        self.spec(app_id)?;
+        for replica in self.replicas(app_id) {
+            if let Some(mut m) = self.processes.take(Role::App(replica)) {
+                cmd::step(format!("{}: SIGKILL", replica.name()));
+                m.kill_now();
+            }
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::cmd;
 use crate::install;
 use crate::proc::{self, Launch, Managed};
-use crate::spec::{KAFKA_CONTROLLER_PORT, KAFKA_PORT, KAFKA_VERSION, TOPICS};
+use crate::spec::{KAFKA_CONTROLLER_PORT, KAFKA_PORT, KAFKA_VERSION, TOPIC_PARTITIONS, TOPICS};
 
 pub const BROKERS_ENV: &str = "TODO_PLATFORM_KAFKA_BROKERS";
 
@@ -276,7 +276,8 @@ pub(crate) async fn broker_ready(brokers: &str) -> bool {
 }
 
 /// Topic names the broker has (`kcat -L -J`).
-async fn list_topics(brokers: &str) -> Result<Vec<String>> {
+/// The topics on the broker, each with its number of partitions.
+async fn list_topics(brokers: &str) -> Result<Vec<(String, usize)>> {
     let kcat = install::require(install::kcat_path(), "kcat")?;
     let out = cmd::run_capture(
         Command::new(kcat).args(["-b", brokers, "-L", "-J", "-m", "5"]),
@@ -289,39 +290,55 @@ async fn list_topics(brokers: &str) -> Result<Vec<String>> {
         .as_array()
         .map(|ts| {
             ts.iter()
-                .filter_map(|t| t["topic"].as_str().map(str::to_string))
+                .filter_map(|t| {
+                    let partitions = t["partitions"].as_array().map_or(0, Vec::len);
+                    t["topic"].as_str().map(|n| (n.to_owned(), partitions))
+                })
                 .collect()
         })
         .unwrap_or_default())
 }
 
-/// Creates the platform's topics that do not exist yet.
+/// Creates the platform's topics that do not exist yet with
+/// [`TOPIC_PARTITIONS`] partitions, and adds partitions to one that has fewer
+/// (a state folder from before replicas; Kafka can add partitions, never
+/// remove them).
 pub(crate) async fn ensure_topics(brokers: &str, libs: &Path) -> Result<()> {
     let existing = list_topics(brokers).await?;
-    let missing: Vec<&str> = TOPICS
-        .iter()
-        .copied()
-        .filter(|t| !existing.iter().any(|e| e == t))
-        .collect();
-    if missing.is_empty() {
+    let mut work: Vec<(&str, &str)> = Vec::new();
+    for topic in TOPICS {
+        match existing.iter().find(|(name, _)| name == topic) {
+            None => work.push((topic, "--create")),
+            Some((_, n)) if *n < TOPIC_PARTITIONS as usize => work.push((topic, "--alter")),
+            Some(_) => {}
+        }
+    }
+    if work.is_empty() {
         return Ok(());
     }
     let started = Instant::now();
-    cmd::step(format!("kafka: creating topics {}", missing.join(", ")));
-    for topic in &missing {
-        cmd::run_capture(
-            Command::new("java")
-                .arg("-cp")
-                .arg(format!("{}/*", libs.display()))
-                .arg("org.apache.kafka.tools.TopicCommand")
-                .args(["--bootstrap-server", brokers, "--create", "--if-not-exists"])
-                .args(["--topic", topic])
-                .args(["--partitions", "1", "--replication-factor", "1"]),
-            None,
-        )
-        .await?;
+    for (topic, action) in &work {
+        cmd::step(format!(
+            "kafka: {} topic {topic} with {TOPIC_PARTITIONS} partitions",
+            if *action == "--create" {
+                "creating"
+            } else {
+                "widening"
+            }
+        ));
+        let mut c = Command::new("java");
+        c.arg("-cp")
+            .arg(format!("{}/*", libs.display()))
+            .arg("org.apache.kafka.tools.TopicCommand")
+            .args(["--bootstrap-server", brokers, action])
+            .args(["--topic", topic])
+            .args(["--partitions", &TOPIC_PARTITIONS.to_string()]);
+        if *action == "--create" {
+            c.args(["--if-not-exists", "--replication-factor", "1"]);
+        }
+        cmd::run_capture(&mut c, None).await?;
     }
-    cmd::done("kafka: topics created", started);
+    cmd::done("kafka: topics ready", started);
     Ok(())
 }
 

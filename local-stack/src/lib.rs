@@ -51,6 +51,7 @@ mod start;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
@@ -83,6 +84,10 @@ pub struct Stack {
     repo: PathBuf,
     state: PathBuf,
     services: Vec<&'static ServiceSpec>,
+    /// Replicas per app id (absent: one).
+    replicas: BTreeMap<&'static str, u16>,
+    /// Turns [`Stack::app_url`] round the replicas.
+    next_replica: AtomicUsize,
     creds: Credentials,
     pg_target: PgTarget,
     kafka_mode: KafkaMode,
@@ -136,12 +141,46 @@ impl Stack {
         &self.services
     }
 
-    /// `http://127.0.0.1:<app_port>`
-    pub fn app_url(&self, app_id: &str) -> String {
-        format!("http://127.0.0.1:{}", self.service(app_id).app_port)
+    /// The running replicas of a service (one unless asked for more).
+    ///
+    /// # Panics
+    /// If `app_id` is unknown.
+    pub fn replicas(&self, app_id: &str) -> Vec<Replica> {
+        let spec = self
+            .spec(app_id)
+            .ok()
+            .or_else(|| find_service(app_id))
+            .unwrap_or_else(|| panic!("unknown service app id {app_id:?}"));
+        let n = self.replicas.get(spec.app_id).copied().unwrap_or(1);
+        (0..n).map(|index| Replica { spec, index }).collect()
     }
 
-    /// `http://127.0.0.1:<dapr_http_port>` (the service's sidecar).
+    /// Every replica of every service, in start order.
+    pub(crate) fn all_replicas(&self) -> Vec<Replica> {
+        self.services
+            .iter()
+            .flat_map(|s| self.replicas(s.app_id))
+            .collect()
+    }
+
+    /// The address of a service, `http://127.0.0.1:<port>`. With several
+    /// replicas each call names the next one, as a load balancer in front of
+    /// them would, so that callers spread over every replica.
+    pub fn app_url(&self, app_id: &str) -> String {
+        let replicas = self.replicas(app_id);
+        let turn = self.next_replica.fetch_add(1, Ordering::Relaxed) % replicas.len();
+        format!("http://127.0.0.1:{}", replicas[turn].app_port())
+    }
+
+    /// The address of every replica of a service, first to last.
+    pub fn app_urls(&self, app_id: &str) -> Vec<String> {
+        self.replicas(app_id)
+            .iter()
+            .map(|r| format!("http://127.0.0.1:{}", r.app_port()))
+            .collect()
+    }
+
+    /// `http://127.0.0.1:<dapr_http_port>` (the first replica's sidecar).
     pub fn dapr_http_url(&self, app_id: &str) -> String {
         format!("http://127.0.0.1:{}", self.service(app_id).dapr_http_port)
     }
@@ -176,12 +215,12 @@ impl Stack {
         &self.creds.operator_token
     }
 
-    /// The process id of a running service (not its sidecar), e.g. to read
-    /// its memory from `/proc/<pid>/status`.
+    /// The process id of a running service (its first replica, not its
+    /// sidecar), e.g. to read its memory from `/proc/<pid>/status`.
     pub fn service_pid(&self, app_id: &str) -> Option<u32> {
         self.spec(app_id)
             .ok()
-            .and_then(|s| self.processes.get(Role::App(s.app_id)))
+            .and_then(|spec| self.processes.get(Role::App(Replica { spec, index: 0 })))
             .and_then(|m| m.pid())
     }
 

@@ -2,10 +2,13 @@
 //! (`cargo xtask up` uses [`StackOptions::local`], the system tests
 //! [`StackOptions::for_tests`]) and [`cache_dir`], shared by every stack.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use anyhow::{Result, bail};
+
 use crate::services::workspace_root;
-use crate::spec::{SERVICES, ServiceSpec};
+use crate::spec::{MAX_REPLICAS, SERVICES, ServiceSpec, find_service};
 
 /// `$XDG_CACHE_HOME/todo-platform` or `~/.cache/todo-platform`.
 pub fn cache_dir() -> PathBuf {
@@ -29,6 +32,8 @@ pub struct StackOptions {
     /// Install Chromium and ChromeDriver too (about 440 MB), for the
     /// live-page tests; the platform itself does not need them.
     pub browser: bool,
+    /// How many replicas of a service to run, by app id (absent: one).
+    pub replicas: BTreeMap<&'static str, u16>,
 }
 
 impl StackOptions {
@@ -39,6 +44,7 @@ impl StackOptions {
             fresh: false,
             services: SERVICES.iter().collect(),
             browser: false,
+            replicas: BTreeMap::new(),
         }
     }
 
@@ -49,6 +55,34 @@ impl StackOptions {
             fresh: true,
             services: SERVICES.iter().collect(),
             browser: true,
+            replicas: BTreeMap::new(),
         }
+    }
+
+    /// Runs `n` replicas of every service.
+    pub fn with_replicas(mut self, n: u16) -> Result<Self> {
+        for spec in SERVICES {
+            self.set_replicas(spec.app_id, n)?;
+        }
+        Ok(self)
+    }
+
+    /// Runs `n` replicas of the service `app_id` (1 to [`MAX_REPLICAS`]).
+    pub fn set_replicas(&mut self, app_id: &str, n: u16) -> Result<()> {
+        let Some(spec) = find_service(app_id) else {
+            bail!(
+                "no service {app_id:?}; the services are {}",
+                SERVICES
+                    .iter()
+                    .map(|s| s.app_id)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        if !(1..=MAX_REPLICAS).contains(&n) {
+            bail!("{app_id}: {n} replicas; between 1 and {MAX_REPLICAS} can run");
+        }
+        self.replicas.insert(spec.app_id, n);
+        Ok(())
     }
 }

@@ -7,16 +7,17 @@
 use anyhow::Result;
 
 use crate::proc::Managed;
+use crate::spec::Replica;
 
-/// What a managed process is to the stack; a service's by its app id.
+/// What a managed process is to the stack; a service's by its replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Postgres,
     Kafka,
     Placement,
     Scheduler,
-    Sidecar(&'static str),
-    App(&'static str),
+    Sidecar(Replica),
+    App(Replica),
 }
 
 /// Running processes in start order. A role that stops (a fault test) leaves

@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use crate::cmd;
 use crate::proc::Launch;
-use crate::spec::ServiceSpec;
+use crate::spec::{Replica, ServiceSpec};
 
 /// The workspace root (this crate lives in `<root>/local-stack`).
 pub fn workspace_root() -> PathBuf {
@@ -133,12 +133,12 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
 }
 
 /// The service process: configuration through the environment only.
-pub(crate) fn app_launch(bin: &Path, spec: &ServiceSpec, app_api_token: &str) -> Launch {
+pub(crate) fn app_launch(bin: &Path, replica: &Replica, app_api_token: &str) -> Launch {
     let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
-    let mut launch = Launch::new(spec.app_id, bin, &workspace_root())
-        .env("APP_PORT", spec.app_port.to_string())
-        .env("DAPR_HTTP_PORT", spec.dapr_http_port.to_string())
-        .env("DAPR_GRPC_PORT", spec.dapr_grpc_port.to_string())
+    let mut launch = Launch::new(replica.name(), bin, &workspace_root())
+        .env("APP_PORT", replica.app_port().to_string())
+        .env("DAPR_HTTP_PORT", replica.dapr_http_port().to_string())
+        .env("DAPR_GRPC_PORT", replica.dapr_grpc_port().to_string())
         .env("APP_API_TOKEN", app_api_token)
         .env("RUST_LOG", rust_log);
     launch.stop_timeout = Duration::from_secs(10);

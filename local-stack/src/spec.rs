@@ -82,6 +82,58 @@ pub static SERVICES: &[ServiceSpec] = &[
     RECURRING_SERVICE,
 ];
 
+/// How far apart the ports of two replicas of a service are: replica `n`
+/// (counting from 0) listens on the table's ports plus `n` × this.
+pub const REPLICA_PORT_STEP: u16 = 100;
+
+/// Most replicas of one service the stack runs (their ports must stay clear
+/// of the control plane's and of the next service's).
+pub const MAX_REPLICAS: u16 = 9;
+
+/// One running copy of a service: same app id (so one Kafka consumer group,
+/// one set of workflows and jobs), its own process, sidecar and ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    pub spec: &'static ServiceSpec,
+    /// 0 for the first; its ports are the table's.
+    pub index: u16,
+}
+
+impl Replica {
+    /// The name of its processes and log files: the app id, then `-2`,
+    /// `-3`... for the replicas after the first.
+    pub fn name(&self) -> String {
+        match self.index {
+            0 => self.spec.app_id.to_owned(),
+            n => format!("{}-{}", self.spec.app_id, n + 1),
+        }
+    }
+
+    fn port(&self, base: u16) -> u16 {
+        base + self.index * REPLICA_PORT_STEP
+    }
+
+    pub fn app_port(&self) -> u16 {
+        self.port(self.spec.app_port)
+    }
+
+    pub fn dapr_http_port(&self) -> u16 {
+        self.port(self.spec.dapr_http_port)
+    }
+
+    pub fn dapr_grpc_port(&self) -> u16 {
+        self.port(self.spec.dapr_grpc_port)
+    }
+
+    pub fn dapr_internal_grpc_port(&self) -> u16 {
+        self.port(self.spec.dapr_internal_grpc_port)
+    }
+
+    pub fn dapr_metrics_port(&self) -> u16 {
+        self.port(self.spec.dapr_metrics_port)
+    }
+}
+
 /// Looks a service up by app id in [`SERVICES`].
 pub fn find_service(app_id: &str) -> Option<&'static ServiceSpec> {
     SERVICES.iter().find(|s| s.app_id == app_id)
@@ -96,6 +148,10 @@ pub const DATABASE: &str = "todo_platform";
 
 /// Topics the stack creates (broker auto-creation is off).
 pub const TOPICS: &[&str] = &["task-events", "task-updates", "reminders"];
+
+/// Partitions of each topic: enough for every replica of a consumer to own
+/// some (the events of one task share a partition, keyed by task id).
+pub const TOPIC_PARTITIONS: u32 = 4;
 
 pub const PG_PORT: u16 = 5432;
 pub const KAFKA_PORT: u16 = 9092;

@@ -18,8 +18,9 @@ use crate::processes::{Processes, Role};
 use crate::services::{self, build_services, workspace_root};
 use crate::spec::{
     DAPR_SCHEMA, KAFKA_CONTROLLER_PORT, KAFKA_PORT, PLACEMENT_HEALTHZ_PORT, PLACEMENT_METRICS_PORT,
-    PLACEMENT_PORT, PLACEMENT_RAFT_PORT, SCHEDULER_ETCD_CLIENT_PORT, SCHEDULER_ETCD_PEER_PORT,
-    SCHEDULER_HEALTHZ_PORT, SCHEDULER_METRICS_PORT, SCHEDULER_PORT, SERVICES, ServiceSpec,
+    PLACEMENT_PORT, PLACEMENT_RAFT_PORT, Replica, SCHEDULER_ETCD_CLIENT_PORT,
+    SCHEDULER_ETCD_PEER_PORT, SCHEDULER_HEALTHZ_PORT, SCHEDULER_METRICS_PORT, SCHEDULER_PORT,
+    SERVICES,
 };
 use crate::{KAFKA_BROKERS_ENV, KafkaMode, PG_ADMIN_URL_ENV, Stack, cmd, dapr, install, proc};
 
@@ -111,6 +112,8 @@ impl Stack {
             repo,
             state,
             services: opts.services,
+            replicas: opts.replicas,
+            next_replica: Default::default(),
             creds,
             pg_target,
             kafka_mode,
@@ -157,9 +160,9 @@ impl Stack {
         for (port, what) in ports {
             proc::ensure_port_free(port, what)?;
         }
-        for spec in &self.services {
-            proc::ensure_port_free(spec.app_port, spec.app_id)?;
-            dapr::ensure_sidecar_ports_free(spec)?;
+        for replica in self.all_replicas() {
+            proc::ensure_port_free(replica.app_port(), &replica.name())?;
+            dapr::ensure_sidecar_ports_free(&replica)?;
         }
         Ok(())
     }
@@ -233,102 +236,103 @@ impl Stack {
 
         // Services: all sidecars, then all apps (an app reads its secrets
         // through its sidecar at startup), then wait for everything.
-        let specs = self.services.clone();
-        for spec in &specs {
-            proc::ensure_port_free(spec.app_port, spec.app_id)?;
-            self.spawn_sidecar(spec)?;
+        let replicas = self.all_replicas();
+        for replica in &replicas {
+            proc::ensure_port_free(replica.app_port(), &replica.name())?;
+            self.spawn_sidecar(replica)?;
         }
-        for spec in &specs {
-            self.wait_sidecar(spec, false).await?;
+        for replica in &replicas {
+            self.wait_sidecar(replica, false).await?;
         }
-        for spec in &specs {
-            self.spawn_app(spec)?;
+        for replica in &replicas {
+            self.spawn_app(replica)?;
         }
-        for spec in &specs {
-            self.wait_app(spec, true).await?;
-            self.wait_sidecar(spec, true).await?;
+        for replica in &replicas {
+            self.wait_app(replica, true).await?;
+            self.wait_sidecar(replica, true).await?;
         }
         Ok(())
     }
 
-    pub(crate) fn spawn_sidecar(&mut self, spec: &'static ServiceSpec) -> Result<()> {
-        dapr::ensure_sidecar_ports_free(spec)?;
-        cmd::step(format!("{}: starting sidecar", spec.app_id));
+    pub(crate) fn spawn_sidecar(&mut self, replica: &Replica) -> Result<()> {
+        dapr::ensure_sidecar_ports_free(replica)?;
+        cmd::step(format!("{}: starting sidecar", replica.name()));
         let launch = dapr::daprd_launch(
             &self.state,
             &self.repo,
             &self.dapr_bins,
-            spec,
+            replica,
             &self.creds.app_api_token,
         );
         let m = proc::spawn(&self.state, launch)?;
-        self.processes.put(Role::Sidecar(spec.app_id), m);
+        self.processes.put(Role::Sidecar(*replica), m);
         Ok(())
     }
 
     /// `full`: `/v1.0/healthz` (everything, app included) -> 204; otherwise
     /// `/v1.0/healthz/outbound` (API up, components loaded) -> 204.
-    pub(crate) async fn wait_sidecar(&mut self, spec: &ServiceSpec, full: bool) -> Result<()> {
+    pub(crate) async fn wait_sidecar(&mut self, replica: &Replica, full: bool) -> Result<()> {
         let started = Instant::now();
         let path = if full {
             "/v1.0/healthz"
         } else {
             "/v1.0/healthz/outbound"
         };
-        let url = format!("http://127.0.0.1:{}{path}", spec.dapr_http_port);
+        let url = format!("http://127.0.0.1:{}{path}", replica.dapr_http_port());
         let client = self.client.clone();
         let m = self
             .processes
-            .get_mut(Role::Sidecar(spec.app_id))
-            .ok_or_else(|| anyhow!("{} sidecar is not running", spec.app_id))?;
+            .get_mut(Role::Sidecar(*replica))
+            .ok_or_else(|| anyhow!("{} sidecar is not running", replica.name()))?;
         dapr::wait_http(m, &client, &url, 204, SERVICE_READY_TIMEOUT).await?;
         cmd::done(
             format!(
                 "{}: sidecar {} on 127.0.0.1:{}",
-                spec.app_id,
+                replica.name(),
                 if full { "ready" } else { "up" },
-                spec.dapr_http_port
+                replica.dapr_http_port()
             ),
             started,
         );
         Ok(())
     }
 
-    pub(crate) fn spawn_app(&mut self, spec: &'static ServiceSpec) -> Result<()> {
+    pub(crate) fn spawn_app(&mut self, replica: &Replica) -> Result<()> {
+        let app_id = replica.spec.app_id;
         let bin = self
             .app_bins
-            .get(spec.app_id)
-            .ok_or_else(|| anyhow!("{} was not built", spec.app_id))?
+            .get(app_id)
+            .ok_or_else(|| anyhow!("{app_id} was not built"))?
             .clone();
-        proc::ensure_port_free(spec.app_port, spec.app_id)?;
-        cmd::step(format!("{}: starting", spec.app_id));
-        let mut launch = services::app_launch(&bin, spec, &self.creds.app_api_token);
-        for (k, v) in self.app_env.get(spec.app_id).into_iter().flatten() {
+        proc::ensure_port_free(replica.app_port(), &replica.name())?;
+        cmd::step(format!("{}: starting", replica.name()));
+        let mut launch = services::app_launch(&bin, replica, &self.creds.app_api_token);
+        for (k, v) in self.app_env.get(app_id).into_iter().flatten() {
             launch = launch.env(k, v.clone());
         }
         let m = proc::spawn(&self.state, launch)?;
-        self.processes.put(Role::App(spec.app_id), m);
+        self.processes.put(Role::App(*replica), m);
         Ok(())
     }
 
     /// `ready`: `/health/ready` (database and sidecar reachable) -> 200;
     /// otherwise the liveness endpoint `/health` -> 200.
-    pub(crate) async fn wait_app(&mut self, spec: &ServiceSpec, ready: bool) -> Result<()> {
+    pub(crate) async fn wait_app(&mut self, replica: &Replica, ready: bool) -> Result<()> {
         let started = Instant::now();
         let path = if ready { "/health/ready" } else { "/health" };
-        let url = format!("http://127.0.0.1:{}{path}", spec.app_port);
+        let url = format!("http://127.0.0.1:{}{path}", replica.app_port());
         let client = self.client.clone();
         let m = self
             .processes
-            .get_mut(Role::App(spec.app_id))
-            .ok_or_else(|| anyhow!("{} is not running", spec.app_id))?;
+            .get_mut(Role::App(*replica))
+            .ok_or_else(|| anyhow!("{} is not running", replica.name()))?;
         dapr::wait_http(m, &client, &url, 200, SERVICE_READY_TIMEOUT).await?;
         cmd::done(
             format!(
                 "{}: {} on 127.0.0.1:{}",
-                spec.app_id,
+                replica.name(),
                 if ready { "ready" } else { "live" },
-                spec.app_port
+                replica.app_port()
             ),
             started,
         );

@@ -3,6 +3,13 @@
 //! `todo-local-stack` for this test binary and torn down at the end. One
 //! module per user story; what they share to act and observe is in `support`.
 //!
+//! The trials run twice, each time on a stack of its own: first with one
+//! replica of every service, then (named `replicas::…`) the user stories again
+//! with two replicas of every service, where every call to a service goes to
+//! the next replica in turn (`Stack::app_url`), as behind a load balancer.
+//! Filter with the usual arguments (`-- replicas::`, `--skip replicas::`); a
+//! pass with no trial left does not bring its stack up.
+//!
 //! Tests that only read share the stack and run in parallel; fault tests
 //! (stopping Kafka or a sidecar) take it exclusively, so nothing else runs
 //! while a dependency is down. Kafka is read with `kcat`, a client that is not
@@ -31,6 +38,8 @@ type BoxFut<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + 'a>>;
 pub struct Ctx {
     runtime: Arc<tokio::runtime::Runtime>,
     stack: Arc<RwLock<Option<Stack>>>,
+    /// Put before every trial's name: which pass it belongs to.
+    pub prefix: &'static str,
 }
 
 impl Ctx {
@@ -69,7 +78,9 @@ macro_rules! shared {
             Box::pin($f(s))
         }
         let ctx = $ctx.clone();
-        libtest_mimic::Trial::test(stringify!($f), move || ctx.shared(boxed))
+        libtest_mimic::Trial::test(format!("{}{}", ctx.prefix, stringify!($f)), move || {
+            ctx.shared(boxed)
+        })
     }};
 }
 
@@ -81,9 +92,92 @@ macro_rules! exclusive {
             Box::pin($f(s))
         }
         let ctx = $ctx.clone();
-        libtest_mimic::Trial::test(stringify!($f), move || ctx.exclusive(boxed))
+        libtest_mimic::Trial::test(format!("{}{}", ctx.prefix, stringify!($f)), move || {
+            ctx.exclusive(boxed)
+        })
     }};
 }
+
+/// One stack and the trials run on it.
+struct Pass {
+    ctx: Ctx,
+    options: StackOptions,
+    trials: Vec<Trial>,
+}
+
+impl Pass {
+    fn new(
+        runtime: &Arc<tokio::runtime::Runtime>,
+        prefix: &'static str,
+        options: StackOptions,
+        trials: fn(&Ctx) -> Vec<Trial>,
+    ) -> Pass {
+        let ctx = Ctx {
+            runtime: runtime.clone(),
+            stack: Arc::new(RwLock::new(None)),
+            prefix,
+        };
+        Pass {
+            trials: trials(&ctx),
+            ctx,
+            options,
+        }
+    }
+
+    /// Brings its stack up (unless no trial is left after filtering), runs
+    /// the trials, and takes the stack down.
+    fn run(self, args: &Arguments) -> libtest_mimic::Conclusion {
+        let Pass {
+            ctx,
+            options,
+            trials,
+        } = self;
+        let selected = trials.iter().any(|t| is_selected(args, t.name()));
+        if !args.list && selected {
+            let started = std::time::Instant::now();
+            match ctx.runtime.block_on(Stack::up(options)) {
+                Ok(stack) => {
+                    eprintln!("stack up in {:.1}s", started.elapsed().as_secs_f64());
+                    *ctx.stack.blocking_write() = Some(stack);
+                }
+                Err(e) => eprintln!("the stack did not come up: {e:#}"),
+            }
+        }
+        let conclusion = libtest_mimic::run(args, trials);
+        let stack = ctx.stack.blocking_write().take();
+        if let Some(Err(e)) = stack.map(|s| ctx.runtime.block_on(s.shutdown())) {
+            eprintln!("stack shutdown: {e:#}");
+        }
+        conclusion
+    }
+}
+
+/// Whether libtest-mimic would run a trial of this name (its filter and
+/// `--skip` rules), so a pass with none does not start a stack for nothing.
+fn is_selected(args: &Arguments, name: &str) -> bool {
+    let matches = |pattern: &str| {
+        if args.exact {
+            name == pattern
+        } else {
+            name.contains(pattern)
+        }
+    };
+    args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
+}
+
+/// Every user story's trials.
+fn user_stories(ctx: &Ctx) -> Vec<Trial> {
+    tasks::trials(ctx)
+        .into_iter()
+        .chain(audit_trail::trials(ctx))
+        .chain(live_updates::trials(ctx))
+        .chain(recurring_tasks::trials(ctx))
+        .chain(reminders::trials(ctx))
+        .collect()
+}
+
+/// The replicated pass: two of every service.
+const REPLICAS: u16 = 2;
 
 fn main() {
     let args = Arguments::from_args();
@@ -93,33 +187,36 @@ fn main() {
             .build()
             .expect("tokio runtime"),
     );
-    let ctx = Ctx {
-        runtime: runtime.clone(),
-        stack: Arc::new(RwLock::new(None)),
-    };
-    let trials: Vec<Trial> = tasks::trials(&ctx)
-        .into_iter()
-        .chain(audit_trail::trials(&ctx))
-        .chain(live_updates::trials(&ctx))
-        .chain(recurring_tasks::trials(&ctx))
-        .chain(reminders::trials(&ctx))
-        .chain(http_contract::trials(&ctx))
-        .collect();
-
-    if !args.list {
-        let started = std::time::Instant::now();
-        match runtime.block_on(Stack::up(StackOptions::for_tests("system-tests"))) {
-            Ok(stack) => {
-                eprintln!("stack up in {:.1}s", started.elapsed().as_secs_f64());
-                *ctx.stack.blocking_write() = Some(stack);
-            }
-            Err(e) => eprintln!("the stack did not come up: {e:#}"),
-        }
+    let single = Pass::new(
+        &runtime,
+        "",
+        StackOptions::for_tests("system-tests"),
+        |ctx| {
+            user_stories(ctx)
+                .into_iter()
+                .chain(http_contract::trials(ctx))
+                .collect()
+        },
+    );
+    let replicated = Pass::new(
+        &runtime,
+        "replicas::",
+        StackOptions::for_tests("system-tests-replicas")
+            .with_replicas(REPLICAS)
+            .expect("two replicas of every service"),
+        user_stories,
+    );
+    let first = single.run(&args);
+    let second = replicated.run(&args);
+    eprintln!(
+        "both passes: {} passed, {} failed, {} ignored, {} filtered out",
+        first.num_passed + second.num_passed,
+        first.num_failed + second.num_failed,
+        first.num_ignored + second.num_ignored,
+        first.num_filtered_out + second.num_filtered_out,
+    );
+    if first.has_failed() {
+        first.exit();
     }
-    let conclusion = libtest_mimic::run(&args, trials);
-    let stack = ctx.stack.blocking_write().take();
-    if let Some(Err(e)) = stack.map(|s| runtime.block_on(s.shutdown())) {
-        eprintln!("stack shutdown: {e:#}");
-    }
-    conclusion.exit();
+    second.exit();
 }

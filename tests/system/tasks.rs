@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
@@ -542,10 +542,7 @@ async fn a_retry_arriving_while_the_original_waits_confirms_neither_before_kafka
     stack: &mut Stack,
 ) -> Result<()> {
     let alice = TodoClient::new(stack);
-    alice
-        .create(new_task("before the pause"))
-        .await?
-        .expect(201)?;
+    every_replica_writes(stack, &alice).await?;
     let key = uuid::Uuid::new_v4().to_string();
     let db = admin_db(stack).await?;
     stack.pause_kafka()?;
@@ -597,8 +594,30 @@ async fn a_retry_arriving_while_the_original_waits_confirms_neither_before_kafka
     Ok(())
 }
 
+/// Waits until a create succeeds on every replica of the Todo service (the
+/// client turns round them): after an outage each replica's sidecar
+/// reconnects to the broker on its own, and until then that replica rightly
+/// answers 503.
+async fn every_replica_writes(stack: &Stack, alice: &TodoClient) -> Result<()> {
+    let replicas = stack.replicas("todo-service").len();
+    eventually(
+        Duration::from_secs(60),
+        "a create succeeds on every replica",
+        || async {
+            for _ in 0..replicas {
+                if alice.create(new_task("can write")).await?.status != 201 {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .await
+}
+
 async fn with_kafka_down_writes_fail_fast_and_nothing_is_lost(stack: &mut Stack) -> Result<()> {
     let alice = TodoClient::new(stack);
+    every_replica_writes(stack, &alice).await?;
     let before = alice
         .create(new_task("before the outage"))
         .await?
@@ -651,15 +670,9 @@ async fn with_kafka_down_writes_fail_fast_and_nothing_is_lost(stack: &mut Stack)
     eprintln!("    a later write answered 503 in {:?}", later.elapsed());
 
     stack.start_kafka().await?;
-    eventually(
-        Duration::from_secs(60),
-        "writes succeed again after Kafka returns",
-        || async {
-            let a = alice.create(new_task("after the outage")).await?;
-            Ok((a.status == 201).then_some(()))
-        },
-    )
-    .await?;
+    every_replica_writes(stack, &alice)
+        .await
+        .context("writes succeed again after Kafka returns")?;
     // The retried create returns the task committed during the outage, if it was.
     let retried = alice
         .create_keyed(new_task("during the outage"), &key)

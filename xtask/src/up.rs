@@ -22,7 +22,20 @@ async fn interrupted() {
 fn print_urls(stack: &Stack) {
     let mut rows: Vec<(String, String)> = Vec::new();
     for spec in stack.services() {
-        let app = stack.app_url(spec.app_id);
+        let replicas = stack.replicas(spec.app_id);
+        if replicas.len() > 1 {
+            for r in &replicas {
+                rows.push((
+                    format!("{} replica {}", spec.app_id, r.index + 1),
+                    format!(
+                        "http://127.0.0.1:{} (sidecar http://127.0.0.1:{})",
+                        r.app_port(),
+                        r.dapr_http_port()
+                    ),
+                ));
+            }
+        }
+        let app = format!("http://127.0.0.1:{}", spec.app_port);
         rows.push((format!("{} API", spec.app_id), app.clone()));
         rows.push(("  Swagger UI".into(), format!("{app}/docs")));
         rows.push(("  OpenAPI".into(), format!("{app}/openapi.json")));
@@ -66,6 +79,29 @@ pub struct UpArgs {
     /// Wipe the state folder (.state) first.
     #[arg(long)]
     fresh: bool,
+    /// Replicas to run: `N` for every service, `APP_ID=N` for one (repeatable;
+    /// the later wins). Each replica has its own sidecar; its ports are the
+    /// first's plus 100 per replica (8101, 3601... for the second).
+    #[arg(long, value_name = "N|APP_ID=N")]
+    replicas: Vec<String>,
+}
+
+/// Applies one `--replicas` value.
+fn apply_replicas(opts: &mut StackOptions, value: &str) -> Result<()> {
+    let parse = |n: &str| {
+        n.trim()
+            .parse::<u16>()
+            .map_err(|_| anyhow::anyhow!("--replicas {value}: {n:?} is not a number"))
+    };
+    match value.split_once('=') {
+        Some((app_id, n)) => opts.set_replicas(app_id.trim(), parse(n)?),
+        None => {
+            let n = parse(value)?;
+            todo_local_stack::SERVICES
+                .iter()
+                .try_for_each(|s| opts.set_replicas(s.app_id, n))
+        }
+    }
 }
 
 pub async fn run(args: UpArgs) -> Result<()> {
@@ -74,6 +110,9 @@ pub async fn run(args: UpArgs) -> Result<()> {
         opts.services.clear();
     }
     opts.fresh = args.fresh;
+    for value in &args.replicas {
+        apply_replicas(&mut opts, value)?;
+    }
     let stack = tokio::select! {
         r = Stack::up(opts) => r?,
         _ = interrupted() => bail!("interrupted while starting (everything started was killed)"),

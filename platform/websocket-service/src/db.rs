@@ -13,8 +13,14 @@ use crate::update::LogEntry;
 /// seq commit (which the seam would then skip).
 const APPEND_LOCK: i64 = 0x0077_736c_6f67; // "wslog"
 
+/// The channel on which an append announces itself; PostgreSQL delivers the
+/// notification when (and only if) the appending transaction commits.
+pub const APPENDED_CHANNEL: &str = "update_log_appended";
+
 /// Appends an update in the caller's transaction and returns its seq; `None`
-/// when this event is already logged.
+/// when this event is already logged. Every replica listening on
+/// [`APPENDED_CHANNEL`] hears of it once the transaction commits (one
+/// notification per transaction: identical ones are folded).
 pub async fn append(
     conn: &mut PgConnection,
     event_id: Uuid,
@@ -25,15 +31,22 @@ pub async fn append(
         .bind(APPEND_LOCK)
         .execute(&mut *conn)
         .await?;
-    sqlx::query_scalar(
+    let seq = sqlx::query_scalar(
         "insert into update_log (event_id, user_id, envelope) values ($1, $2, $3) \
          on conflict (event_id) do nothing returning seq",
     )
     .bind(event_id)
     .bind(user_id)
     .bind(envelope)
-    .fetch_optional(conn)
-    .await
+    .fetch_optional(&mut *conn)
+    .await?;
+    if seq.is_some() {
+        sqlx::query("select pg_notify($1, '')")
+            .bind(APPENDED_CHANNEL)
+            .execute(conn)
+            .await?;
+    }
+    Ok(seq)
 }
 
 /// Up to `limit` updates after `after`, oldest first; only `user`'s unless

@@ -1,6 +1,7 @@
 //! The WebSocket service: consumes `task-updates` through Dapr (its own
-//! consumer group), keeps a durable, bounded log of them in PostgreSQL and
-//! pushes each to the open WebSocket streams once it is committed.
+//! consumer group), keeps a durable, bounded log of them in PostgreSQL shared
+//! by its replicas, and pushes each to the open WebSocket streams of every
+//! replica once it is committed.
 //!
 //! - `GET /ws?user_id=…&since=…`: one user's updates; with `since`, everything
 //!   after that cursor first, then live (see [`service`] for the seam).
@@ -65,6 +66,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     app: poem::endpoint::BoxEndpoint<'static>,
     pool: PgPool,
+    hub: std::sync::Arc<Hub>,
     config: WebsocketConfig,
     streams_stop: CancellationToken,
 }
@@ -111,7 +113,7 @@ impl bootstrap::Service for Application {
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
-            Handler::new(hub.clone()),
+            Handler,
             vec![Subscription {
                 topic: Topic::TaskUpdates,
             }],
@@ -130,7 +132,7 @@ impl bootstrap::Service for Application {
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app
             .data(hub)
-            .data(streams)
+            .data(streams.clone())
             .data(OperatorToken(operator_token))
             .boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
@@ -138,6 +140,7 @@ impl bootstrap::Service for Application {
             listener,
             app,
             pool,
+            hub: streams.hub.clone(),
             config,
             streams_stop,
         })
@@ -148,6 +151,11 @@ impl bootstrap::Service for Application {
         let pruner = tokio::spawn(service::prune_periodically(
             self.pool.clone(),
             self.config.clone(),
+            shutdown.clone(),
+        ));
+        let follower = tokio::spawn(service::follow_log(
+            self.pool.clone(),
+            self.hub.clone(),
             shutdown.clone(),
         ));
         // Open streams are told to go (close 1001) as soon as shutdown begins.
@@ -161,6 +169,7 @@ impl bootstrap::Service for Application {
         });
         let served = server::serve(self.listener, self.app, shutdown).await;
         pruner.abort();
+        follower.abort();
         stop_streams.abort();
         served?;
         Ok(())

@@ -1,5 +1,6 @@
 //! The WebSocket service's use cases: serving one stream, from upgrade to
-//! close, and keeping the update log within its retention window.
+//! close, following the shared update log into the hub, and keeping the log
+//! within its retention window.
 //!
 //! The seam between replay and live, without gap or duplicate:
 //! 1. register with the [`Hub`] first, so every update committed from now on
@@ -9,8 +10,10 @@
 //! 3. send `ready`, then drain the queue and go on live, skipping anything at
 //!    or before the last seq sent (it came with the replay).
 //!
-//! Updates are logged under a lock that makes seq order commit order, and the
-//! hub publishes only after commit, so live updates arrive in seq order.
+//! Updates are logged under a lock that makes seq order commit order, and
+//! only [`follow_log`] feeds the hub: it reads the shared log after each
+//! commit (of this replica's consumer or any other's), in seq order, so live
+//! updates arrive in seq order and without gaps on every replica.
 //! A stream whose queue fills (a slow or stalled client) is cut off by the hub;
 //! it is then closed with code 4008 and a reason naming the cursor to resume
 //! from, even while a send to it is stuck.
@@ -232,6 +235,104 @@ async fn replay(
         }
     }
     send(sink, &update::ready_text(*last_sent), signals).await
+}
+
+/// How often the log is read even without a notification (one lost while
+/// the listening connection was down, say).
+const FOLLOW_POLL: Duration = Duration::from_secs(1);
+
+/// Feeds the hub from the shared update log until `stop`: every update
+/// committed after start-up, whichever replica logged it, in seq order. A
+/// commit's notification wakes it at once; without one it reads every
+/// [`FOLLOW_POLL`] anyway, so a notification lost while the listening
+/// connection was down delays updates by at most that, never drops them.
+pub async fn follow_log(pool: PgPool, hub: Arc<Hub>, stop: CancellationToken) {
+    let mut listener = None;
+    let mut last = loop {
+        // Listen before reading where the log ends: whatever commits after
+        // that read is then both notified and after it.
+        if listener.is_none() {
+            listener = listen(&pool).await;
+        }
+        match db::last_seq(&pool).await {
+            Ok(seq) => break seq,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the end of the update log; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                }
+            }
+        }
+    };
+    loop {
+        match forward(&pool, &hub, &mut last).await {
+            Ok(()) => {}
+            Err(e) => tracing::warn!(error = %e, last, "reading the update log failed; retrying"),
+        }
+        if listener.is_none() {
+            listener = listen(&pool).await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            notified = async {
+                match listener.as_mut() {
+                    Some(l) => l.try_recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match notified {
+                Ok(Some(_)) => {}
+                // The connection dropped and will be opened again on the
+                // next call; the read above catches up on what it missed.
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for update log appends failed");
+                    listener = None;
+                }
+            },
+        }
+    }
+}
+
+/// A connection listening on the append channel, or None (logged) if it
+/// cannot be had now.
+async fn listen(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
+    let attempt = async {
+        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+        l.listen(db::APPENDED_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match attempt.await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for update log appends; polling meanwhile");
+            None
+        }
+    }
+}
+
+/// Hands every update after `last` to the hub, in seq order, moving `last`.
+async fn forward(pool: &PgPool, hub: &Hub, last: &mut i64) -> Result<(), sqlx::Error> {
+    loop {
+        let page = db::replay(pool, None, *last, REPLAY_PAGE).await?;
+        let full = page.len() as i64 == REPLAY_PAGE;
+        for entry in page {
+            *last = entry.seq;
+            let cut = hub.publish(&Arc::new(entry));
+            if cut > 0 {
+                metrics::counter!("websocket_slow_disconnects_total").increment(cut as u64);
+                tracing::info!(
+                    seq = *last,
+                    streams = cut,
+                    "streams fell too far behind and were cut off"
+                );
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
 }
 
 /// Deletes updates older than the retention window, every prune interval,

@@ -78,3 +78,33 @@ pub async fn metric(base_url: &str, sample: &str) -> Result<f64> {
         })
         .unwrap_or(0.0))
 }
+
+/// One Prometheus sample summed over every replica of a service (a counter
+/// or gauge of the service as a whole).
+pub async fn service_metric(
+    stack: &todo_local_stack::Stack,
+    app_id: &str,
+    sample: &str,
+) -> Result<f64> {
+    let mut total = 0.0;
+    for base in stack.app_urls(app_id) {
+        total += metric(&base, sample).await?;
+    }
+    Ok(total)
+}
+
+/// The log lines of every replica of a service, each with the replica's
+/// number (0 for the first).
+pub fn service_log_lines(
+    stack: &todo_local_stack::Stack,
+    app_id: &str,
+) -> Result<Vec<(u16, String)>> {
+    let mut lines = Vec::new();
+    for replica in stack.replicas(app_id) {
+        let path = stack.logs_dir().join(format!("{}.log", replica.name()));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        lines.extend(text.lines().map(|l| (replica.index, l.to_owned())));
+    }
+    Ok(lines)
+}

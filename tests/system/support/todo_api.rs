@@ -1,6 +1,8 @@
 //! A user of the Todo API (`X-User-Id`), with one method per call the stories
 //! make, plus raw sends for requests a well-behaved client would never make.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,11 +12,14 @@ use todo_local_stack::Stack;
 use super::http::Answer;
 use super::text;
 
-/// A user of the Todo API.
+/// A user of the Todo API. With several replicas of the Todo service each
+/// request goes to the next one, as behind a load balancer, so that one
+/// user's requests (and a retry of one) land on different replicas.
 #[derive(Clone)]
 pub struct TodoClient {
     http: reqwest::Client,
-    base: String,
+    bases: Arc<[String]>,
+    turn: Arc<AtomicUsize>,
     pub user: String,
 }
 
@@ -31,9 +36,15 @@ impl TodoClient {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http client"),
-            base: stack.app_url("todo-service"),
+            bases: stack.app_urls("todo-service").into(),
+            turn: Arc::default(),
             user: user.to_owned(),
         }
+    }
+
+    /// The replica the next request goes to.
+    fn base(&self) -> &str {
+        &self.bases[self.turn.fetch_add(1, Ordering::Relaxed) % self.bases.len()]
     }
 
     /// Sends a request with this user's `X-User-Id`.
@@ -47,7 +58,7 @@ impl TodoClient {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base()))
             .header("X-User-Id", &self.user);
         for (k, v) in headers {
             req = req.header(*k, *v);
@@ -74,7 +85,7 @@ impl TodoClient {
     ) -> Result<Answer> {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        let mut req = self.http.request(method, format!("{}{path}", self.base()));
         if !has("x-user-id") {
             req = req.header("X-User-Id", &self.user);
         }

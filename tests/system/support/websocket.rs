@@ -13,12 +13,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// `ws://127.0.0.1:<port><path_and_query>` on the WebSocket service.
+/// `ws://127.0.0.1:<port><path_and_query>` on the WebSocket service (the
+/// next replica, when it runs several).
 pub fn ws_url(stack: &Stack, path_and_query: &str) -> String {
-    format!(
-        "ws://127.0.0.1:{}{path_and_query}",
-        stack.service("websocket-service").app_port
-    )
+    ws_url_at(&stack.app_url("websocket-service"), path_and_query)
+}
+
+/// The same on one replica, given its `http://` address.
+pub fn ws_url_at(base: &str, path_and_query: &str) -> String {
+    format!("{}{path_and_query}", base.replacen("http://", "ws://", 1))
 }
 
 /// A WebSocket client of the service that has seen `ready`.
@@ -35,8 +38,12 @@ pub struct WsClient {
 impl WsClient {
     /// Connects to `path_and_query` and reads until `ready`.
     pub async fn open(stack: &Stack, path_and_query: &str) -> Result<WsClient> {
-        let url = ws_url(stack, path_and_query);
-        let (socket, _) = tokio_tungstenite::connect_async(&url)
+        Self::open_url(&ws_url(stack, path_and_query)).await
+    }
+
+    /// Connects to `url` (`ws://…`) and reads until `ready`.
+    pub async fn open_url(url: &str) -> Result<WsClient> {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .with_context(|| format!("connecting to {url}"))?;
         let mut client = WsClient {
