@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 
 use crate::processes::Role;
+use crate::spec::Replica;
 use crate::{KAFKA_BROKERS_ENV, KafkaMode, Stack, cmd, dapr};
 
 impl Stack {
@@ -83,6 +84,21 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// Stops the sidecar of one replica only (the others go on).
+    pub async fn stop_replica_sidecar(&mut self, replica: Replica) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::Sidecar(replica)) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the sidecar of one replica again and waits until it is ready.
+    pub async fn start_replica_sidecar(&mut self, replica: Replica) -> Result<()> {
+        self.spawn_sidecar(&replica)?;
+        let app_running = self.processes.contains(Role::App(replica));
+        self.wait_sidecar(&replica, app_running).await
     }
 
     /// Starts a service's sidecars again (the apps keep running) and waits

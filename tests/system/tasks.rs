@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{
-    TodoClient, admin_db, eventually, expect_records, read_topic, task_records, text,
+    TodoClient, admin_db, eventually, expect_records, get_json, read_topic, task_records, text,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -42,6 +42,7 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             a_retry_arriving_while_the_original_waits_confirms_neither_before_kafka_has_the_event
         ),
         exclusive!(ctx, with_the_sidecar_down_writes_fail_and_readiness_says_so),
+        exclusive!(ctx, a_replica_is_ready_by_its_own_sidecar_not_the_others),
     ]
 }
 
@@ -708,6 +709,30 @@ async fn with_kafka_down_writes_fail_fast_and_nothing_is_lost(stack: &mut Stack)
         );
     }
     Ok(())
+}
+
+/// With the first replica's sidecar stopped, that replica says it is not
+/// ready (so a load balancer takes it out) and the others still are.
+async fn a_replica_is_ready_by_its_own_sidecar_not_the_others(stack: &mut Stack) -> Result<()> {
+    let first = stack.replicas("todo-service")[0];
+    stack.stop_replica_sidecar(first).await?;
+    let checked = async {
+        for (i, base) in stack.app_urls("todo-service").iter().enumerate() {
+            let ready = get_json(&format!("{base}/health/ready")).await?;
+            let expected = if i == 0 { 503 } else { 200 };
+            ensure!(
+                ready.status == expected,
+                "replica {}: readiness {} (expected {expected}): {}",
+                i + 1,
+                ready.status,
+                ready.body
+            );
+        }
+        Ok(())
+    }
+    .await;
+    stack.start_replica_sidecar(first).await?;
+    checked
 }
 
 async fn with_the_sidecar_down_writes_fail_and_readiness_says_so(stack: &mut Stack) -> Result<()> {

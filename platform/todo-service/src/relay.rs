@@ -29,6 +29,9 @@ const BATCH: i64 = 256;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// A publish call unconfirmed this long makes new writes fail fast.
 const SLOW_CALL: Duration = Duration::from_secs(2);
+/// How often waiters are checked against the database without a
+/// notification (one missed while the listening connection was down).
+const OTHERS_POLL: Duration = Duration::from_secs(1);
 /// Published events are kept this long (for inspection), then pruned.
 const KEEP_PUBLISHED_SECS: i64 = 3600;
 
@@ -109,8 +112,48 @@ impl Relay {
         self.0.wake.notify_one();
     }
 
+    /// Resolves waiters whose events another replica's relay published:
+    /// woken by that relay's notification, and every [`OTHERS_POLL`] in case
+    /// one was missed (the listening connection dropped, say). Until `stop`.
+    async fn follow_others(self, stop: CancellationToken) {
+        let mut listener = None;
+        loop {
+            if listener.is_none() {
+                listener = listen(&self.0.pool).await;
+            }
+            let waited: Vec<i64> = self.state().waiters.keys().copied().collect();
+            if !waited.is_empty() {
+                match outbox::published_among(&self.0.pool, &waited).await {
+                    Ok(done) => self.resolve(&done),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot check for events published elsewhere")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(OTHERS_POLL) => {}
+                heard = async {
+                    match listener.as_mut() {
+                        Some(l) => l.try_recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => if let Err(e) = heard {
+                    tracing::warn!(error = %e, "listening for publishes failed");
+                    listener = None;
+                },
+            }
+        }
+    }
+
     /// Publishes until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
+        let others = tokio::spawn(self.clone().follow_others(stop.clone()));
+        self.publish_until(stop).await;
+        others.abort();
+    }
+
+    async fn publish_until(self, stop: CancellationToken) {
         let mut backoff = new_backoff();
         let mut last_prune = tokio::time::Instant::now();
         loop {
@@ -285,6 +328,22 @@ impl Relay {
     }
 }
 
+/// A connection listening for other relays' publishes, or None (logged).
+async fn listen(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
+    let attempt = async {
+        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+        l.listen(outbox::PUBLISHED_CHANNEL).await?;
+        Ok::<_, sqlx::Error>(l)
+    };
+    match attempt.await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for publishes; polling meanwhile");
+            None
+        }
+    }
+}
+
 fn new_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
@@ -305,32 +364,20 @@ fn one_per_task_and_topic(rows: Vec<PendingEvent>) -> Vec<PendingEvent> {
 
 impl Pending {
     /// Waits until every watched event is on Kafka, or `within` passes.
-    /// Only the relay's word counts: a wait whose notice can no longer come
-    /// (its sender is gone) is not a publish. The database is checked now and
-    /// then too, in case another instance's relay published them.
+    /// Only a relay's word counts (this replica's, or another's relayed by
+    /// [`Relay::follow_others`]): a wait whose notice can no longer come (its
+    /// sender is gone) is not a publish.
     pub async fn published(mut self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
         let receivers = std::mem::take(&mut self.receivers);
         let all = async {
             for rx in receivers {
                 if rx.await.is_err() {
-                    // Never told: leave it to the database check or the deadline.
+                    // Never told: only the deadline ends this wait.
                     return std::future::pending().await;
                 }
             }
         };
-        tokio::pin!(all);
-        loop {
-            tokio::select! {
-                () = &mut all => return true,
-                _ = tokio::time::sleep_until(deadline) => return false,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {
-                    if matches!(outbox::count_unpublished(&self.relay.0.pool, &self.ids).await, Ok(0)) {
-                        return true;
-                    }
-                }
-            }
-        }
+        tokio::time::timeout(within, all).await.is_ok()
     }
 }
 

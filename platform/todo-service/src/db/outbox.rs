@@ -54,20 +54,29 @@ pub async fn pending(
     .await
 }
 
-/// Stamps events as published.
+/// The channel on which a relay announces a publish; PostgreSQL delivers it
+/// to every replica when the stamping transaction commits.
+pub const PUBLISHED_CHANNEL: &str = "outbox_published";
+
+/// Stamps events as published, and announces it on [`PUBLISHED_CHANNEL`]
+/// (delivered on commit), so requests waiting on another replica hear of it.
 pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query("update outbox set published_at = now() where id = any($1)")
         .bind(ids)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(PUBLISHED_CHANNEL)
         .execute(conn)
         .await?;
     Ok(())
 }
 
-/// How many of `ids` are still unpublished.
-pub async fn count_unpublished(db: &PgPool, ids: &[i64]) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from outbox where id = any($1) and published_at is null")
+/// Which of `ids` are published (stamped and committed).
+pub async fn published_among(db: &PgPool, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("select id from outbox where id = any($1) and published_at is not null")
         .bind(ids)
-        .fetch_one(db)
+        .fetch_all(db)
         .await
 }
 
