@@ -36,6 +36,7 @@
 mod cmd;
 mod creds;
 mod dapr;
+mod database;
 mod faults;
 mod install;
 mod kafka;
@@ -57,6 +58,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 
 pub use dapr::BIN_DIR_ENV as DAPR_BIN_DIR_ENV;
+pub use database::Database;
 pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
 pub use kafka::{TopicRecord, read_topic};
 pub use options::{StackOptions, cache_dir};

@@ -30,7 +30,7 @@ const SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Login roles (= schemas) provisioned on every start: every service of the
 /// table, started or not (so one can be run by hand against a `--no-services`
 /// stack), plus the Dapr state store's.
-fn db_roles() -> Vec<&'static str> {
+pub(crate) fn db_roles() -> Vec<&'static str> {
     SERVICES
         .iter()
         .map(|s| s.schema)
@@ -39,7 +39,7 @@ fn db_roles() -> Vec<&'static str> {
 }
 
 /// Removes everything in the state folder but the lock file.
-fn wipe_state(state: &Path) -> Result<()> {
+pub(crate) fn wipe_state(state: &Path) -> Result<()> {
     for e in std::fs::read_dir(state)?.flatten() {
         if e.file_name() == "stack.lock" {
             continue;
