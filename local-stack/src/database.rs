@@ -82,6 +82,12 @@ impl Database {
         self.target.admin_url(&self.creds)
     }
 
+    /// URL of the login role that owns `schema` (its search path is that
+    /// schema), as the service gets it.
+    pub fn role_url(&self, schema: &str) -> String {
+        self.target.endpoint().role_url(&self.creds, schema)
+    }
+
     /// Clean stop.
     pub async fn shutdown(mut self) -> Result<()> {
         if let Some(mut m) = self.server.take() {

@@ -31,7 +31,9 @@
 //! backwards, in `processes`, and [`StackOptions`] in `options`. The other
 //! modules each own one piece: `postgres`, `kafka`, `dapr`, `services`
 //! (building and launching the apps), `install`, `creds`, `proc` (child
-//! processes, pid files, ports) and `cmd` (logging what runs).
+//! processes, pid files, ports), `cmd` (logging what runs) and `pypi` (tools
+//! from PyPI: Schemathesis, sqlx-cli); `database` is PostgreSQL alone, for
+//! the database-level tests.
 
 mod cmd;
 mod creds;
@@ -44,7 +46,7 @@ mod options;
 mod postgres;
 mod proc;
 mod processes;
-mod schemathesis;
+mod pypi;
 mod services;
 mod spec;
 mod start;
@@ -63,8 +65,8 @@ pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
 pub use kafka::{TopicRecord, read_topic};
 pub use options::{StackOptions, cache_dir};
 pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
-pub use schemathesis::{SCHEMATHESIS_VERSION, schemathesis};
-pub use services::{build_services, cargo_command, workspace_root};
+pub use pypi::{SCHEMATHESIS_VERSION, SQLX_CLI_VERSION, cargo_sqlx, schemathesis};
+pub use services::{build_services, cargo_command, without_package_env, workspace_root};
 pub use spec::*;
 
 use crate::creds::Credentials;

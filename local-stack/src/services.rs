@@ -29,6 +29,14 @@ pub fn cargo_command() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut c = Command::new(cargo);
     c.current_dir(workspace_root());
+    without_package_env(&mut c);
+    c
+}
+
+/// Removes from `c`'s environment the variables cargo sets for the package
+/// being run or tested (see [`cargo_command`]), for any command that runs
+/// cargo in turn.
+pub fn without_package_env(c: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if key.starts_with("CARGO_PKG_")
@@ -47,7 +55,6 @@ pub fn cargo_command() -> Command {
             c.env_remove(key);
         }
     }
-    c
 }
 
 /// `cargo build --release --workspace --all-targets` in one invocation; returns

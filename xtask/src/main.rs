@@ -7,6 +7,7 @@ mod bench;
 mod bench_recurring;
 mod bench_websocket;
 mod openapi;
+mod sqlx;
 mod test;
 mod up;
 
@@ -35,6 +36,9 @@ enum Command {
     },
     /// Write each service's OpenAPI document to `openapi/<schema>.json`.
     Openapi,
+    /// Write (or `--check`) the compile-checked queries' offline data, the
+    /// `.sqlx/` folder of each crate, against the migrations.
+    Sqlx(sqlx::Options),
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
     /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
     /// for recurrence and reminders.
@@ -64,6 +68,7 @@ async fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Openapi => openapi::run().await,
+        Command::Sqlx(options) => sqlx::run(options).await,
         Command::Bench {
             which: Some(Bench::Websocket(o)),
             ..

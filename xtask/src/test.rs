@@ -1,5 +1,7 @@
-//! `cargo xtask test`: build everything, then run every test (the stack tests
-//! bring up their own stack) with the output streamed; keeps cargo's exit code.
+//! `cargo xtask test`: build everything, check the compile-checked queries'
+//! offline data against the migrations (`cargo xtask sqlx --check`), then run
+//! every test (the database and stack tests bring up their own PostgreSQL and
+//! stack) with the output streamed; keeps cargo's exit code.
 
 use std::process::ExitCode;
 
@@ -18,6 +20,8 @@ pub async fn run(args: &[String]) -> Result<ExitCode> {
     if code != 0 {
         return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }
+    eprintln!("[xtask] checking the offline query data (.sqlx/) against the migrations");
+    crate::sqlx::run(crate::sqlx::Options { check: true }).await?;
     let code = cargo(&["test", "--release", "--workspace"], args).await?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }

@@ -27,22 +27,20 @@ pub async fn append(
     user_id: &str,
     envelope: &Value,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock($1)")
-        .bind(APPEND_LOCK)
+    sqlx::query!("select pg_advisory_xact_lock($1)", APPEND_LOCK)
         .execute(&mut *conn)
         .await?;
-    let seq = sqlx::query_scalar(
+    let seq = sqlx::query_scalar!(
         "insert into update_log (event_id, user_id, envelope) values ($1, $2, $3) \
          on conflict (event_id) do nothing returning seq",
+        event_id,
+        user_id,
+        envelope,
     )
-    .bind(event_id)
-    .bind(user_id)
-    .bind(envelope)
     .fetch_optional(&mut *conn)
     .await?;
     if seq.is_some() {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(APPENDED_CHANNEL)
+        sqlx::query!("select pg_notify($1, '')", APPENDED_CHANNEL)
             .execute(conn)
             .await?;
     }
@@ -57,32 +55,32 @@ pub async fn replay(
     after: i64,
     limit: i64,
 ) -> Result<Vec<LogEntry>, sqlx::Error> {
-    let rows: Vec<(i64, String, Value)> = sqlx::query_as(
+    let rows = sqlx::query!(
         "select seq, user_id, envelope from update_log \
          where seq > $1 and ($2::text is null or user_id = $2) order by seq limit $3",
+        after,
+        user,
+        limit,
     )
-    .bind(after)
-    .bind(user)
-    .bind(limit)
     .fetch_all(db)
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(seq, user_id, envelope)| LogEntry::new(seq, user_id, &envelope))
+        .map(|r| LogEntry::new(r.seq, r.user_id, &r.envelope))
         .collect())
 }
 
 /// The highest seq ever pruned (0 when nothing was).
 pub async fn pruned_through(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select pruned_through from log_horizon")
+    sqlx::query_scalar!("select pruned_through from log_horizon")
         .fetch_one(db)
         .await
 }
 
 /// The end of the log: the highest seq logged or pruned.
 pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "select greatest((select max(seq) from update_log), (select pruned_through from log_horizon), 0)",
+    sqlx::query_scalar!(
+        r#"select greatest((select max(seq) from update_log), (select pruned_through from log_horizon), 0) as "seq!""#,
     )
     .fetch_one(db)
     .await
@@ -92,25 +90,24 @@ pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
 /// horizon up to the highest seq deleted. Returns how many updates went.
 pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let (deleted, highest): (i64, Option<i64>) = sqlx::query_as(
-        "with gone as (delete from update_log where received_at < $1 returning seq) \
-         select count(*), max(seq) from gone",
+    let gone = sqlx::query!(
+        r#"with gone as (delete from update_log where received_at < $1 returning seq)
+           select count(*) as "deleted!", max(seq) as highest from gone"#,
+        cutoff,
     )
-    .bind(cutoff)
     .fetch_one(&mut *tx)
     .await?;
-    if let Some(highest) = highest {
-        sqlx::query(
+    if let Some(highest) = gone.highest {
+        sqlx::query!(
             "update log_horizon set pruned_through = greatest(pruned_through, $1), updated_at = now()",
+            highest,
         )
-        .bind(highest)
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("delete from inbox where received_at < $1")
-        .bind(cutoff)
+    sqlx::query!("delete from inbox where received_at < $1", cutoff)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(deleted as u64)
+    Ok(gone.deleted as u64)
 }

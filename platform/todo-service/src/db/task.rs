@@ -8,7 +8,7 @@ use todo_contract::{Frequency, TaskStatus};
 
 use crate::domain::{Task, TaskFields};
 
-#[derive(sqlx::FromRow)]
+/// A row as `query_as!` reads it (columns by name, checked at compile time).
 struct TaskRow {
     id: Uuid,
     user_id: String,
@@ -56,31 +56,28 @@ impl TaskRow {
     }
 }
 
-const COLUMNS: &str = "id, user_id, title, description, status, due_date, reminder_time, is_recurring, \
-     recurrence_schedule, timezone, parent_task_id, created_at, updated_at, version";
-
 /// Inserts a new task.
 pub async fn insert(conn: &mut PgConnection, t: &Task) -> Result<(), sqlx::Error> {
     let f = &t.fields;
-    sqlx::query(
+    sqlx::query!(
         "insert into task (id, user_id, title, description, status, due_date, reminder_time, \
          is_recurring, recurrence_schedule, timezone, parent_task_id, created_at, updated_at, version) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        t.id,
+        t.user_id,
+        f.title,
+        f.description,
+        f.status.as_str(),
+        f.due_date,
+        f.reminder_time,
+        f.is_recurring,
+        f.recurrence_schedule.map(Frequency::as_str),
+        f.timezone,
+        f.parent_task_id,
+        t.created_at,
+        t.updated_at,
+        t.version,
     )
-    .bind(t.id)
-    .bind(&t.user_id)
-    .bind(&f.title)
-    .bind(&f.description)
-    .bind(f.status.as_str())
-    .bind(f.due_date)
-    .bind(f.reminder_time)
-    .bind(f.is_recurring)
-    .bind(f.recurrence_schedule.map(Frequency::as_str))
-    .bind(&f.timezone)
-    .bind(f.parent_task_id)
-    .bind(t.created_at)
-    .bind(t.updated_at)
-    .bind(t.version)
     .execute(conn)
     .await?;
     Ok(())
@@ -89,24 +86,24 @@ pub async fn insert(conn: &mut PgConnection, t: &Task) -> Result<(), sqlx::Error
 /// Writes a changed task (fields, updated_at, version).
 pub async fn update(conn: &mut PgConnection, t: &Task) -> Result<(), sqlx::Error> {
     let f = &t.fields;
-    sqlx::query(
+    sqlx::query!(
         "update task set title = $3, description = $4, status = $5, due_date = $6, reminder_time = $7, \
          is_recurring = $8, recurrence_schedule = $9, timezone = $10, parent_task_id = $11, \
          updated_at = $12, version = $13 where id = $1 and user_id = $2",
+        t.id,
+        t.user_id,
+        f.title,
+        f.description,
+        f.status.as_str(),
+        f.due_date,
+        f.reminder_time,
+        f.is_recurring,
+        f.recurrence_schedule.map(Frequency::as_str),
+        f.timezone,
+        f.parent_task_id,
+        t.updated_at,
+        t.version,
     )
-    .bind(t.id)
-    .bind(&t.user_id)
-    .bind(&f.title)
-    .bind(&f.description)
-    .bind(f.status.as_str())
-    .bind(f.due_date)
-    .bind(f.reminder_time)
-    .bind(f.is_recurring)
-    .bind(f.recurrence_schedule.map(Frequency::as_str))
-    .bind(&f.timezone)
-    .bind(f.parent_task_id)
-    .bind(t.updated_at)
-    .bind(t.version)
     .execute(conn)
     .await?;
     Ok(())
@@ -119,14 +116,18 @@ pub async fn get_for_update(
     user_id: &str,
     id: Uuid,
 ) -> Result<Option<Task>, sqlx::Error> {
-    let sql = format!("select {COLUMNS} from task where id = $1 and user_id = $2 for update");
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?
-        .map(TaskRow::into_task)
-        .transpose()
+    sqlx::query_as!(
+        TaskRow,
+        "select id, user_id, title, description, status, due_date, reminder_time, is_recurring, \
+         recurrence_schedule, timezone, parent_task_id, created_at, updated_at, version \
+         from task where id = $1 and user_id = $2 for update",
+        id,
+        user_id,
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(TaskRow::into_task)
+    .transpose()
 }
 
 /// The user's task.
@@ -135,23 +136,29 @@ pub async fn get(
     user_id: &str,
     id: Uuid,
 ) -> Result<Option<Task>, sqlx::Error> {
-    let sql = format!("select {COLUMNS} from task where id = $1 and user_id = $2");
-    sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?
-        .map(TaskRow::into_task)
-        .transpose()
+    sqlx::query_as!(
+        TaskRow,
+        "select id, user_id, title, description, status, due_date, reminder_time, is_recurring, \
+         recurrence_schedule, timezone, parent_task_id, created_at, updated_at, version \
+         from task where id = $1 and user_id = $2",
+        id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await?
+    .map(TaskRow::into_task)
+    .transpose()
 }
 
 /// Deletes the user's task.
 pub async fn delete(conn: &mut PgConnection, user_id: &str, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("delete from task where id = $1 and user_id = $2")
-        .bind(id)
-        .bind(user_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "delete from task where id = $1 and user_id = $2",
+        id,
+        user_id
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -164,22 +171,24 @@ pub async fn list(
     offset: i64,
 ) -> Result<(Vec<Task>, i64), sqlx::Error> {
     let status = status.map(TaskStatus::as_str);
-    let sql = format!(
-        "select {COLUMNS} from task where user_id = $1 and ($2::text is null or status = $2) \
-         order by created_at, id limit $3 offset $4"
-    );
-    let rows = sqlx::query_as::<_, TaskRow>(&sql)
-        .bind(user_id)
-        .bind(status)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total: i64 = sqlx::query_scalar(
-        "select count(*) from task where user_id = $1 and ($2::text is null or status = $2)",
+    let rows = sqlx::query_as!(
+        TaskRow,
+        "select id, user_id, title, description, status, due_date, reminder_time, is_recurring, \
+         recurrence_schedule, timezone, parent_task_id, created_at, updated_at, version \
+         from task where user_id = $1 and ($2::text is null or status = $2) \
+         order by created_at, id limit $3 offset $4",
+        user_id,
+        status,
+        limit,
+        offset,
     )
-    .bind(user_id)
-    .bind(status)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "total!" from task where user_id = $1 and ($2::text is null or status = $2)"#,
+        user_id,
+        status,
+    )
     .fetch_one(db)
     .await?;
     let tasks = rows
