@@ -1,6 +1,7 @@
-//! PostgreSQL alone, for the database-level tests: the stack's own cluster
-//! (or the server named by `TODO_PLATFORM_PG_ADMIN_URL`), provisioned like the
-//! stack's, without Kafka, Dapr or the services. Starts in seconds.
+//! PostgreSQL alone, for the database-level tests and the offline query
+//! data: a cluster of its own on [`DATABASE_PG_PORT`] (so it runs beside a
+//! stack), or the server named by `TODO_PLATFORM_PG_ADMIN_URL`, provisioned
+//! like the stack's, without Kafka, Dapr or the services. Starts in seconds.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -19,6 +20,7 @@ use crate::creds::Credentials;
 use crate::options::StackOptions;
 use crate::postgres::{self, PgTarget};
 use crate::proc::{self, Managed};
+use crate::spec::DATABASE_PG_PORT;
 use crate::{cmd, install};
 
 /// A running PostgreSQL with the platform's database. Dropping it kills the
@@ -50,13 +52,13 @@ impl Database {
         .await?;
         let target = match external {
             Some(t) => t,
-            None => PgTarget::own(&state)?,
+            None => PgTarget::own(&state, DATABASE_PG_PORT)?,
         };
         let roles = crate::start::db_roles();
         let creds = Credentials::load_or_create(&state, &roles)?;
         let server = match &target {
             PgTarget::Own { .. } => {
-                postgres::check_port(installed).await?;
+                postgres::check_port(DATABASE_PG_PORT, installed).await?;
                 Some(postgres::start_own(&state, &target, &creds, installed).await?)
             }
             PgTarget::External { .. } => None,

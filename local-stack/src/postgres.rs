@@ -15,7 +15,7 @@ use crate::cmd;
 use crate::creds::{Credentials, DbEndpoint};
 use crate::install;
 use crate::proc::{self, Launch, Managed};
-use crate::spec::{DATABASE, PG_PORT};
+use crate::spec::DATABASE;
 
 pub const ADMIN_URL_ENV: &str = "TODO_PLATFORM_PG_ADMIN_URL";
 
@@ -23,7 +23,11 @@ pub const ADMIN_URL_ENV: &str = "TODO_PLATFORM_PG_ADMIN_URL";
 #[derive(Debug, Clone)]
 pub(crate) enum PgTarget {
     /// Our own cluster.
-    Own { bin: PathBuf, dir: PathBuf },
+    Own {
+        bin: PathBuf,
+        dir: PathBuf,
+        port: u16,
+    },
     /// An existing server (superuser URL from the environment).
     External { admin_url: Url },
 }
@@ -40,7 +44,8 @@ impl PgTarget {
         }
     }
 
-    pub fn own(state: &Path) -> Result<PgTarget> {
+    /// Our own cluster in `<state>/pg`, listening on `port`.
+    pub fn own(state: &Path, port: u16) -> Result<PgTarget> {
         let bin = install::require(
             install::pg_bin_dir(),
             "PostgreSQL server (/usr/lib/postgresql/*/bin/initdb)",
@@ -48,14 +53,15 @@ impl PgTarget {
         Ok(PgTarget::Own {
             bin,
             dir: state.join("pg"),
+            port,
         })
     }
 
     pub fn endpoint(&self) -> DbEndpoint {
         match self {
-            PgTarget::Own { .. } => DbEndpoint {
+            PgTarget::Own { port, .. } => DbEndpoint {
                 host: "127.0.0.1".into(),
-                port: PG_PORT,
+                port: *port,
             },
             PgTarget::External { admin_url } => DbEndpoint {
                 host: admin_url.host_str().unwrap_or("127.0.0.1").to_string(),
@@ -67,8 +73,8 @@ impl PgTarget {
     /// Superuser URL on the platform database.
     pub fn admin_url(&self, creds: &Credentials) -> String {
         match self {
-            PgTarget::Own { .. } => format!(
-                "postgres://postgres:{}@127.0.0.1:{PG_PORT}/{DATABASE}",
+            PgTarget::Own { port, .. } => format!(
+                "postgres://postgres:{}@127.0.0.1:{port}/{DATABASE}",
                 creds.pg_admin_password
             ),
             PgTarget::External { admin_url } => {
@@ -185,7 +191,7 @@ async fn init_cluster(bin: &Path, dir: &Path, creds: &Credentials) -> Result<()>
 }
 
 /// Lists online Debian clusters (`pg_lsclusters`) on our port.
-async fn system_cluster_on_port() -> Option<(String, String)> {
+async fn system_cluster_on_port(port: u16) -> Option<(String, String)> {
     let out = Command::new("pg_lsclusters")
         .arg("--no-header")
         .output()
@@ -193,29 +199,29 @@ async fn system_cluster_on_port() -> Option<(String, String)> {
         .ok()?;
     String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
         let cols: Vec<&str> = l.split_whitespace().collect();
-        (cols.len() >= 4 && cols[2] == PG_PORT.to_string() && cols[3].starts_with("online"))
+        (cols.len() >= 4 && cols[2] == port.to_string() && cols[3].starts_with("online"))
             .then(|| (cols[0].to_string(), cols[1].to_string()))
     })
 }
 
-/// Fails clearly if 5432 is taken. `installed_now`: the Debian package was
-/// installed by this run, so a system cluster it started on 5432 is ours to stop.
-pub(crate) async fn check_port(installed_now: bool) -> Result<()> {
-    if proc::ensure_port_free(PG_PORT, "PostgreSQL").is_err() {
-        match system_cluster_on_port().await {
+/// Fails clearly if `port` is taken. `installed_now`: the Debian package was
+/// installed by this run, so a system cluster it started there is ours to stop.
+pub(crate) async fn check_port(port: u16, installed_now: bool) -> Result<()> {
+    if proc::ensure_port_free(port, "PostgreSQL").is_err() {
+        match system_cluster_on_port(port).await {
             Some((ver, name)) if installed_now => {
                 cmd::step(format!(
-                    "postgres: stopping the Debian system cluster {ver}/{name} the package just started on {PG_PORT}"
+                    "postgres: stopping the Debian system cluster {ver}/{name} the package just started on {port}"
                 ));
                 cmd::run(Command::new("pg_ctlcluster").args([&ver, &name, "stop"])).await?;
             }
             Some((ver, name)) => bail!(
-                "port {PG_PORT} is used by the Debian system cluster {ver}/{name}; stop it with \
+                "port {port} is used by the Debian system cluster {ver}/{name}; stop it with \
                  `pg_ctlcluster {ver} {name} stop` (or point {ADMIN_URL_ENV} at it to use it instead)"
             ),
             None => {}
         }
-        proc::ensure_port_free(PG_PORT, "PostgreSQL")?;
+        proc::ensure_port_free(port, "PostgreSQL")?;
     }
     Ok(())
 }
@@ -227,7 +233,7 @@ pub(crate) async fn start_own(
     creds: &Credentials,
     installed_now: bool,
 ) -> Result<Managed> {
-    let PgTarget::Own { bin, dir } = target else {
+    let PgTarget::Own { bin, dir, port } = target else {
         bail!("not our own PostgreSQL");
     };
     init_cluster(bin, dir, creds).await?;
@@ -245,7 +251,8 @@ pub(crate) async fn start_own(
         )
         .await?;
     }
-    check_port(installed_now).await?;
+    let port = *port;
+    check_port(port, installed_now).await?;
     cmd::step("postgres: starting");
     let postgres = bin.join("postgres");
     let (program, pre) = as_postgres(&postgres);
@@ -255,7 +262,7 @@ pub(crate) async fn start_own(
         "-c".into(),
         "listen_addresses=127.0.0.1".into(),
         "-c".into(),
-        format!("port={PG_PORT}").into(),
+        format!("port={port}").into(),
         "-c".into(),
         format!("unix_socket_directories={}", sock.display()).into(),
         "-c".into(),
@@ -279,7 +286,7 @@ pub(crate) async fn start_own(
                     .arg("-h")
                     .arg(&sock)
                     .arg("-p")
-                    .arg(PG_PORT.to_string()),
+                    .arg(port.to_string()),
                 None,
             )
             .await
@@ -287,7 +294,7 @@ pub(crate) async fn start_own(
             .unwrap_or(false)
         })
         .await?;
-    cmd::done(format!("postgres: ready on 127.0.0.1:{PG_PORT}"), started);
+    cmd::done(format!("postgres: ready on 127.0.0.1:{port}"), started);
     Ok(managed)
 }
 
@@ -342,12 +349,12 @@ pub(crate) async fn provision(
     let psql = install::require(install::psql_path(), "psql")?;
     let sql = provisioning_sql(creds, roles);
     let mut command = match target {
-        PgTarget::Own { dir, .. } => {
+        PgTarget::Own { dir, port, .. } => {
             let mut c = pg_command(&psql, dir);
             c.arg("-h")
                 .arg(socket_dir(dir))
                 .arg("-p")
-                .arg(PG_PORT.to_string())
+                .arg(port.to_string())
                 .args(["-U", "postgres", "-d", "postgres"]);
             c
         }

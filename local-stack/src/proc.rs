@@ -405,7 +405,7 @@ pub(crate) fn ensure_port_free(port: u16, what: &str) -> Result<()> {
         Err(e) => {
             let owner = port_owner(port).unwrap_or_else(|| "unknown process".into());
             let switch = match port {
-                crate::PG_PORT => format!(
+                crate::PG_PORT | crate::DATABASE_PG_PORT => format!(
                     "; to use that PostgreSQL server instead, set {} to a superuser URL of it",
                     crate::PG_ADMIN_URL_ENV
                 ),

@@ -154,6 +154,9 @@ pub const TOPICS: &[&str] = &["task-events", "task-updates", "reminders"];
 pub const TOPIC_PARTITIONS: u32 = 4;
 
 pub const PG_PORT: u16 = 5432;
+/// The port of PostgreSQL alone ([`crate::Database`]: the database-level
+/// tests, `cargo xtask sqlx`), so it can run beside a stack.
+pub const DATABASE_PG_PORT: u16 = 5442;
 pub const KAFKA_PORT: u16 = 9092;
 pub const KAFKA_CONTROLLER_PORT: u16 = 9093;
 /// Every port the stack listens on is below Linux's ephemeral range

@@ -17,10 +17,10 @@ use crate::postgres::{self, PgTarget};
 use crate::processes::{Processes, Role};
 use crate::services::{self, build_services, workspace_root};
 use crate::spec::{
-    DAPR_SCHEMA, KAFKA_CONTROLLER_PORT, KAFKA_PORT, PLACEMENT_HEALTHZ_PORT, PLACEMENT_METRICS_PORT,
-    PLACEMENT_PORT, PLACEMENT_RAFT_PORT, Replica, SCHEDULER_ETCD_CLIENT_PORT,
-    SCHEDULER_ETCD_PEER_PORT, SCHEDULER_HEALTHZ_PORT, SCHEDULER_METRICS_PORT, SCHEDULER_PORT,
-    SERVICES,
+    DAPR_SCHEMA, KAFKA_CONTROLLER_PORT, KAFKA_PORT, PG_PORT, PLACEMENT_HEALTHZ_PORT,
+    PLACEMENT_METRICS_PORT, PLACEMENT_PORT, PLACEMENT_RAFT_PORT, Replica,
+    SCHEDULER_ETCD_CLIENT_PORT, SCHEDULER_ETCD_PEER_PORT, SCHEDULER_HEALTHZ_PORT,
+    SCHEDULER_METRICS_PORT, SCHEDULER_PORT, SERVICES,
 };
 use crate::{KAFKA_BROKERS_ENV, KafkaMode, PG_ADMIN_URL_ENV, Stack, cmd, dapr, install, proc};
 
@@ -90,7 +90,7 @@ impl Stack {
                 cmd::step(format!("postgres: using {PG_ADMIN_URL_ENV}"));
                 t
             }
-            None => PgTarget::own(&state)?,
+            None => PgTarget::own(&state, PG_PORT)?,
         };
         let kafka_mode = match kafka_external {
             Some(b) => {
@@ -140,7 +140,7 @@ impl Stack {
     /// Every fixed port, before anything starts (fail fast, naming the holder).
     async fn check_ports(&self, installed_pg: bool) -> Result<()> {
         if matches!(self.pg_target, PgTarget::Own { .. }) {
-            postgres::check_port(installed_pg).await?;
+            postgres::check_port(PG_PORT, installed_pg).await?;
         }
         let mut ports = vec![
             (PLACEMENT_PORT, "placement"),

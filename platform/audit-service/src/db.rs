@@ -21,7 +21,7 @@ pub struct AuditRecord {
     pub recorded_at: DateTime<Utc>,
 }
 
-#[derive(sqlx::FromRow)]
+/// A row as `query_as!` reads it (columns by name, checked at compile time).
 struct Row {
     id: Uuid,
     event_id: Uuid,
@@ -50,23 +50,21 @@ impl From<Row> for AuditRecord {
     }
 }
 
-const COLUMNS: &str = "id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at";
-
 /// Stores the record of `e` (a new id; `recorded_at` is the database's
 /// clock); a second record of the same event is ignored.
 pub async fn insert(conn: &mut PgConnection, e: &EventEnvelope) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into audit_record (id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp) \
          values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (event_id) do nothing",
+        Uuid::now_v7(),
+        e.event_id,
+        e.event_type.as_str(),
+        e.schema_version,
+        e.task_id,
+        e.user_id,
+        e.payload,
+        e.timestamp.get(),
     )
-    .bind(Uuid::now_v7())
-    .bind(e.event_id)
-    .bind(e.event_type.as_str())
-    .bind(&e.schema_version)
-    .bind(e.task_id)
-    .bind(&e.user_id)
-    .bind(&e.payload)
-    .bind(e.timestamp.get())
     .execute(conn)
     .await?;
     Ok(())
@@ -86,23 +84,25 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<AuditRecord>, i64), sqlx::Error> {
-    let sql = format!(
-        "select {COLUMNS} from audit_record \
+    let rows = sqlx::query_as!(
+        Row,
+        "select id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at \
+         from audit_record \
          where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2) \
-         order by event_timestamp, seq limit $3 offset $4"
-    );
-    let rows: Vec<Row> = sqlx::query_as(&sql)
-        .bind(f.task_id)
-        .bind(&f.event_type)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total: i64 = sqlx::query_scalar(
-        "select count(*) from audit_record where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2)",
+         order by event_timestamp, seq limit $3 offset $4",
+        f.task_id,
+        f.event_type,
+        limit,
+        offset,
     )
-    .bind(f.task_id)
-    .bind(&f.event_type)
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "total!" from audit_record
+           where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2)"#,
+        f.task_id,
+        f.event_type,
+    )
     .fetch_one(db)
     .await?;
     Ok((rows.into_iter().map(Into::into).collect(), total))
@@ -110,10 +110,13 @@ pub async fn list(
 
 /// One record by id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<AuditRecord>, sqlx::Error> {
-    let sql = format!("select {COLUMNS} from audit_record where id = $1");
-    Ok(sqlx::query_as::<_, Row>(&sql)
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .map(Into::into))
+    Ok(sqlx::query_as!(
+        Row,
+        "select id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at \
+         from audit_record where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await?
+    .map(Into::into))
 }

@@ -33,8 +33,8 @@ pub async fn connect(
 
 /// The readiness check of a pool: one round trip.
 pub async fn ping(pool: PgPool) -> Result<(), String> {
-    sqlx::query("select 1")
-        .execute(&pool)
+    sqlx::query!("select 1 as one")
+        .fetch_one(&pool)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
