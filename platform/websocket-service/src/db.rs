@@ -75,8 +75,10 @@ pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
     .await
 }
 
-/// Deletes updates (and inbox rows) received before `cutoff`, moving the
-/// horizon up to the highest seq deleted. Returns how many updates went.
+/// Deletes updates received before `cutoff`, moving the horizon up to the
+/// highest seq deleted. Returns how many updates went. (The inbox is pruned by
+/// the shared consumer, on its own longer retention, so a redelivery of a
+/// pruned update is still recognised and not logged again.)
 pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
     let (deleted, highest): (i64, Option<i64>) = sqlx::query_as(
@@ -94,10 +96,6 @@ pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Erro
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("delete from inbox where received_at < $1")
-        .bind(cutoff)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(deleted as u64)
 }
