@@ -7,7 +7,7 @@ use poem::{EndpointExt, Route, test::TestClient};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_contract::{EventEnvelope, EventType, Timestamp, Topic};
-use todo_core::consumer::{Consumer, Subscription};
+use todo_core::consumer::{Consumer, InboxRetention, Subscription};
 use uuid::Uuid;
 
 use crate::{AUDIT, Ctx, trial};
@@ -31,6 +31,7 @@ async fn an_event_delivered_again_singly_or_in_a_bulk_is_applied_once(ctx: &Ctx)
             topic: Topic::TaskEvents,
         }],
         Some(SecretString::from(TOKEN)),
+        InboxRetention::default(),
     );
     let mut route = Route::new();
     for (path, ep) in consumer.endpoints() {

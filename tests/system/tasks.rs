@@ -43,6 +43,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         ),
         exclusive!(ctx, with_the_sidecar_down_writes_fail_and_readiness_says_so),
         exclusive!(ctx, a_replica_is_ready_by_its_own_sidecar_not_the_others),
+        exclusive!(
+            ctx,
+            old_events_and_expired_keys_are_pruned_while_the_relay_is_busy
+        ),
     ]
 }
 
@@ -798,5 +802,115 @@ async fn with_the_sidecar_down_writes_fail_and_readiness_says_so(stack: &mut Sta
             "task {id} has its event"
         );
     }
+    Ok(())
+}
+
+/// The outbox and the idempotency keys stay bounded under constant load too:
+/// pruning runs on its own clock, not only when the relay has nothing to
+/// publish. The todo service is restarted with a 1 s prune interval; an event
+/// published two hours ago (retention 1 h) and a key answered 25 hours ago
+/// (retention 24 h) must be gone while the relay still works through a
+/// backlog that keeps it busy.
+async fn old_events_and_expired_keys_are_pruned_while_the_relay_is_busy(
+    stack: &mut Stack,
+) -> Result<()> {
+    stack.set_service_env("todo-service", &[("TODO_PRUNE_INTERVAL_SECS", "1")])?;
+    stack.stop_service("todo-service").await?;
+    stack.start_service("todo-service").await?;
+    let result = pruned_while_busy(stack).await;
+    stack.set_service_env("todo-service", &[])?;
+    stack.stop_service("todo-service").await?;
+    stack.start_service("todo-service").await?;
+    result
+}
+
+/// Copies of a task's `task-updates` event, each under a fresh event id: all
+/// of one task, so the relay publishes them one per batch.
+const BACKLOG: i64 = 3000;
+
+async fn pruned_while_busy(stack: &Stack) -> Result<()> {
+    let db = admin_db(stack).await?;
+    let alice = TodoClient::new(stack);
+    let (_, task_id) = alice.create_task("kept busy").await?;
+    let old_event = uuid::Uuid::new_v4();
+    sqlx::query(
+        "insert into todo.outbox (event_id, topic, task_id, cloud_event, created_at, published_at) \
+         values ($1, 'task-updates', $2::uuid, '\\x7b7d', now() - interval '2 hours', now() - interval '2 hours')",
+    )
+    .bind(old_event)
+    .bind(&task_id)
+    .execute(&db)
+    .await?;
+    let old_key = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "insert into todo.idempotency_key (user_id, key, operation, request_hash, status_code, response, created_at) \
+         values ($1, $2, 'create', 'test', 201, '{}', now() - interval '25 hours')",
+    )
+    .bind(&alice.user)
+    .bind(&old_key)
+    .execute(&db)
+    .await?;
+    let queued = sqlx::query(
+        "insert into todo.outbox (event_id, topic, task_id, cloud_event) \
+         select g.id, 'task-updates', o.task_id, \
+                convert_to(jsonb_set(jsonb_set(convert_from(o.cloud_event, 'UTF8')::jsonb, \
+                    '{id}', to_jsonb(g.id::text)), '{data,event_id}', to_jsonb(g.id::text))::text, 'UTF8') \
+         from (select task_id, cloud_event from todo.outbox \
+               where task_id = $1::uuid and topic = 'task-updates' limit 1) o \
+         cross join (select gen_random_uuid() as id from generate_series(1, $2)) g",
+    )
+    .bind(&task_id)
+    .bind(BACKLOG)
+    .execute(&db)
+    .await?
+    .rows_affected();
+    ensure!(queued == BACKLOG as u64, "queued {queued} copies");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (old_rows, backlog): (i64, i64) = sqlx::query_as(
+            "select (select count(*) from todo.outbox where event_id = $1) \
+                  + (select count(*) from todo.idempotency_key where user_id = $2 and key = $3), \
+                    (select count(*) from todo.outbox where published_at is null)",
+        )
+        .bind(old_event)
+        .bind(&alice.user)
+        .bind(&old_key)
+        .fetch_one(&db)
+        .await?;
+        if old_rows == 0 {
+            ensure!(
+                backlog > 0,
+                "pruned only once the relay had run out of work"
+            );
+            eprintln!("    pruned with {backlog} of {BACKLOG} events still to publish");
+            break;
+        }
+        ensure!(
+            backlog > 0,
+            "the relay published its whole backlog of {BACKLOG} events without pruning \
+             the event published 2 h ago or the key answered 25 h ago ({old_rows} left)"
+        );
+        ensure!(
+            Instant::now() < deadline,
+            "not pruned within 30 s ({old_rows} old rows left, {backlog} events pending)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Everything queued reaches its consumer before the next test.
+    eventually(
+        Duration::from_secs(120),
+        "the backlog published and logged by the websocket service",
+        || async {
+            let logged: i64 =
+                sqlx::query_scalar("select count(*) from websocket.update_log where user_id = $1")
+                    .bind(&alice.user)
+                    .fetch_one(&db)
+                    .await?;
+            Ok((logged == BACKLOG + 1).then_some(()))
+        },
+    )
+    .await?;
+    ensure_outbox_drained(&db, "the backlog is published").await?;
     Ok(())
 }

@@ -70,6 +70,7 @@ impl bootstrap::Service for Application {
                 topic: Topic::TaskEvents,
             }],
             app_token,
+            common.inbox,
         );
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, AuditService::new(pool)));

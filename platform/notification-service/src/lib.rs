@@ -94,6 +94,7 @@ impl bootstrap::Service for Application {
                 topic: Topic::Reminders,
             }],
             app_token,
+            common.inbox,
         );
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);

@@ -100,6 +100,7 @@ impl bootstrap::Service for Application {
                 topic: Topic::TaskEvents,
             }],
             app_token.clone(),
+            common.inbox,
         );
         let service = RecurringService::new(pool, connected.sidecar.clone());
         let mut callbacks = consumer.endpoints();

@@ -9,6 +9,7 @@ use poem::{EndpointExt, endpoint::BoxEndpoint};
 use poem_openapi::{OpenApi, OpenApiService};
 use sqlx::{PgPool, migrate::Migrator};
 
+pub use crate::consumer::InboxRetention;
 use crate::{
     database,
     server::{AppParts, Readiness},
@@ -24,9 +25,11 @@ pub struct Connected {
 }
 
 /// The settings every service has, read with its prefix:
-/// `<PREFIX>MAX_BODY_BYTES`, `<PREFIX>DB_MAX_CONNECTIONS`, `<PREFIX>DB_SECRET`
-/// and `<PREFIX>SIDECAR_TIMEOUT_MS` (all optional; the defaults are the
-/// service's, see [`Service`]).
+/// `<PREFIX>MAX_BODY_BYTES`, `<PREFIX>DB_MAX_CONNECTIONS`, `<PREFIX>DB_SECRET`,
+/// `<PREFIX>SIDECAR_TIMEOUT_MS`, and for consuming services
+/// `<PREFIX>INBOX_RETENTION_HOURS` and `<PREFIX>INBOX_PRUNE_INTERVAL_SECS`
+/// (all optional; the defaults are the service's, see [`Service`], and
+/// [`InboxRetention::default`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Common {
     /// Largest request body, including bulk deliveries.
@@ -38,6 +41,9 @@ pub struct Common {
     /// Upper bound of one call to the sidecar (publish, secrets, jobs,
     /// workflow starts, service invocation).
     pub sidecar_timeout: Duration,
+    /// How long a consumer's inbox remembers an event id, and how often it
+    /// forgets older ones (unused by a service without a consumer).
+    pub inbox: InboxRetention,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -46,12 +52,32 @@ struct CommonEnv {
     db_max_connections: Option<u32>,
     db_secret: Option<String>,
     sidecar_timeout_ms: Option<u64>,
+    inbox_retention_hours: Option<u64>,
+    inbox_prune_interval_secs: Option<u64>,
 }
 
 impl Common {
     /// The common settings of `S` from the environment.
     pub fn from_env<S: Service>() -> anyhow::Result<Common> {
         let env: CommonEnv = crate::settings::from_env(S::CONFIG_PREFIX)?;
+        Self::from_parts::<S>(env)
+    }
+
+    fn from_parts<S: Service>(env: CommonEnv) -> anyhow::Result<Common> {
+        let prefix = S::CONFIG_PREFIX;
+        let default = InboxRetention::default();
+        let inbox = InboxRetention {
+            keep: match env.inbox_retention_hours {
+                Some(0) => anyhow::bail!("{prefix}INBOX_RETENTION_HOURS must be at least 1"),
+                Some(h) => Duration::from_secs(h * 3600),
+                None => default.keep,
+            },
+            prune_every: match env.inbox_prune_interval_secs {
+                Some(0) => anyhow::bail!("{prefix}INBOX_PRUNE_INTERVAL_SECS must be at least 1"),
+                Some(s) => Duration::from_secs(s),
+                None => default.prune_every,
+            },
+        };
         Ok(Common {
             max_body_bytes: env.max_body_bytes.unwrap_or(S::DEFAULT_MAX_BODY_BYTES),
             db_max_connections: env
@@ -61,6 +87,7 @@ impl Common {
             sidecar_timeout: env
                 .sidecar_timeout_ms
                 .map_or(S::DEFAULT_SIDECAR_TIMEOUT, Duration::from_millis),
+            inbox,
         })
     }
 }
@@ -193,4 +220,51 @@ pub async fn main<S: Service>() -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     tokio::spawn(crate::server::stop_on_signal(shutdown.clone()));
     service.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sample;
+    impl Service for Sample {
+        const APP_ID: &'static str = "sample";
+        const CONFIG_PREFIX: &'static str = "SAMPLE_";
+        const SCHEMA: &'static str = "sample";
+        type Config = NoConfig;
+        fn openapi_spec() -> String {
+            String::new()
+        }
+        async fn build(_: DaprSettings, _: Common, _: NoConfig) -> anyhow::Result<Self> {
+            Ok(Sample)
+        }
+        async fn run(self, _: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_inbox_outlives_the_topics_seven_days_by_default() {
+        let common = Common::from_parts::<Sample>(CommonEnv::default()).unwrap();
+        assert_eq!(common.inbox.keep, Duration::from_secs(14 * 24 * 3600));
+        assert_eq!(common.inbox.prune_every, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn inbox_settings_are_read_and_zero_is_refused_by_name() {
+        let env = CommonEnv {
+            inbox_retention_hours: Some(200),
+            inbox_prune_interval_secs: Some(5),
+            ..CommonEnv::default()
+        };
+        let common = Common::from_parts::<Sample>(env).unwrap();
+        assert_eq!(common.inbox.keep, Duration::from_secs(200 * 3600));
+        assert_eq!(common.inbox.prune_every, Duration::from_secs(5));
+        let zero = CommonEnv {
+            inbox_prune_interval_secs: Some(0),
+            ..CommonEnv::default()
+        };
+        let err = Common::from_parts::<Sample>(zero).unwrap_err().to_string();
+        assert!(err.contains("SAMPLE_INBOX_PRUNE_INTERVAL_SECS"), "{err}");
+    }
 }

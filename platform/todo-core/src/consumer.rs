@@ -22,8 +22,15 @@
 //!
 //! After the batch's transaction commits, [`EventHandler::after_commit`] gets
 //! the events it applied, for effects that must follow the commit.
+//!
+//! The inbox stays bounded: while a consumer's endpoints exist, it deletes
+//! inbox rows older than its [`InboxRetention`] (by default 14 days, twice
+//! Kafka's default topic retention, so no event the broker can still deliver
+//! is forgotten), every prune interval, in small batches; replicas pruning at
+//! once skip each other's rows. Each run that deletes anything is logged and
+//! counted in `inbox_pruned_total`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response,
@@ -37,6 +44,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection, PgPool};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::problem::Problem;
 use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
@@ -92,6 +100,33 @@ pub enum Status {
     Drop,
 }
 
+/// How long a consumer's inbox remembers an applied event id, and how often
+/// older ids are deleted (`<PREFIX>INBOX_RETENTION_HOURS`,
+/// `<PREFIX>INBOX_PRUNE_INTERVAL_SECS`, read into
+/// [`crate::bootstrap::Common`]). Keep it longer than the retention of every
+/// topic consumed: an event redelivered after its id was forgotten would be
+/// applied again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxRetention {
+    pub keep: Duration,
+    pub prune_every: Duration,
+}
+
+impl Default for InboxRetention {
+    /// 14 days (Kafka's default topic retention is 7; the local stack keeps
+    /// that default), pruned every 10 minutes.
+    fn default() -> Self {
+        InboxRetention {
+            keep: Duration::from_secs(14 * 24 * 3600),
+            prune_every: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Most inbox rows deleted by one statement, so pruning never holds many
+/// row locks or a long transaction.
+const PRUNE_BATCH: i64 = 1000;
+
 /// An app's subscriptions and the handler that applies their events.
 pub struct Consumer<H> {
     app_id: &'static str,
@@ -99,6 +134,9 @@ pub struct Consumer<H> {
     handler: Arc<H>,
     subscriptions: Vec<Subscription>,
     app_token: Option<SecretString>,
+    inbox: InboxRetention,
+    /// Stops the inbox pruner when the consumer (its endpoints) is dropped.
+    pruner: Option<DropGuard>,
 }
 
 /// An event as it arrived, classified.
@@ -109,14 +147,16 @@ enum Incoming {
 }
 
 impl<H: EventHandler> Consumer<H> {
-    /// A consumer of `subscriptions` for `app_id`, recording its inbox in `pool`,
-    /// accepting callbacks that carry `app_token` (none: every caller accepted).
+    /// A consumer of `subscriptions` for `app_id`, recording its inbox in `pool`
+    /// for as long as `inbox` says, accepting callbacks that carry `app_token`
+    /// (none: every caller accepted).
     pub fn new(
         app_id: &'static str,
         pool: PgPool,
         handler: H,
         subscriptions: Vec<Subscription>,
         app_token: Option<SecretString>,
+        inbox: InboxRetention,
     ) -> Self {
         Consumer {
             app_id,
@@ -124,12 +164,24 @@ impl<H: EventHandler> Consumer<H> {
             handler: Arc::new(handler),
             subscriptions,
             app_token,
+            inbox,
+            pruner: None,
         }
     }
 
     /// `GET /dapr/subscribe` and `POST /events/<topic>`, as (path, endpoint)
-    /// pairs for [`crate::server::AppParts::callbacks`].
-    pub fn endpoints(self) -> Vec<(&'static str, BoxEndpoint<'static>)> {
+    /// pairs for [`crate::server::AppParts::callbacks`]. Also starts the
+    /// inbox pruner (a tokio task), which stops when these endpoints are
+    /// dropped.
+    pub fn endpoints(mut self) -> Vec<(&'static str, BoxEndpoint<'static>)> {
+        let stop = CancellationToken::new();
+        tokio::spawn(prune_inbox_periodically(
+            self.app_id,
+            self.pool.clone(),
+            self.inbox,
+            stop.clone(),
+        ));
+        self.pruner = Some(stop.drop_guard());
         let token = self.app_token.clone();
         let consumer = Arc::new(self);
         let guard = move |ep: BoxEndpoint<'static>| -> BoxEndpoint<'static> {
@@ -258,6 +310,66 @@ impl<H: EventHandler> Consumer<H> {
                 Ok((Status::Drop, false))
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Deletes inbox rows older than `retention.keep`, at once and then every
+/// `retention.prune_every`, until `stop` is cancelled. A failed run is logged
+/// and tried again at the next interval.
+async fn prune_inbox_periodically(
+    app_id: &'static str,
+    pool: PgPool,
+    retention: InboxRetention,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(retention.prune_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let pruned = tokio::select! {
+            pruned = prune_inbox(&pool, retention.keep) => pruned,
+            _ = stop.cancelled() => return,
+        };
+        match pruned {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    app = app_id,
+                    rows = n,
+                    retention_hours = retention.keep.as_secs() / 3600,
+                    "pruned the inbox"
+                );
+                metrics::counter!("inbox_pruned_total").increment(n);
+            }
+            Err(e) => tracing::warn!(app = app_id, error = %e, "pruning the inbox failed"),
+        }
+    }
+}
+
+/// Deletes every inbox row received more than `keep` ago, [`PRUNE_BATCH`]
+/// rows per statement (each its own short transaction); rows another pruner
+/// holds are skipped, not waited for. Returns how many rows went.
+async fn prune_inbox(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "delete from inbox where (event_id, topic) in ( \
+                 select event_id, topic from inbox \
+                 where received_at < now() - make_interval(secs => $1) \
+                 order by received_at limit $2 for update skip locked)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(PRUNE_BATCH)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < PRUNE_BATCH as u64 {
+            return Ok(total);
         }
     }
 }

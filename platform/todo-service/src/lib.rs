@@ -40,6 +40,8 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     app: poem::endpoint::BoxEndpoint<'static>,
     relay: Relay,
+    pool: sqlx::PgPool,
+    pruning: config::Pruning,
 }
 
 impl bootstrap::Service for Application {
@@ -69,7 +71,7 @@ impl bootstrap::Service for Application {
         let pool = connected.pool.clone();
 
         let relay = Relay::new(pool.clone(), connected.sidecar.clone());
-        let service = TaskService::new(pool, relay.clone(), config.publish_wait());
+        let service = TaskService::new(pool.clone(), relay.clone(), config.publish_wait());
         let app = connected.app(openapi(), common.max_body_bytes, Vec::new());
         let app = poem::EndpointExt::data(app, service);
         let app = poem::EndpointExt::boxed(poem::EndpointExt::around(
@@ -81,15 +83,23 @@ impl bootstrap::Service for Application {
             listener,
             app,
             relay,
+            pool,
+            pruning: config.pruning(),
         })
     }
 
-    /// Runs the relay and serves until `shutdown` is cancelled.
+    /// Runs the relay and its pruner and serves until `shutdown` is cancelled.
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.local_addr()?, "todo-service listening");
         let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        let pruner = tokio::spawn(relay::prune_periodically(
+            self.pool,
+            self.pruning,
+            shutdown.clone(),
+        ));
         server::serve(self.listener, self.app, shutdown).await?;
         relay.await.ok();
+        pruner.await.ok();
         Ok(())
     }
 }

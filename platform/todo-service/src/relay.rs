@@ -7,6 +7,10 @@
 //! fails (sidecar or Kafka down) it retries with exponential backoff and reports
 //! the failure through [`Relay::unavailable`], which makes new writes answer 503
 //! at once instead of piling up unconfirmed changes.
+//!
+//! [`prune_periodically`] runs beside it, on its own clock, so published events
+//! and expired idempotency keys are deleted under constant load too, not only
+//! when the relay has nothing to publish.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,7 +25,13 @@ use todo_core::sidecar::{OutgoingEvent, Sidecar};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::outbox::{self, PendingEvent};
+use crate::{
+    config::Pruning,
+    db::{
+        idempotency,
+        outbox::{self, PendingEvent},
+    },
+};
 
 /// Most events taken per batch.
 const BATCH: i64 = 256;
@@ -32,8 +42,8 @@ const SLOW_CALL: Duration = Duration::from_secs(2);
 /// How often waiters are checked against the database without a
 /// notification (one missed while the listening connection was down).
 const OTHERS_POLL: Duration = Duration::from_secs(1);
-/// Published events are kept this long (for inspection), then pruned.
-const KEEP_PUBLISHED_SECS: i64 = 3600;
+/// Most rows one pruning statement deletes: short transactions, few locks.
+const PRUNE_BATCH: i64 = 5000;
 
 #[derive(Default)]
 struct State {
@@ -155,16 +165,11 @@ impl Relay {
 
     async fn publish_until(self, stop: CancellationToken) {
         let mut backoff = new_backoff();
-        let mut last_prune = tokio::time::Instant::now();
         loop {
             match self.publish_batch_watched().await {
                 Ok(0) => {
                     self.set_failing(None);
                     backoff = new_backoff();
-                    if last_prune.elapsed() > Duration::from_secs(60) {
-                        self.prune().await;
-                        last_prune = tokio::time::Instant::now();
-                    }
                     tokio::select! {
                         _ = self.0.wake.notified() => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -214,15 +219,6 @@ impl Relay {
             tracing::info!("publishing recovered");
         }
         state.failing = reason;
-    }
-
-    async fn prune(&self) {
-        if let Err(e) = outbox::prune(&self.0.pool, KEEP_PUBLISHED_SECS).await {
-            tracing::warn!(error = %e, "pruning the outbox failed");
-        }
-        if let Err(e) = crate::db::idempotency::prune(&self.0.pool, 24 * 3600).await {
-            tracing::warn!(error = %e, "pruning idempotency keys failed");
-        }
     }
 
     /// Publishes one batch; returns how many events it published. On failure
@@ -341,6 +337,47 @@ async fn listen(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
             tracing::warn!(error = %e, "cannot listen for publishes; polling meanwhile");
             None
         }
+    }
+}
+
+/// Deletes published events older than `pruning.keep_published` and
+/// idempotency keys older than `pruning.keep_keys`, at once and then every
+/// `pruning.every`, until `stop` is cancelled — independently of how busy the
+/// relay is. Deletes go in batches of [`PRUNE_BATCH`] rows; pending events are
+/// never touched. Each run that deletes anything is logged and counted in
+/// `outbox_pruned_total` / `idempotency_keys_pruned_total`; a failed run is
+/// logged and tried again at the next interval. Safe with several instances.
+pub async fn prune_periodically(pool: PgPool, pruning: Pruning, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(pruning.every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = prune_once(&pool, pruning) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn prune_once(pool: &PgPool, pruning: Pruning) {
+    match outbox::prune(pool, pruning.keep_published, PRUNE_BATCH).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(rows = n, "pruned published events from the outbox");
+            metrics::counter!("outbox_pruned_total").increment(n);
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning the outbox failed"),
+    }
+    match idempotency::prune(pool, pruning.keep_keys, PRUNE_BATCH).await {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(rows = n, "pruned expired idempotency keys");
+            metrics::counter!("idempotency_keys_pruned_total").increment(n);
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
     }
 }
 

@@ -86,8 +86,10 @@ pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
     .await
 }
 
-/// Deletes updates (and inbox rows) received before `cutoff`, moving the
-/// horizon up to the highest seq deleted. Returns how many updates went.
+/// Deletes updates received before `cutoff`, moving the horizon up to the
+/// highest seq deleted. Returns how many updates went. (The inbox is pruned by
+/// the shared consumer, on its own longer retention, so a redelivery of a
+/// pruned update is still recognised and not logged again.)
 pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     let mut tx = db.begin().await?;
     let gone = sqlx::query!(
@@ -105,9 +107,6 @@ pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Erro
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query!("delete from inbox where received_at < $1", cutoff)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(gone.deleted as u64)
 }

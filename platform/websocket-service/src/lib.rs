@@ -118,6 +118,7 @@ impl bootstrap::Service for Application {
                 topic: Topic::TaskUpdates,
             }],
             app_token,
+            common.inbox,
         );
         let streams_stop = CancellationToken::new();
         let streams = Streams {

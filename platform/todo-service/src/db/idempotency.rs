@@ -1,5 +1,7 @@
 //! Rows of `idempotency_key`: the first answer to a keyed request.
 
+use std::time::Duration;
+
 use sqlx::PgConnection;
 
 /// A recorded answer.
@@ -69,13 +71,27 @@ pub async fn record(
     Ok(())
 }
 
-/// Forgets keys older than `keep_secs` seconds.
-pub async fn prune(db: &sqlx::PgPool, keep_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "delete from idempotency_key where created_at < now() - make_interval(secs => $1::double precision)",
-    )
-    .bind(keep_secs as f64)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+/// Forgets keys created more than `keep` ago, `batch` rows per statement
+/// (each its own short transaction) until none is left; rows another instance
+/// is deleting, or a request is still answering, are skipped. Returns how many
+/// went.
+pub async fn prune(db: &sqlx::PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "delete from idempotency_key where (user_id, key) in ( \
+                 select user_id, key from idempotency_key \
+                 where created_at < now() - make_interval(secs => $1) \
+                 order by created_at limit $2 for update skip locked)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(batch)
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
 }

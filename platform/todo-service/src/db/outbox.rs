@@ -1,6 +1,8 @@
 //! Rows of `outbox`: events committed with the change they record, published
 //! by the relay in id order.
 
+use std::time::Duration;
+
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -87,13 +89,27 @@ pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Deletes published events older than `keep_secs` seconds; returns how many.
-pub async fn prune(db: &PgPool, keep_secs: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        "delete from outbox where published_at < now() - make_interval(secs => $1::double precision)",
-    )
-    .bind(keep_secs as f64)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+/// Deletes events published more than `keep` ago, `batch` rows per
+/// statement (each its own short transaction) until none is left; rows another
+/// instance is deleting are skipped. Never touches a pending event. Returns
+/// how many went.
+pub async fn prune(db: &PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    let mut total = 0;
+    loop {
+        let deleted = sqlx::query(
+            "delete from outbox where id in ( \
+                 select id from outbox \
+                 where published_at < now() - make_interval(secs => $1) \
+                 order by published_at limit $2 for update skip locked)",
+        )
+        .bind(keep.as_secs_f64())
+        .bind(batch)
+        .execute(db)
+        .await?
+        .rows_affected();
+        total += deleted;
+        if deleted < batch as u64 {
+            return Ok(total);
+        }
+    }
 }
