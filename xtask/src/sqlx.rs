@@ -11,8 +11,10 @@ use anyhow::{Result, bail};
 use sqlx::migrate::Migrator;
 use todo_local_stack::{Database, workspace_root};
 
-/// Each crate with compile-checked queries, and the schema they run in
-/// (the shared consumer's `inbox` is in every schema; the audit one serves).
+/// Each crate with compile-checked queries, and the schema they run in.
+/// The shared consumer's `inbox` (todo-core) has the same shape in every
+/// consuming schema; the audit one serves, for todo-core itself and for its
+/// queries compiled as a dependency of a crate whose schema has none.
 const CRATES: &[(&str, &str)] = &[
     ("platform/todo-core", "audit"),
     ("platform/todo-service", "todo"),
@@ -27,6 +29,15 @@ static AUDIT: Migrator = sqlx::migrate!("../db/audit");
 static WEBSOCKET: Migrator = sqlx::migrate!("../db/websocket");
 static NOTIFICATION: Migrator = sqlx::migrate!("../db/notification");
 static RECURRING: Migrator = sqlx::migrate!("../db/recurring");
+
+/// The superuser's URL with `schema` first on the search path, then the
+/// shared consumer's.
+fn url_for(db: &Database, schema: &str) -> String {
+    let mut url = db.admin_url();
+    url.push_str(if url.contains('?') { "&" } else { "?" });
+    url.push_str(&format!("options=-csearch_path%3D{schema}%2Caudit"));
+    url
+}
 
 /// Options of `cargo xtask sqlx`.
 #[derive(Debug, clap::Args)]
@@ -67,7 +78,7 @@ pub async fn run(options: Options) -> Result<()> {
                 .args(["sqlx", "prepare"])
                 .args(options.check.then_some("--check"))
                 .args(["--", "--all-targets"])
-                .env("DATABASE_URL", db.role_url(schema));
+                .env("DATABASE_URL", url_for(&db, schema));
             eprintln!(
                 "[xtask] {dir}: cargo sqlx prepare{}",
                 if options.check { " --check" } else { "" }

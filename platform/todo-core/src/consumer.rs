@@ -282,11 +282,11 @@ impl<H: EventHandler> Consumer<H> {
         let span = tracing::info_span!("event", task_id = %event.task_id, event_id = %event.event_id, event_type = %event.event_type);
         let _enter = span.enter();
         let mut savepoint = conn.begin().await?;
-        let fresh = sqlx::query(
+        let fresh = sqlx::query!(
             "insert into inbox (event_id, topic) values ($1, $2) on conflict do nothing",
+            event.event_id,
+            topic.name(),
         )
-        .bind(event.event_id)
-        .bind(topic.name())
         .execute(&mut *savepoint)
         .await?
         .rows_affected()
@@ -356,14 +356,14 @@ async fn prune_inbox_periodically(
 async fn prune_inbox(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "delete from inbox where (event_id, topic) in ( \
                  select event_id, topic from inbox \
                  where received_at < now() - make_interval(secs => $1) \
                  order by received_at limit $2 for update skip locked)",
+            keep.as_secs_f64(),
+            PRUNE_BATCH,
         )
-        .bind(keep.as_secs_f64())
-        .bind(PRUNE_BATCH)
         .execute(pool)
         .await?
         .rows_affected();

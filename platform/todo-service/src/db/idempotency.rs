@@ -5,7 +5,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 
 /// A recorded answer.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Recorded {
     pub operation: String,
     pub request_hash: String,
@@ -24,26 +24,27 @@ pub async fn claim(
     operation: &str,
     request_hash: &str,
 ) -> Result<Option<Recorded>, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "insert into idempotency_key (user_id, key, operation, request_hash) values ($1, $2, $3, $4) \
          on conflict (user_id, key) do nothing",
+        user_id,
+        key,
+        operation,
+        request_hash,
     )
-    .bind(user_id)
-    .bind(key)
-    .bind(operation)
-    .bind(request_hash)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if inserted == 1 {
         return Ok(None);
     }
-    sqlx::query_as(
+    sqlx::query_as!(
+        Recorded,
         "select operation, request_hash, status_code, response, outbox_ids from idempotency_key \
          where user_id = $1 and key = $2",
+        user_id,
+        key,
     )
-    .bind(user_id)
-    .bind(key)
     .fetch_optional(conn)
     .await
 }
@@ -57,15 +58,15 @@ pub async fn record(
     response: &serde_json::Value,
     outbox_ids: &[i64],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update idempotency_key set status_code = $3, response = $4, outbox_ids = $5 \
          where user_id = $1 and key = $2",
+        user_id,
+        key,
+        i32::from(status_code),
+        response,
+        outbox_ids,
     )
-    .bind(user_id)
-    .bind(key)
-    .bind(i32::from(status_code))
-    .bind(response)
-    .bind(outbox_ids)
     .execute(conn)
     .await?;
     Ok(())
@@ -78,14 +79,14 @@ pub async fn record(
 pub async fn prune(db: &sqlx::PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "delete from idempotency_key where (user_id, key) in ( \
                  select user_id, key from idempotency_key \
                  where created_at < now() - make_interval(secs => $1) \
                  order by created_at limit $2 for update skip locked)",
+            keep.as_secs_f64(),
+            batch,
         )
-        .bind(keep.as_secs_f64())
-        .bind(batch)
         .execute(db)
         .await?
         .rows_affected();

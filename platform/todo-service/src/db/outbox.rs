@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 /// An event waiting to be published.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct PendingEvent {
     pub id: i64,
     pub topic: String,
@@ -23,13 +23,13 @@ pub async fn enqueue(
     task_id: Uuid,
     cloud_event: &[u8],
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "insert into outbox (event_id, topic, task_id, cloud_event) values ($1, $2, $3, $4) returning id",
+        event_id,
+        topic,
+        task_id,
+        cloud_event,
     )
-    .bind(event_id)
-    .bind(topic)
-    .bind(task_id)
-    .bind(cloud_event)
     .fetch_one(conn)
     .await
 }
@@ -37,7 +37,7 @@ pub async fn enqueue(
 /// Takes the transaction-scoped lock that makes one relay (of any instance)
 /// publish at a time, so events leave in commit order.
 pub async fn lock_publisher(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_advisory_xact_lock(7305260918)")
+    sqlx::query!("select pg_advisory_xact_lock(7305260918)")
         .execute(conn)
         .await?;
     Ok(())
@@ -48,10 +48,11 @@ pub async fn pending(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<PendingEvent>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        PendingEvent,
         "select id, topic, task_id, cloud_event from outbox where published_at is null order by id limit $1",
+        limit,
     )
-    .bind(limit)
     .fetch_all(conn)
     .await
 }
@@ -63,12 +64,13 @@ pub const PUBLISHED_CHANNEL: &str = "outbox_published";
 /// Stamps events as published, and announces it on [`PUBLISHED_CHANNEL`]
 /// (delivered on commit), so requests waiting on another replica hear of it.
 pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query("update outbox set published_at = now() where id = any($1)")
-        .bind(ids)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(PUBLISHED_CHANNEL)
+    sqlx::query!(
+        "update outbox set published_at = now() where id = any($1)",
+        ids
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!("select pg_notify($1, '')", PUBLISHED_CHANNEL)
         .execute(conn)
         .await?;
     Ok(())
@@ -76,15 +78,17 @@ pub async fn mark_published(conn: &mut PgConnection, ids: &[i64]) -> Result<(), 
 
 /// Which of `ids` are published (stamped and committed).
 pub async fn published_among(db: &PgPool, ids: &[i64]) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("select id from outbox where id = any($1) and published_at is not null")
-        .bind(ids)
-        .fetch_all(db)
-        .await
+    sqlx::query_scalar!(
+        "select id from outbox where id = any($1) and published_at is not null",
+        ids
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// How many events wait in all.
 pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from outbox where published_at is null")
+    sqlx::query_scalar!(r#"select count(*) as "backlog!" from outbox where published_at is null"#)
         .fetch_one(db)
         .await
 }
@@ -96,14 +100,14 @@ pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
 pub async fn prune(db: &PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
-        let deleted = sqlx::query(
+        let deleted = sqlx::query!(
             "delete from outbox where id in ( \
                  select id from outbox \
                  where published_at < now() - make_interval(secs => $1) \
                  order by published_at limit $2 for update skip locked)",
+            keep.as_secs_f64(),
+            batch,
         )
-        .bind(keep.as_secs_f64())
-        .bind(batch)
         .execute(db)
         .await?
         .rows_affected();
