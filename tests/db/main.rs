@@ -1,5 +1,5 @@
 //! Database-level tests: the services' own code (relay waiters, idempotency,
-//! the consumer's inbox) against a real PostgreSQL, without Kafka, Dapr or a
+//! the consumer's inbox, pruning) against a real PostgreSQL, without Kafka, Dapr or a
 //! running service. PostgreSQL comes up once for this binary
 //! (`todo_local_stack::Database`, state in `.state/db-tests`), and every trial
 //! gets a fresh schema with its service's migrations, so trials run in
@@ -7,6 +7,7 @@
 
 mod consumer;
 mod idempotency;
+mod pruning;
 mod relay;
 
 use std::sync::Arc;
@@ -100,6 +101,7 @@ fn main() {
         .into_iter()
         .chain(idempotency::trials(&ctx))
         .chain(consumer::trials(&ctx))
+        .chain(pruning::trials(&ctx))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(Err(e)) = database.map(|db| runtime.block_on(db.shutdown())) {

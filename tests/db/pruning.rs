@@ -1,0 +1,145 @@
+//! Nothing grows without bound: the Todo service's published events and
+//! expired idempotency keys, and every consumer's inbox, are pruned in
+//! batches, and nothing still needed goes.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use poem::{EndpointExt, Route};
+use todo_contract::Topic;
+use todo_core::consumer::{Consumer, InboxRetention, Subscription};
+use todo_service::db::{idempotency, outbox};
+use uuid::Uuid;
+
+use crate::{AUDIT, Ctx, TODO, trial};
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![
+        trial!(
+            ctx,
+            old_published_events_and_expired_keys_go_in_batches_and_pending_events_stay
+        ),
+        trial!(
+            ctx,
+            a_consumers_inbox_forgets_only_what_is_past_its_retention
+        ),
+    ]
+}
+
+async fn old_published_events_and_expired_keys_go_in_batches_and_pending_events_stay(
+    ctx: &Ctx,
+) -> Result<()> {
+    let pool = ctx.fresh_schema(&TODO).await?;
+    let task = Uuid::new_v4();
+    let mut conn = pool.acquire().await?;
+    let mut ids = Vec::new();
+    for _ in 0..25 {
+        ids.push(outbox::enqueue(&mut conn, Uuid::now_v7(), "task-events", task, b"{}").await?);
+    }
+    let mut key = |i: usize| format!("key-{i}");
+    for i in 0..12 {
+        let mut tx = pool.begin().await?;
+        idempotency::claim(&mut tx, "alice", &key(i), "create", "h").await?;
+        tx.commit().await?;
+    }
+    drop(conn);
+    // 20 published two hours ago, 2 published just now, 3 still pending (one
+    // of them two hours old); 10 keys two days old, 2 fresh.
+    sqlx::query(
+        "update outbox set published_at = now() - interval '2 hours', created_at = now() - interval '2 hours' \
+         where id = any($1)",
+    )
+    .bind(&ids[..20])
+    .execute(&pool)
+    .await?;
+    sqlx::query("update outbox set published_at = now() where id = any($1)")
+        .bind(&ids[20..22])
+        .execute(&pool)
+        .await?;
+    sqlx::query("update outbox set created_at = now() - interval '2 hours' where id = $1")
+        .bind(ids[22])
+        .execute(&pool)
+        .await?;
+    sqlx::query(
+        "update idempotency_key set created_at = now() - interval '2 days' where key = any($1)",
+    )
+    .bind((0..10).map(&mut key).collect::<Vec<_>>())
+    .execute(&pool)
+    .await?;
+
+    let hour = Duration::from_secs(3600);
+    let pruned = outbox::prune(&pool, hour, 7).await?;
+    ensure!(
+        pruned == 20,
+        "published events past the hour pruned: {pruned}"
+    );
+    let left: Vec<i64> = sqlx::query_scalar("select id from outbox order by id")
+        .fetch_all(&pool)
+        .await?;
+    ensure!(
+        left == ids[20..],
+        "the recent published and every pending event stay: {left:?}"
+    );
+    let pruned = idempotency::prune(&pool, 24 * hour, 3).await?;
+    ensure!(pruned == 10, "keys past a day pruned: {pruned}");
+    let keys: Vec<String> = sqlx::query_scalar("select key from idempotency_key order by key")
+        .fetch_all(&pool)
+        .await?;
+    ensure!(
+        keys == ["key-10", "key-11"],
+        "the fresh keys stay: {keys:?}"
+    );
+    Ok(())
+}
+
+async fn a_consumers_inbox_forgets_only_what_is_past_its_retention(ctx: &Ctx) -> Result<()> {
+    let pool = ctx.fresh_schema(&AUDIT).await?;
+    sqlx::query(
+        "insert into inbox (event_id, topic, received_at) \
+         select gen_random_uuid(), 'task-events', now() - interval '15 days' from generate_series(1, 2500)",
+    )
+    .execute(&pool)
+    .await?;
+    let recent = Uuid::new_v4();
+    sqlx::query(
+        "insert into inbox (event_id, topic, received_at) values ($1, 'task-events', now() - interval '13 days')",
+    )
+    .bind(recent)
+    .execute(&pool)
+    .await?;
+    // The consumer prunes from the moment its routes exist.
+    let consumer = Consumer::new(
+        "audit-service",
+        pool.clone(),
+        audit_service::handler::Handler,
+        vec![Subscription {
+            topic: Topic::TaskEvents,
+        }],
+        None,
+        InboxRetention {
+            keep: Duration::from_secs(14 * 24 * 3600),
+            prune_every: Duration::from_secs(600),
+        },
+    );
+    let mut route = Route::new();
+    for (path, ep) in consumer.endpoints() {
+        route = route.at(path, ep);
+    }
+    let _app = route.boxed();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let left: Vec<Uuid> = loop {
+        let left: Vec<Uuid> = sqlx::query_scalar("select event_id from inbox")
+            .fetch_all(&pool)
+            .await?;
+        if left.len() == 1 || tokio::time::Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    ensure!(
+        left == [recent],
+        "only the 13-day-old id is kept ({} rows left)",
+        left.len()
+    );
+    Ok(())
+}
