@@ -171,3 +171,30 @@ impl Failure {
 fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, Failure> {
     serde_json::from_value(v.clone()).map_err(|e| Failure::Unreadable(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_firing_publishes_the_reminders_derived_event_whenever_it_is_retried() {
+        let reminder = Reminder {
+            task_id: Uuid::from_u128(1),
+            user_id: "alice".to_owned(),
+            title: "call".to_owned(),
+            due_date: None,
+            remind_at: Timestamp::parse("2026-03-01T08:00:00Z").unwrap(),
+        };
+        let firing = Firing {
+            reminder: reminder.clone(),
+            fired_at: Timestamp::parse("2026-03-01T08:00:00.020Z").unwrap(),
+        };
+        let stored = serde_json::to_value(&firing).unwrap();
+        let again: Firing = serde_json::from_value(stored).unwrap();
+        assert_eq!(again, firing);
+        assert_eq!(
+            again.reminder.fired(again.fired_at).event_id,
+            reminder.event_id()
+        );
+    }
+}

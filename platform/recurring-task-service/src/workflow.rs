@@ -369,6 +369,14 @@ mod tests {
     }
 
     #[test]
+    fn a_withdrawn_instance_is_named_in_the_output() {
+        let id = Uuid::from_u128(7);
+        let json = serde_json::to_value(RecurrenceOutcome::Withdrawn { task_id: id }).unwrap();
+        assert_eq!(json["outcome"], "withdrawn");
+        assert_eq!(json["task_id"], id.to_string());
+    }
+
+    #[test]
     fn outcomes_are_tagged_json() {
         let created = RecurrenceOutcome::Created {
             task_id: Uuid::nil(),
