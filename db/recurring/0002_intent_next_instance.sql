@@ -9,6 +9,8 @@
 create table intent (
     key           text        primary key,
     kind          text        not null,
+    -- The task it is about (for logs), if any.
+    task_id       uuid,
     payload       jsonb       not null,
     generation    bigint      not null default 1,
     -- Attempts started since it was last decided.

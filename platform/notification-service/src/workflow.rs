@@ -130,6 +130,7 @@ pub async fn record_start(
     attempt: i32,
     reminder: Reminder,
 ) -> Result<(), sqlx::Error> {
+    let task_id = reminder.task_id;
     let input = DeliveryInput {
         notification_id,
         attempt,
@@ -140,6 +141,7 @@ pub async fn record_start(
         conn,
         &instance_id(notification_id, attempt),
         START_DELIVERY,
+        Some(task_id),
         &payload,
     )
     .await

@@ -21,7 +21,6 @@ use todo_contract::{Reminder, Timestamp, Topic};
 use todo_core::intent::{self, Intent};
 use todo_core::sidecar::Sidecar;
 use todo_core::workflow::Starter;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db;
@@ -48,6 +47,7 @@ pub async fn sync_job(conn: &mut PgConnection, task_id: Uuid) -> Result<(), sqlx
         conn,
         &reminder_job_name(task_id),
         JOB,
+        Some(task_id),
         &json!({ "task_id": task_id }),
     )
     .await
@@ -60,14 +60,28 @@ pub async fn start_recurrence(
     input: &RecurrenceInput,
 ) -> Result<(), sqlx::Error> {
     let payload = serde_json::to_value(input).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    intent::record(conn, instance_id, WORKFLOW, &payload).await
+    intent::record(
+        conn,
+        instance_id,
+        WORKFLOW,
+        Some(input.next.parent_task_id),
+        &payload,
+    )
+    .await
 }
 
 /// Records that `firing` must be published; its event id.
 pub async fn publish_fired(conn: &mut PgConnection, firing: &Firing) -> Result<Uuid, sqlx::Error> {
     let event_id = firing.reminder.event_id();
     let payload = serde_json::to_value(firing).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    intent::record(conn, &event_id.to_string(), PUBLISH, &payload).await?;
+    intent::record(
+        conn,
+        &event_id.to_string(),
+        PUBLISH,
+        Some(firing.reminder.task_id),
+        &payload,
+    )
+    .await?;
     Ok(event_id)
 }
 
@@ -81,16 +95,10 @@ pub struct Actions {
 }
 
 impl Actions {
-    /// Does one intent; an error means "try again later".
+    /// Does one intent (the dispatcher's span names its task); an error
+    /// means "try again later".
     pub async fn act(&self, intent: Intent) -> Result<(), String> {
-        let task_id = intent.payload["task_id"]
-            .as_str()
-            .or_else(|| intent.payload["reminder"]["task_id"].as_str())
-            .or_else(|| intent.payload["next"]["parent_task_id"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let span = tracing::info_span!("intent", task_id = %task_id, key = %intent.key, kind = %intent.kind);
-        self.act_on(intent).instrument(span).await
+        self.act_on(intent).await
     }
 
     async fn act_on(&self, intent: Intent) -> Result<(), String> {

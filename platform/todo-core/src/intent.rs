@@ -26,6 +26,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
 
 /// One intent as a dispatcher claimed it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -34,6 +36,8 @@ pub struct Intent {
     pub key: String,
     /// Which action carries it out (the service's own names).
     pub kind: String,
+    /// The task it is about, if any (every log line about it carries it).
+    pub task_id: Option<Uuid>,
     pub payload: Value,
     pub generation: i64,
     /// Attempts started, this one included.
@@ -47,13 +51,14 @@ pub async fn record(
     conn: &mut PgConnection,
     key: &str,
     kind: &str,
+    task_id: Option<Uuid>,
     payload: &Value,
 ) -> Result<(), sqlx::Error> {
     // A row decided anew keeps its lease: a dispatcher that is carrying out
     // the older decision finishes first, then sees the new generation and
     // frees the row for the next round (so two calls for one key never race).
     sqlx::query(
-        "insert into intent (key, kind, payload) values ($1, $2, $3) \
+        "insert into intent (key, kind, payload, task_id) values ($1, $2, $3, $4) \
          on conflict (key) do update set kind = excluded.kind, payload = excluded.payload, \
          generation = intent.generation + 1, attempts = 0, not_before = now(), last_error = null, \
          updated_at = now()",
@@ -61,6 +66,7 @@ pub async fn record(
     .bind(key)
     .bind(kind)
     .bind(payload)
+    .bind(task_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -81,7 +87,7 @@ async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Intent>, 
          where key in (select key from intent where not_before <= now() \
                        and (claimed_until is null or claimed_until < now()) \
                        order by not_before limit $1 for update skip locked) \
-         returning key, kind, payload, generation, attempts",
+         returning key, kind, task_id, payload, generation, attempts",
     )
     .bind(limit)
     .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
@@ -214,10 +220,17 @@ pub async fn dispatch<A, F>(
                 return;
             };
             let (db, act) = (db.clone(), act.clone());
-            tokio::spawn(async move {
-                carry_out(&db, intent, act.as_ref()).await;
-                drop(permit);
-            });
+            let span = tracing::info_span!("intent", task_id = tracing::field::Empty, key = %intent.key, kind = %intent.kind);
+            if let Some(task_id) = intent.task_id {
+                span.record("task_id", tracing::field::display(task_id));
+            }
+            tokio::spawn(
+                async move {
+                    carry_out(&db, intent, act.as_ref()).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
         if more {
             continue;
