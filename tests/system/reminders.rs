@@ -42,6 +42,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_sent_or_cancelled_never_both
         ),
         shared!(ctx, a_job_trigger_whose_body_cannot_be_read_is_answered_with_an_error),
+        shared!(
+            ctx,
+            triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once
+        ),
         exclusive!(
             ctx,
             reminders_and_retries_are_accepted_while_the_workflow_engine_is_unreachable_and_sent_when_it_returns
@@ -670,5 +674,63 @@ async fn reminders_and_retries_are_accepted_while_the_workflow_engine_is_unreach
     }
     let retried = notifications(stack, &format!("task_id={earlier}")).await?;
     ensure!(retried["notifications"][0]["attempts"] == 2, "{retried}");
+    Ok(())
+}
+
+async fn triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let remind_at = whole_second_in(3600);
+    let task = client
+        .create(json!({ "title": "once", "reminder_time": remind_at.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the reminder is scheduled",
+        || async { Ok((reminder_of(stack, &id).await?["status"] == "scheduled").then_some(())) },
+    )
+    .await?;
+    // The same trigger, 8 times at once: what a retried trigger landing on
+    // another replica (or the scheduler's at-least-once delivery) looks like.
+    let url = format!(
+        "{}/job/reminder-{id}",
+        stack.app_url("recurring-task-service")
+    );
+    let body = json!({ "task_id": id, "user_id": client.user, "title": "once",
+                       "due_date": null, "remind_at": task["reminder_time"] });
+    let answers = futures::future::join_all((0..8).map(|_| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("dapr-api-token", stack.app_api_token())
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut outcomes = Vec::new();
+    for a in answers {
+        let a = a?;
+        ensure!(a.status() == 200, "trigger answered {}", a.status());
+        let v: Value = a.json().await?;
+        outcomes.push(text(&v, "/status").to_owned());
+    }
+    outcomes.sort();
+    ensure!(
+        outcomes.iter().filter(|o| *o == "fired").count() == 1
+            && outcomes.iter().filter(|o| *o == "already_fired").count() == 7,
+        "one trigger fires it, the others find it fired: {outcomes:?}"
+    );
+    let page = eventually(
+        Duration::from_secs(20),
+        "its notification is sent",
+        || async {
+            let page = notifications(stack, &format!("task_id={id}")).await?;
+            Ok((page["notifications"][0]["status"] == "sent").then_some(page))
+        },
+    )
+    .await?;
+    ensure!(page["total"] == 1, "exactly one notification: {page}");
     Ok(())
 }
