@@ -43,6 +43,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             ctx,
             a_recurring_service_killed_mid_workflow_finishes_it_after_restart_with_one_instance
         ),
+        exclusive!(
+            ctx,
+            a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_the_series_at_once_and_no_instance_survives
+        ),
     ]
 }
 
@@ -242,17 +246,36 @@ async fn monthly_keeps_its_anchor_across_month_ends_and_daily_keeps_wall_clock_t
 /// Builds a `task-completed` CloudEvent for `task` as a producer other than
 /// the Todo service would (a late or replayed completion), with a fresh id.
 fn completion_event(task: &Value, user: &str) -> (String, Value) {
-    let event_id = uuid::Uuid::new_v4().to_string();
     let mut payload = task.clone();
     payload["status"] = json!("complete");
+    task_event("task-completed", &payload, user)
+}
+
+/// A CloudEvent of `event_type` about `payload` (the task snapshot), with a
+/// fresh event id, as a producer other than the Todo service would send it.
+fn task_event(event_type: &str, payload: &Value, user: &str) -> (String, Value) {
+    let event_id = uuid::Uuid::new_v4().to_string();
     let event = json!({
-        "specversion": "1.0", "id": event_id, "source": "system-tests", "type": "task-completed",
+        "specversion": "1.0", "id": event_id, "source": "system-tests", "type": event_type,
         "datacontenttype": "application/json",
-        "data": { "event_id": event_id, "event_type": "task-completed", "schema_version": "1.0",
+        "data": { "event_id": event_id, "event_type": event_type, "schema_version": "1.0",
                   "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                  "task_id": task["id"], "user_id": user, "payload": payload }
+                  "task_id": payload["id"], "user_id": user, "payload": payload }
     });
     (event_id, event)
+}
+
+/// Freezes (`STOP`) or thaws (`CONT`) a service's process: a service that is
+/// slow rather than gone (its connections stay open, nothing is answered).
+fn signal_service(stack: &Stack, app_id: &str, signal: &str) -> Result<()> {
+    let pid = stack
+        .service_pid(app_id)
+        .with_context(|| format!("{app_id} is not running"))?;
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()?;
+    ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// Waits until the recurring service has consumed event `event_id`.
@@ -282,6 +305,44 @@ async fn workflow(stack: &Stack, instance_id: &str) -> Result<Value> {
     ))
     .await?
     .expect(200)
+}
+
+/// Waits until nothing the recurring service was asked to do about the
+/// completion of `task_id` is still pending: no workflow start left in its
+/// outbox, and the instance `recurrence-<task_id>` absent from Dapr or
+/// finished. Returns the workflow's state if it ran.
+async fn settled(stack: &Stack, task_id: &str) -> Result<Option<Value>> {
+    let db = admin_db(stack).await?;
+    let instance = format!("recurrence-{task_id}");
+    eventually(
+        Duration::from_secs(10),
+        "no workflow start left in the recurring service's outbox",
+        || async {
+            let n: i64 = sqlx::query_scalar("select count(*) from recurring.intent where key = $1")
+                .bind(&instance)
+                .fetch_one(&db)
+                .await?;
+            Ok((n == 0).then_some(()))
+        },
+    )
+    .await?;
+    let url = format!(
+        "{}/v1.0/workflows/dapr/{instance}",
+        stack.dapr_http_url("recurring-task-service")
+    );
+    eventually(
+        Duration::from_secs(30),
+        &format!("{instance} absent or finished"),
+        || async {
+            let w = get_json(&url).await?;
+            if w.status != 200 {
+                return Ok(Some(None));
+            }
+            let status = text(&w.body, "/runtimeStatus");
+            Ok(matches!(status, "COMPLETED" | "FAILED" | "TERMINATED").then_some(Some(w.body)))
+        },
+    )
+    .await
 }
 
 /// How many tasks (of any user, deleted ones excluded) follow `parent`.
@@ -361,6 +422,10 @@ async fn deleting_a_recurring_task_ends_its_series_and_a_late_completion_creates
     )
     .await?;
     consumed(stack, &event_id).await?;
+    // Whatever the completion set in motion has finished before we count: the
+    // recurrence workflow of the deleted instance either never started or has
+    // completed (it could otherwise still create an instance after the count).
+    settled(stack, text(&second, "/id")).await?;
     ensure!(
         stored_children(stack, text(&second, "/id")).await? == 0,
         "no instance after the deleted one"
@@ -564,6 +629,75 @@ async fn switching_recurrence_off_pauses_the_series_and_switching_it_on_resumes_
     ensure!(
         time_of(&next, "/due_date")? == at("2026-07-13T17:00:00Z"),
         "{next}"
+    );
+    Ok(())
+}
+
+async fn a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_the_series_at_once_and_no_instance_survives(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(
+        &client,
+        "feed the cat",
+        "daily",
+        "2026-09-01T07:00:00Z",
+        "UTC",
+    )
+    .await?;
+    let id = text(&task, "/id").to_owned();
+    series_becomes(stack, &id, true, Value::Null).await?;
+    let instance = format!("recurrence-{id}");
+    // The Todo service stops answering (frozen, its sockets open): creating
+    // the next instance hangs on it.
+    signal_service(stack, "todo-service", "STOP")?;
+    let during = async {
+        let mut done = task.clone();
+        done["status"] = json!("complete");
+        let (_, completed) = task_event("task-completed", &done, &client.user);
+        produce(stack, "task-events", &id, &completed.to_string()).await?;
+        eventually(Duration::from_secs(15), "the workflow runs", || async {
+            let w = workflow(stack, &instance).await?;
+            Ok((w["runtimeStatus"] == "RUNNING").then_some(()))
+        })
+        .await?;
+        // The completed task is deleted while its next instance is on its way.
+        let (_, deleted) = task_event("task-deleted", &done, &client.user);
+        produce(stack, "task-events", &id, &deleted.to_string()).await?;
+        let started = Instant::now();
+        series_becomes(stack, &id, false, json!("deleted")).await?;
+        eprintln!(
+            "    deletion applied {} ms after it was produced, the Todo service still frozen",
+            started.elapsed().as_millis()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    signal_service(stack, "todo-service", "CONT")?;
+    during?;
+    // Once the Todo service answers again the workflow finishes, and the
+    // deletion still wins: no instance follows the deleted task.
+    eventually(
+        Duration::from_secs(60),
+        "the workflow completes",
+        || async {
+            let w = workflow(stack, &instance).await?;
+            Ok((w["runtimeStatus"] == "COMPLETED").then_some(()))
+        },
+    )
+    .await?;
+    ensure!(
+        stored_children(stack, &id).await? == 0,
+        "no instance of the deleted series survives"
+    );
+    ensure!(
+        children(&client, &id).await?.is_empty(),
+        "none listed either"
+    );
+    let s = schedule(stack, &id).await?;
+    ensure!(
+        s["is_active"] == false && s["ended_reason"] == "deleted" && s["instances"] == 1,
+        "{s}"
     );
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
@@ -36,6 +36,19 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         exclusive!(
             ctx,
             a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_delivered_late_once
+        ),
+        exclusive!(
+            ctx,
+            a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_sent_or_cancelled_never_both
+        ),
+        shared!(ctx, a_job_trigger_whose_body_cannot_be_read_is_answered_with_an_error),
+        shared!(
+            ctx,
+            triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once
+        ),
+        exclusive!(
+            ctx,
+            reminders_and_retries_are_accepted_while_the_workflow_engine_is_unreachable_and_sent_when_it_returns
         ),
     ]
 }
@@ -412,5 +425,312 @@ async fn a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_de
         "    reminder due {due}, service back {restarted}: sent {} ms after the restart",
         (sent_at - restarted).num_milliseconds()
     );
+    Ok(())
+}
+
+/// Sends `cloud_event` to `app`'s subscription route for `topic` as its
+/// sidecar would (with the app API token); the delivery status it answers.
+async fn deliver(stack: &Stack, app: &str, topic: &str, cloud_event: &Value) -> Result<String> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/events/{topic}", stack.app_url(app)))
+        .header("dapr-api-token", stack.app_api_token())
+        .timeout(Duration::from_secs(30))
+        .json(cloud_event)
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "delivery to {app}: {}", r.status());
+    let body: Value = r.json().await?;
+    Ok(text(&body, "/status").to_owned())
+}
+
+/// A CloudEvent with the envelope of `event_type` about `task_id`.
+fn cloud_event(event_type: &str, task_id: &str, user: &str, payload: Value) -> Value {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    json!({
+        "specversion": "1.0", "id": event_id, "source": "system-tests", "type": event_type,
+        "datacontenttype": "application/json",
+        "data": { "event_id": event_id, "event_type": event_type, "schema_version": "1.0",
+                  "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                  "task_id": task_id, "user_id": user, "payload": payload }
+    })
+}
+
+/// The reminder of `task_id` as the recurring-task service lists it.
+async fn reminder_of(stack: &Stack, task_id: &str) -> Result<Value> {
+    let r = get_json(&format!(
+        "{}/api/v1/reminders?task_id={task_id}",
+        stack.app_url("recurring-task-service")
+    ))
+    .await?
+    .expect(200)?;
+    Ok(r["reminders"][0].clone())
+}
+
+async fn a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_sent_or_cancelled_never_both(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let remind_at = whole_second_in(3600);
+    let task = client
+        .create(json!({ "title": "fire or cancel", "reminder_time": remind_at.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the reminder is scheduled",
+        || async { Ok((reminder_of(stack, &id).await?["status"] == "scheduled").then_some(())) },
+    )
+    .await?;
+    let reminder = json!({ "task_id": id, "user_id": client.user, "title": "fire or cancel",
+                           "due_date": null, "remind_at": task["reminder_time"] });
+    // The broker freezes, so that publishing `reminder-fired` takes a while.
+    stack.pause_kafka()?;
+    let interleaved = async {
+        // The scheduler triggers the job (as daprd calls it) ...
+        let trigger = tokio::spawn({
+            let url = format!(
+                "{}/job/reminder-{id}",
+                stack.app_url("recurring-task-service")
+            );
+            let token = stack.app_api_token().to_owned();
+            let body = reminder.clone();
+            async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .header("dapr-api-token", token)
+                    .timeout(Duration::from_secs(120))
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                anyhow::Ok((status, body))
+            }
+        });
+        // ... and, before its answer (at most 2 s), the user clears the
+        // reminder: the recurring service applies that update meanwhile.
+        let early = tokio::time::timeout(Duration::from_secs(2), async {
+            while !trigger.is_finished() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let mut cleared = task.clone();
+        cleared["reminder_time"] = Value::Null;
+        let update = cloud_event("task-updated", &id, &client.user, cleared);
+        let status = deliver(stack, "recurring-task-service", "task-events", &update).await?;
+        ensure!(status == "SUCCESS", "the update is applied: {status}");
+        eprintln!(
+            "    trigger answered before the cancellation: {}",
+            early.is_ok()
+        );
+        anyhow::Ok(trigger)
+    }
+    .await;
+    stack.resume_kafka()?;
+    let (status, answer) = interleaved?.await??;
+    let r = reminder_of(stack, &id).await?;
+    eprintln!("    trigger: {status} {answer}; reminder: {}", r["status"]);
+    match text(&answer, "/status") {
+        "fired" => {
+            ensure!(
+                r["status"] == "fired",
+                "answered fired, but the reminder is {r}"
+            );
+            let page = eventually(
+                Duration::from_secs(60),
+                "its notification is sent",
+                || async {
+                    let page = notifications(stack, &format!("task_id={id}")).await?;
+                    Ok((page["notifications"][0]["status"] == "sent").then_some(page))
+                },
+            )
+            .await?;
+            ensure!(page["total"] == 1, "exactly one notification: {page}");
+        }
+        "stale" => ensure!(
+            r["status"] == "cancelled",
+            "answered stale, but the reminder is {r}"
+        ),
+        other => anyhow::bail!("unexpected trigger answer {status} {other}: {answer}"),
+    }
+    Ok(())
+}
+
+async fn a_job_trigger_whose_body_cannot_be_read_is_answered_with_an_error(
+    stack: &Stack,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The body announces 200 bytes, 20 arrive, then the sender stops sending:
+    // the reminder cannot be read, so the scheduler must be told to try again.
+    let addr = stack
+        .app_url("recurring-task-service")
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
+    let head = format!(
+        "POST /job/reminder-{} HTTP/1.1\r\nhost: {addr}\r\ndapr-api-token: {}\r\n\
+         content-type: application/json\r\ncontent-length: 200\r\n\r\n{{\"task_id\": \"0190f0b0",
+        uuid::Uuid::new_v4(),
+        stack.app_api_token()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.shutdown().await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .context("no answer within 10 s")??;
+    let status_line = answer.lines().next().unwrap_or_default().to_owned();
+    eprintln!("    truncated trigger answered: {status_line}");
+    ensure!(
+        !status_line.contains(" 200 ")
+            && !status_line.contains(" 404 ")
+            && !answer.contains("ignored"),
+        "a trigger whose body could not be read must fail so the job retries: {answer}"
+    );
+    Ok(())
+}
+
+/// The reminder-fired event of a reminder for `task_id`.
+fn reminder_fired(task_id: &str, user: &str, title: &str) -> Value {
+    let at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    cloud_event(
+        "reminder-fired",
+        task_id,
+        user,
+        json!({ "task_id": task_id, "user_id": user, "title": title, "due_date": null, "remind_at": at }),
+    )
+}
+
+async fn reminders_and_retries_are_accepted_while_the_workflow_engine_is_unreachable_and_sent_when_it_returns(
+    stack: &mut Stack,
+) -> Result<()> {
+    let user = format!("user-{}", uuid::Uuid::new_v4());
+    // A notification that failed earlier (seeded as an operator would find it).
+    let earlier = uuid::Uuid::new_v4().to_string();
+    let status = deliver(
+        stack,
+        "notification-service",
+        "reminders",
+        &reminder_fired(&earlier, &user, "earlier"),
+    )
+    .await?;
+    ensure!(status == "SUCCESS", "{status}");
+    let n = eventually(
+        Duration::from_secs(20),
+        "the earlier one is sent",
+        || async {
+            let page = notifications(stack, &format!("task_id={earlier}")).await?;
+            Ok((page["notifications"][0]["status"] == "sent")
+                .then_some(page["notifications"][0].clone()))
+        },
+    )
+    .await?;
+    let earlier_id = text(&n, "/id").to_owned();
+    let db = admin_db(stack).await?;
+    sqlx::query("update notification.notification set status = 'failed', last_error = 'seeded' where id = $1")
+        .bind(earlier_id.parse::<uuid::Uuid>()?)
+        .execute(&db)
+        .await?;
+
+    // The notification service's sidecar (its workflow engine) goes away.
+    stack.stop_sidecar("notification-service").await?;
+    let task = uuid::Uuid::new_v4().to_string();
+    let during = async {
+        let status = deliver(
+            stack,
+            "notification-service",
+            "reminders",
+            &reminder_fired(&task, &user, "now"),
+        )
+        .await?;
+        ensure!(
+            status == "SUCCESS",
+            "the reminder is taken in while the engine is away: {status}"
+        );
+        let page = notifications(stack, &format!("task_id={task}")).await?;
+        ensure!(
+            page["total"] == 1 && page["notifications"][0]["status"] == "pending",
+            "recorded as pending at once: {page}"
+        );
+        let (status, body) = retry(stack, &earlier_id).await?;
+        ensure!(
+            status == 202 && body["status"] == "pending" && body["attempts"] == 2,
+            "the retry is accepted while the engine is away: {status} {body}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    stack.start_sidecar("notification-service").await?;
+    during?;
+    for t in [&task, &earlier] {
+        let sent = eventually(Duration::from_secs(60), &format!("{t} is sent"), || async {
+            let page = notifications(stack, &format!("task_id={t}")).await?;
+            Ok((page["notifications"][0]["status"] == "sent").then_some(page))
+        })
+        .await?;
+        ensure!(sent["total"] == 1, "exactly one: {sent}");
+    }
+    let retried = notifications(stack, &format!("task_id={earlier}")).await?;
+    ensure!(retried["notifications"][0]["attempts"] == 2, "{retried}");
+    Ok(())
+}
+
+async fn triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once(
+    stack: &Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let remind_at = whole_second_in(3600);
+    let task = client
+        .create(json!({ "title": "once", "reminder_time": remind_at.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the reminder is scheduled",
+        || async { Ok((reminder_of(stack, &id).await?["status"] == "scheduled").then_some(())) },
+    )
+    .await?;
+    // The same trigger, 8 times at once: what a retried trigger landing on
+    // another replica (or the scheduler's at-least-once delivery) looks like.
+    let url = format!(
+        "{}/job/reminder-{id}",
+        stack.app_url("recurring-task-service")
+    );
+    let body = json!({ "task_id": id, "user_id": client.user, "title": "once",
+                       "due_date": null, "remind_at": task["reminder_time"] });
+    let answers = futures::future::join_all((0..8).map(|_| {
+        reqwest::Client::new()
+            .post(&url)
+            .header("dapr-api-token", stack.app_api_token())
+            .json(&body)
+            .send()
+    }))
+    .await;
+    let mut outcomes = Vec::new();
+    for a in answers {
+        let a = a?;
+        ensure!(a.status() == 200, "trigger answered {}", a.status());
+        let v: Value = a.json().await?;
+        outcomes.push(text(&v, "/status").to_owned());
+    }
+    outcomes.sort();
+    ensure!(
+        outcomes.iter().filter(|o| *o == "fired").count() == 1
+            && outcomes.iter().filter(|o| *o == "already_fired").count() == 7,
+        "one trigger fires it, the others find it fired: {outcomes:?}"
+    );
+    let page = eventually(
+        Duration::from_secs(20),
+        "its notification is sent",
+        || async {
+            let page = notifications(stack, &format!("task_id={id}")).await?;
+            Ok((page["notifications"][0]["status"] == "sent").then_some(page))
+        },
+    )
+    .await?;
+    ensure!(page["total"] == 1, "exactly one notification: {page}");
     Ok(())
 }

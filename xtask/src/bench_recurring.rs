@@ -9,6 +9,12 @@
 //!    reminders spread over one minute (whole seconds, the scheduler's
 //!    granularity), read back from the notification API.
 //!
+//! 3. A slow dependency (issue 10 §4): the Todo service frozen (SIGSTOP)
+//!    while `--waiting` completions need it for their next instance; how
+//!    soon `--others` task events with reminders (produced with kcat) are
+//!    applied meanwhile, how the recurring API answers, and how soon the next
+//!    instances appear after the thaw.
+//!
 //! Numbers are printed, never asserted; early or missing reminders are counted.
 
 use std::collections::HashMap;
@@ -35,6 +41,16 @@ pub struct Options {
     /// Reminders, spread over one minute.
     #[arg(long, default_value_t = 200)]
     reminders: usize,
+    /// Completions left waiting on the frozen Todo service (more than the
+    /// recurring service's pool of 10 connections).
+    #[arg(long, default_value_t = 30)]
+    waiting: usize,
+    /// Other task events applied while it is frozen.
+    #[arg(long, default_value_t = 100)]
+    others: usize,
+    /// Run only part 3 (the slow dependency).
+    #[arg(long)]
+    slow_only: bool,
 }
 
 #[derive(Clone)]
@@ -225,6 +241,176 @@ async fn reminders(api: &Api, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// A task event as a producer other than the Todo service would put it on
+/// `task-events` (CloudEvent with the envelope as data): `(key, value)`.
+fn task_event(event_type: &str, payload: &Value, user: &str) -> (String, String) {
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let task_id = payload["id"].as_str().unwrap_or_default().to_owned();
+    let event = json!({
+        "specversion": "1.0", "id": event_id, "source": "xtask-bench", "type": event_type,
+        "datacontenttype": "application/json",
+        "data": { "event_id": event_id, "event_type": event_type, "schema_version": "1.0",
+                  "timestamp": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                  "task_id": task_id, "user_id": user, "payload": payload }
+    });
+    (task_id, event.to_string())
+}
+
+/// Produces `records` (key, value) onto `topic` with kcat, in order.
+async fn produce(stack: &Stack, topic: &str, records: &[(String, String)]) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("kcat")
+        .args(["-b", &stack.kafka_brokers(), "-P", "-t", topic, "-K", "\t"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("running kcat -P")?;
+    let mut stdin = child.stdin.take().context("kcat stdin")?;
+    for (key, value) in records {
+        stdin
+            .write_all(format!("{key}\t{value}\n").as_bytes())
+            .await?;
+    }
+    drop(stdin);
+    if !child.wait().await?.success() {
+        bail!("kcat -P failed");
+    }
+    Ok(())
+}
+
+/// Freezes (`STOP`) or thaws (`CONT`) a service of the bench's own stack.
+fn signal_service(stack: &Stack, app_id: &str, signal: &str) -> Result<()> {
+    let pid = stack
+        .service_pid(app_id)
+        .with_context(|| format!("{app_id} is not running"))?;
+    println!("$ kill -{signal} {pid}   # {app_id}");
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()?
+        .success();
+    if !ok {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// 3. A slow dependency: the Todo service is frozen (SIGSTOP: its sockets stay
+///    open, nothing is answered) while `waiting` completions need it for
+///    their next instance; meanwhile `others` task events with reminders
+///    (produced with kcat, as the Todo service would) must still be applied,
+///    and the recurring service's API must still answer.
+async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> Result<()> {
+    let recurring = stack.app_url("recurring-task-service");
+    let mut series = Vec::with_capacity(waiting);
+    for i in 0..waiting {
+        let id = api
+            .create(json!({
+                "title": format!("waits on todo {i}"), "recurrence_schedule": "daily",
+                "due_date": "2026-03-10T09:00:00Z", "timezone": "UTC",
+            }))
+            .await?;
+        series.push(
+            api.todo(reqwest::Method::GET, &format!("/api/v1/tasks/{id}"), None)
+                .await?,
+        );
+    }
+    let known = format!("{recurring}/api/v1/schedules?user_id={}&limit=1", api.user);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = api.http.get(&known).send().await?.json().await?;
+        if page["total"].as_u64() == Some(waiting as u64) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the recurring service did not see {waiting} series: {page}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let completions: Vec<(String, String)> = series
+        .iter()
+        .map(|t| {
+            let mut done = t.clone();
+            done["status"] = json!("complete");
+            task_event("task-completed", &done, &api.user)
+        })
+        .collect();
+    let remind_at =
+        (Utc::now() + TimeDelta::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let other_user = format!("{}-others", api.user);
+    let creations: Vec<(String, String)> = (0..others)
+        .map(|i| {
+            let mut t = series[0].clone();
+            t["id"] = json!(uuid::Uuid::new_v4());
+            t["title"] = json!(format!("other {i}"));
+            t["is_recurring"] = json!(false);
+            t["recurrence_schedule"] = Value::Null;
+            t["reminder_time"] = json!(remind_at);
+            task_event("task-created", &t, &other_user)
+        })
+        .collect();
+
+    signal_service(stack, "todo-service", "STOP")?;
+    let frozen = async {
+        produce(stack, "task-events", &completions).await?;
+        let t0 = Instant::now();
+        produce(stack, "task-events", &creations).await?;
+        let mut scheduled: HashMap<String, f64> = HashMap::new();
+        let mut api_ms = Vec::new();
+        let mut api_errors = 0;
+        let reminders = format!(
+            "{recurring}/api/v1/reminders?user_id={other_user}&status=scheduled&limit=500"
+        );
+        let deadline = t0 + Duration::from_secs(30);
+        while scheduled.len() < others && Instant::now() < deadline {
+            let asked = Instant::now();
+            match api.http.get(&reminders).send().await {
+                Ok(r) if r.status().is_success() => {
+                    api_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
+                    let page: Value = r.json().await?;
+                    let now = t0.elapsed().as_secs_f64() * 1000.0;
+                    for r in page["reminders"].as_array().into_iter().flatten() {
+                        if let Some(id) = r["task_id"].as_str() {
+                            scheduled.entry(id.to_owned()).or_insert(now);
+                        }
+                    }
+                }
+                _ => api_errors += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "with the Todo service frozen and {waiting} next instances waiting on it, {others} other task events (reminders):"
+        );
+        let applied = scheduled.len();
+        summary("produced -> reminder scheduled", scheduled.into_values().collect());
+        println!("  not applied within 30 s: {}", others - applied);
+        summary("recurring API answer", api_ms);
+        println!("  recurring API errors (e.g. 503, pool exhausted): {api_errors}");
+        anyhow::Ok(())
+    }
+    .await;
+    signal_service(stack, "todo-service", "CONT")?;
+    frozen?;
+    let thawed = Instant::now();
+    let deadline = thawed + Duration::from_secs(120);
+    let mut seen = 0;
+    while Instant::now() < deadline {
+        let children = api.children().await?;
+        seen = series
+            .iter()
+            .filter(|t| t["id"].as_str().is_some_and(|id| children.contains_key(id)))
+            .count();
+        if seen == waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  after the thaw: {seen} of {waiting} next instances visible within {:.1} s",
+        thawed.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 pub async fn run(o: Options) -> Result<()> {
     let stack = Stack::up(StackOptions::for_tests("bench-recurring")).await?;
     let result = async {
@@ -243,12 +429,19 @@ pub async fn run(o: Options) -> Result<()> {
         };
         completions(&warm, 5, 5).await?;
         println!("(warm-up above)");
-        completions(&api, o.completions, o.rate).await?;
-        let reminder_api = Api {
-            user: format!("bench-r-{}", uuid::Uuid::new_v4()),
+        if !o.slow_only {
+            completions(&api, o.completions, o.rate).await?;
+            let reminder_api = Api {
+                user: format!("bench-r-{}", uuid::Uuid::new_v4()),
+                ..api.clone()
+            };
+            reminders(&reminder_api, o.reminders).await?;
+        }
+        let slow_api = Api {
+            user: format!("bench-s-{}", uuid::Uuid::new_v4()),
             ..api.clone()
         };
-        reminders(&reminder_api, o.reminders).await
+        slow_todo(&stack, &slow_api, o.waiting, o.others).await
     }
     .await;
     stack.shutdown().await?;

@@ -181,7 +181,6 @@ impl From<RetryError> for ApiError {
         match e {
             RetryError::NotFound(id) => not_found(id),
             RetryError::NotFailed { .. } => ApiError::conflict("not_failed", e.to_string()),
-            RetryError::Unavailable(_) => ApiError::unavailable(e.to_string()),
             RetryError::Database(db) => ApiError::from(db),
         }
     }

@@ -3,7 +3,8 @@
 //! delivered by the durable `notification_delivery_v1` workflow, which pushes
 //! `notification-delivered` on `task-updates` for the user's live clients
 //! ([`handler`], [`workflow`]). Serves `/api/v1/notifications` ([`api`],
-//! [`service`]).
+//! [`service`]). Workflow starts are recorded as intents in the transaction
+//! that decides them and made after its commit (`todo_core::intent`).
 
 pub mod api;
 pub mod config;
@@ -20,9 +21,10 @@ use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
+    intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
-    workflow::Workflows,
+    workflow::{Starter, Workflows},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +57,9 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     app: poem::endpoint::BoxEndpoint<'static>,
     workflows: Workflows,
+    pool: sqlx::PgPool,
+    waker: Waker,
+    dispatcher: DispatcherSettings,
 }
 
 impl bootstrap::Service for Application {
@@ -84,11 +89,12 @@ impl bootstrap::Service for Application {
             workflow::register(r, deps)
         })
         .await?;
+        let waker = Waker::default();
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
             Handler {
-                workflows: workflows.starter(),
+                waker: waker.clone(),
             },
             vec![Subscription {
                 topic: Topic::Reminders,
@@ -98,19 +104,34 @@ impl bootstrap::Service for Application {
         );
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let service = NotificationService::new(pool, workflows.starter());
+        let service = NotificationService::new(pool.clone(), waker.clone());
         let app = app.data(service).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,
             workflows,
+            pool,
+            waker,
+            dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
         })
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "notification-service listening");
+        let starter: Starter = self.workflows.starter();
+        let dispatcher = tokio::spawn(intent::dispatch(
+            self.pool,
+            self.waker,
+            self.dispatcher,
+            move |i| {
+                let starter = starter.clone();
+                async move { workflow::start_recorded(&starter, i).await }
+            },
+            shutdown.clone(),
+        ));
         server::serve(self.listener, self.app, shutdown).await?;
+        let _ = dispatcher.await;
         self.workflows.shutdown().await;
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! notifications and retrying a failed one.
 
 use sqlx::PgPool;
-use todo_core::workflow::Starter;
+use todo_core::intent::Waker;
 use uuid::Uuid;
 
 use crate::db::{self, Filter, Notification};
-use crate::workflow::start_delivery;
+use crate::workflow::record_start;
 
 /// Why a retry did not start.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +15,6 @@ pub enum RetryError {
     NotFound(Uuid),
     #[error("notification {id} is {status}; only failed notifications can be retried")]
     NotFailed { id: Uuid, status: String },
-    #[error("the workflow engine is unavailable: {0}")]
-    Unavailable(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -25,12 +23,13 @@ pub enum RetryError {
 #[derive(Debug, Clone)]
 pub struct NotificationService {
     pool: PgPool,
-    workflows: Starter,
+    waker: Waker,
 }
 
 impl NotificationService {
-    pub fn new(pool: PgPool, workflows: Starter) -> Self {
-        NotificationService { pool, workflows }
+    /// `waker` wakes the dispatcher that starts delivery attempts.
+    pub fn new(pool: PgPool, waker: Waker) -> Self {
+        NotificationService { pool, waker }
     }
 
     /// A page of notifications, newest first, and how many match in all.
@@ -48,10 +47,11 @@ impl NotificationService {
         db::get(&self.pool, id).await
     }
 
-    /// Makes a failed notification pending again and starts its next
-    /// delivery attempt; the row as it now is. The attempt is started inside
-    /// the transaction that records it, so a retry is either recorded and
-    /// running or neither.
+    /// Makes a failed notification pending again and records the start of
+    /// its next delivery attempt in the same short transaction; the row as it
+    /// now is. The attempt is started right after the commit (and retried
+    /// until the workflow engine takes it), so a retry is accepted even while
+    /// the engine is away and no lock waits on it.
     #[tracing::instrument(skip_all, fields(notification_id = %id))]
     pub async fn retry(&self, id: Uuid) -> Result<Notification, RetryError> {
         let mut tx = self.pool.begin().await?;
@@ -65,14 +65,10 @@ impl NotificationService {
             });
         }
         let n = db::begin_retry(&mut tx, id).await?;
-        start_delivery(&self.workflows, n.id, n.attempts, n.reminder())
-            .await
-            .map_err(|e| {
-                tracing::warn!(task_id = %n.task_id, error = %e, "retry not started");
-                RetryError::Unavailable(e.to_string())
-            })?;
+        record_start(&mut tx, n.id, n.attempts, n.reminder()).await?;
         tx.commit().await?;
-        tracing::info!(task_id = %n.task_id, attempt = n.attempts, "notification retry started");
+        self.waker.wake();
+        tracing::info!(task_id = %n.task_id, attempt = n.attempts, "notification retry accepted");
         Ok(n)
     }
 }

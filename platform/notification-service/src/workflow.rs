@@ -15,10 +15,11 @@ use dapr::workflow::{
     WorkflowContext, WorkflowContextExt, WorkflowError,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use todo_contract::{Channel, Reminder, Timestamp, Topic};
+use todo_core::intent::{self, Intent};
 use todo_core::sidecar::Sidecar;
-use todo_core::workflow::{Started, Starter, WorkflowError as StartError};
+use todo_core::workflow::{Starter, WorkflowError as StartError};
 use uuid::Uuid;
 
 use crate::db;
@@ -117,20 +118,56 @@ pub struct Deps {
     pub sidecar: Sidecar,
 }
 
-/// Starts attempt `attempt` of a notification's delivery.
-pub async fn start_delivery(
-    starter: &Starter,
+/// The intent kind that starts a delivery attempt.
+pub const START_DELIVERY: &str = "start_delivery";
+
+/// Records, in the caller's transaction, that attempt `attempt` of a
+/// notification's delivery must start; the dispatcher starts it after the
+/// commit ([`start_recorded`]), so no transaction waits on the workflow API.
+pub async fn record_start(
+    conn: &mut PgConnection,
     notification_id: Uuid,
     attempt: i32,
     reminder: Reminder,
-) -> Result<Started, StartError> {
-    let instance_id = instance_id(notification_id, attempt);
+) -> Result<(), sqlx::Error> {
+    let task_id = reminder.task_id;
     let input = DeliveryInput {
         notification_id,
         attempt,
         reminder,
     };
-    starter.start(DELIVERY_WORKFLOW, &instance_id, &input).await
+    let payload = serde_json::to_value(&input).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    intent::record(
+        conn,
+        &instance_id(notification_id, attempt),
+        START_DELIVERY,
+        Some(task_id),
+        &payload,
+    )
+    .await
+}
+
+/// Carries out a recorded start (an instance still running counts as
+/// started); an error means "try again later". An unreadable or unknown
+/// intent is logged and dropped.
+pub async fn start_recorded(starter: &Starter, intent: Intent) -> Result<(), String> {
+    if intent.kind != START_DELIVERY {
+        tracing::error!(key = %intent.key, kind = %intent.kind, "unknown intent kind; dropped");
+        return Ok(());
+    }
+    let input: DeliveryInput = match serde_json::from_value(intent.payload) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(key = %intent.key, error = %e, "unreadable intent; dropped");
+            return Ok(());
+        }
+    };
+    let started = starter
+        .start(DELIVERY_WORKFLOW, &intent.key, &input)
+        .await
+        .map_err(|e: StartError| e.to_string())?;
+    tracing::info!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, attempt = input.attempt, ?started, "delivery started");
+    Ok(())
 }
 
 /// Pushes `notification-delivered` and marks the notification sent; does

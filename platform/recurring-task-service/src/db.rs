@@ -1,9 +1,10 @@
 //! The recurring-task service's tables: series (`recurrence_schedule`), which
-//! series each task belongs to (`series_task`), and reminders (`reminder`).
+//! series each task belongs to (`series_task`), the next instance after each
+//! completed task (`next_instance`), and reminders (`reminder`).
 
 use chrono::{DateTime, NaiveTime, Utc};
 use sqlx::{PgConnection, PgPool};
-use todo_contract::{Frequency, Reminder};
+use todo_contract::{Frequency, Reminder, Timestamp};
 use todo_schedule::schedule::Anchor;
 use uuid::Uuid;
 
@@ -160,7 +161,8 @@ pub async fn end_series(conn: &mut PgConnection, series_id: Uuid) -> Result<(), 
     Ok(())
 }
 
-/// Locks a series row until the transaction ends; whether it is active.
+/// Locks a series row until the transaction ends; whether it is active
+/// (None: not stored).
 pub async fn lock_series(
     conn: &mut PgConnection,
     series_id: Uuid,
@@ -193,6 +195,80 @@ pub async fn record_next(
     Ok(())
 }
 
+/// Where the next instance after a completed task stands (`next_instance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextState {
+    /// Its creation was decided; the Todo service may or may not have it yet.
+    Creating,
+    /// Created and recorded as the series' newest instance.
+    Created(Uuid),
+    /// Created after its series ended: being deleted again.
+    Withdrawing(Uuid),
+    /// Deleted again (or found deleted); `None` when its id was never learnt.
+    Withdrawn(Option<Uuid>),
+}
+
+/// The state of the next instance after `parent_task_id`, if its creation
+/// was ever decided.
+pub async fn next_instance(
+    conn: &mut PgConnection,
+    parent_task_id: Uuid,
+) -> Result<Option<NextState>, sqlx::Error> {
+    let row: Option<(String, Option<Uuid>)> =
+        sqlx::query_as("select state, task_id from next_instance where parent_task_id = $1")
+            .bind(parent_task_id)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(state, task_id)| match (state.as_str(), task_id) {
+        ("created", Some(id)) => NextState::Created(id),
+        ("withdrawing", Some(id)) => NextState::Withdrawing(id),
+        ("withdrawn", id) => NextState::Withdrawn(id),
+        _ => NextState::Creating,
+    }))
+}
+
+/// Records that the next instance after `parent_task_id` is being created.
+pub async fn begin_next(
+    conn: &mut PgConnection,
+    parent_task_id: Uuid,
+    series_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into next_instance (parent_task_id, series_id, state) values ($1, $2, 'creating') \
+         on conflict (parent_task_id) do nothing",
+    )
+    .bind(parent_task_id)
+    .bind(series_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves the next instance after `parent_task_id` to `state` (with the
+/// created task's id when known), from any state listed in `from`; whether
+/// it moved.
+pub async fn move_next(
+    conn: &mut PgConnection,
+    parent_task_id: Uuid,
+    from: &[&str],
+    state: &str,
+    task_id: Option<Uuid>,
+) -> Result<bool, sqlx::Error> {
+    let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
+    Ok(sqlx::query(
+        "update next_instance set state = $3, task_id = coalesce($4, task_id), updated_at = now() \
+         where parent_task_id = $1 and state = any($2)",
+    )
+    .bind(parent_task_id)
+    .bind(&from)
+    .bind(state)
+    .bind(task_id)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// A reminder as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ReminderRow {
@@ -204,6 +280,19 @@ pub struct ReminderRow {
     pub status: String,
     pub fired_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl ReminderRow {
+    /// The reminder as its job carries it.
+    pub fn reminder(&self) -> Reminder {
+        Reminder {
+            task_id: self.task_id,
+            user_id: self.user_id.clone(),
+            title: self.title.clone(),
+            due_date: self.due_date.map(Timestamp::new),
+            remind_at: Timestamp::new(self.remind_at),
+        }
+    }
 }
 
 const REMINDER_COLUMNS: &str =
@@ -267,12 +356,17 @@ pub enum TriggerState {
     Stale,
 }
 
-/// Where the reminder `r` stands.
-pub async fn trigger_state(db: &PgPool, r: &Reminder) -> Result<TriggerState, sqlx::Error> {
+/// Where the reminder `r` stands, locking the task's reminder row until
+/// the transaction ends (so a cancellation waits for the trigger's decision,
+/// or the trigger for the cancellation's).
+pub async fn lock_trigger_state(
+    conn: &mut PgConnection,
+    r: &Reminder,
+) -> Result<TriggerState, sqlx::Error> {
     let row: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("select status, remind_at from reminder where task_id = $1")
+        sqlx::query_as("select status, remind_at from reminder where task_id = $1 for update")
             .bind(r.task_id)
-            .fetch_optional(db)
+            .fetch_optional(conn)
             .await?;
     Ok(match row {
         Some((status, at)) if at == r.remind_at.get() && status == "scheduled" => TriggerState::Due,
@@ -283,17 +377,23 @@ pub async fn trigger_state(db: &PgPool, r: &Reminder) -> Result<TriggerState, sq
     })
 }
 
-/// Records that `r` was published.
-pub async fn mark_fired(db: &PgPool, r: &Reminder) -> Result<(), sqlx::Error> {
+/// Records that `r` fired.
+pub async fn mark_fired(conn: &mut PgConnection, r: &Reminder) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update reminder set status = 'fired', fired_at = now(), updated_at = now() \
          where task_id = $1 and remind_at = $2 and status = 'scheduled'",
     )
     .bind(r.task_id)
     .bind(r.remind_at.get())
-    .execute(db)
+    .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The task's reminder.
+pub async fn reminder(db: &PgPool, task_id: Uuid) -> Result<Option<ReminderRow>, sqlx::Error> {
+    let sql = format!("select {REMINDER_COLUMNS} from reminder r where r.task_id = $1");
+    sqlx::query_as(&sql).bind(task_id).fetch_optional(db).await
 }
 
 /// Filters of a series query.

@@ -4,37 +4,32 @@
 //! job in step with its `reminder_time`.
 //!
 //! The decisions are [`todo_schedule::plan`]'s; this module applies them
-//! inside the consumer's transaction (the inbox dedupes redeliveries). Jobs
-//! API calls and workflow starts are idempotent (job names and instance ids
-//! are derived from the task), so a batch that is retried repeats them
-//! harmlessly.
+//! inside the consumer's transaction (the inbox dedupes redeliveries). It
+//! makes no remote call: Jobs API calls and workflow starts are recorded as
+//! intents in the same transaction ([`crate::dispatch`]) and carried out
+//! after the commit, so a batch of 200 events never waits on the sidecar.
 
 use chrono::Utc;
 use sqlx::PgConnection;
-use todo_contract::reminder::reminder_job_name;
 use todo_contract::{EventEnvelope, EventType, Reminder, TaskSnapshot, Topic};
 use todo_core::consumer::{EventHandler, HandleError};
-use todo_core::workflow::{Started, Starter};
+use todo_core::intent::Waker;
 use todo_schedule::plan::{self, Step};
 use todo_schedule::schedule::{self, Anchor};
 use uuid::Uuid;
 
 use crate::db::{self, Current, Series};
-use crate::jobs::Jobs;
+use crate::dispatch;
 use crate::workflow::{self, RecurrenceInput};
 
 /// Applies task events to series and reminders.
 pub struct Handler {
-    pub jobs: Jobs,
-    pub workflows: Starter,
+    /// Wakes this replica's dispatcher once a batch has committed.
+    pub waker: Waker,
 }
 
 fn permanent(e: impl std::fmt::Display) -> HandleError {
     HandleError::Permanent(e.to_string())
-}
-
-fn transient(e: impl std::fmt::Display) -> HandleError {
-    HandleError::Transient(e.to_string())
 }
 
 /// The schedule fields of a recurring task snapshot (None: not recurring).
@@ -111,7 +106,7 @@ impl Handler {
             tracing::debug!("reminder already fired");
             return Ok(());
         }
-        self.jobs.schedule(&reminder).await.map_err(transient)?;
+        dispatch::sync_job(conn, reminder.task_id).await?;
         tracing::info!(remind_at = %reminder.remind_at, job = %reminder.job_name(), "reminder scheduled");
         Ok(())
     }
@@ -122,9 +117,8 @@ impl Handler {
         task_id: Uuid,
     ) -> Result<(), HandleError> {
         if db::cancel_reminder(conn, task_id).await? {
-            let name = reminder_job_name(task_id);
-            self.jobs.delete(&name).await.map_err(transient)?;
-            tracing::info!(job = %name, "reminder cancelled");
+            dispatch::sync_job(conn, task_id).await?;
+            tracing::info!(task_id = %task_id, "reminder cancelled");
         }
         Ok(())
     }
@@ -144,6 +138,7 @@ impl Handler {
 
     async fn create_next(
         &self,
+        conn: &mut PgConnection,
         event: &EventEnvelope,
         series: Option<&Series>,
         next: plan::NextInstance,
@@ -158,19 +153,8 @@ impl Handler {
             user_id: event.user_id.clone(),
             next,
         };
-        let started = self
-            .workflows
-            .start(workflow::RECURRENCE_WORKFLOW, &instance_id, &input)
-            .await
-            .map_err(transient)?;
-        match started {
-            Started::New => {
-                tracing::info!(workflow = %instance_id, due_date = %input.next.due_date, "recurrence workflow started")
-            }
-            Started::AlreadyRunning => {
-                tracing::info!(workflow = %instance_id, "recurrence workflow already running")
-            }
-        }
+        dispatch::start_recurrence(conn, &instance_id, &input).await?;
+        tracing::info!(workflow = %instance_id, due_date = %input.next.due_date, "recurrence workflow to start");
         Ok(())
     }
 }
@@ -204,7 +188,9 @@ impl EventHandler for Handler {
                     self.schedule_reminder(conn, reminder).await?;
                 }
                 Step::CancelReminder { .. } => self.cancel_reminder(conn, event.task_id).await?,
-                Step::CreateNext(next) => self.create_next(event, series.as_ref(), next).await?,
+                Step::CreateNext(next) => {
+                    self.create_next(conn, event, series.as_ref(), next).await?
+                }
                 Step::EndSeries { .. } => {
                     if let Some(series) = &series {
                         self.end_series(conn, series).await?;
@@ -213,5 +199,9 @@ impl EventHandler for Handler {
             }
         }
         Ok(())
+    }
+
+    fn after_commit(&self, _topic: Topic, _applied: &[&EventEnvelope]) {
+        self.waker.wake();
     }
 }

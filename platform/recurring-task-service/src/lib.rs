@@ -7,10 +7,15 @@
 //!   trigger publishes `reminder-fired` to `reminders` ([`jobs`], [`trigger`],
 //!   [`service`]);
 //! - serves `/api/v1/schedules` and `/api/v1/reminders` ([`api`]).
+//!
+//! No remote call is made inside a transaction: Jobs API calls, workflow
+//! starts and the publishing of fired reminders are recorded as intents and
+//! carried out after the commit by a dispatcher ([`dispatch`]).
 
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod dispatch;
 pub mod handler;
 pub mod jobs;
 pub mod service;
@@ -25,6 +30,7 @@ use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription, require_app_token},
+    intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
     workflow::Workflows,
@@ -32,7 +38,7 @@ use todo_core::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::RecurringApi, config::RecurringConfig, handler::Handler, jobs::Jobs,
+    api::RecurringApi, config::RecurringConfig, dispatch::Actions, handler::Handler, jobs::Jobs,
     service::RecurringService,
 };
 
@@ -59,6 +65,9 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     app: poem::endpoint::BoxEndpoint<'static>,
     workflows: Workflows,
+    actions: Actions,
+    waker: Waker,
+    dispatcher: DispatcherSettings,
 }
 
 impl bootstrap::Service for Application {
@@ -89,12 +98,18 @@ impl bootstrap::Service for Application {
             workflow::register(r, deps)
         })
         .await?;
+        let waker = Waker::default();
+        let actions = Actions {
+            pool: pool.clone(),
+            jobs: Jobs::new(connected.sidecar.clone()),
+            workflows: workflows.starter(),
+            sidecar: connected.sidecar.clone(),
+        };
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),
             Handler {
-                jobs: Jobs::new(connected.sidecar.clone()),
-                workflows: workflows.starter(),
+                waker: waker.clone(),
             },
             vec![Subscription {
                 topic: Topic::TaskEvents,
@@ -102,7 +117,7 @@ impl bootstrap::Service for Application {
             app_token.clone(),
             common.inbox,
         );
-        let service = RecurringService::new(pool, connected.sidecar.clone());
+        let service = RecurringService::new(pool, waker.clone());
         let mut callbacks = consumer.endpoints();
         callbacks.push((
             "/job/:name",
@@ -115,12 +130,27 @@ impl bootstrap::Service for Application {
             listener,
             app,
             workflows,
+            actions,
+            waker,
+            dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
         })
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "recurring-task-service listening");
+        let actions = self.actions;
+        let dispatcher = tokio::spawn(intent::dispatch(
+            actions.pool.clone(),
+            self.waker,
+            self.dispatcher,
+            move |i| {
+                let actions = actions.clone();
+                async move { actions.act(i).await }
+            },
+            shutdown.clone(),
+        ));
         server::serve(self.listener, self.app, shutdown).await?;
+        let _ = dispatcher.await;
         self.workflows.shutdown().await;
         Ok(())
     }

@@ -4,18 +4,20 @@
 use std::collections::HashMap;
 
 use sqlx::PgPool;
-use todo_contract::{Reminder, Timestamp, Topic};
-use todo_core::sidecar::Sidecar;
+use todo_contract::{Reminder, Timestamp};
+use todo_core::intent::Waker;
 use uuid::Uuid;
 
 use crate::db::{self, ReminderFilter, ReminderRow, Series, SeriesFilter, TriggerState};
+use crate::dispatch::{self, Firing};
 
 /// What a trigger of a reminder job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fired {
-    /// `reminder-fired` is on `reminders` and the reminder is marked fired.
+    /// The reminder is marked fired and its `reminder-fired` is on its way
+    /// to `reminders` (published right after the commit).
     Fired,
-    /// It was published before.
+    /// It fired before.
     AlreadyFired,
     /// It was cancelled or replaced by another time: nothing published.
     Stale,
@@ -35,46 +37,59 @@ impl Fired {
 /// A series and its instances' reminders that have not fired yet.
 pub type SeriesWithReminders = (Series, Vec<ReminderRow>);
 
-/// Series, reminders and reminder firing over one database and sidecar.
+/// Why a trigger could not be handled (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Series, reminders and reminder firing over one database.
 #[derive(Debug, Clone)]
 pub struct RecurringService {
     pool: PgPool,
-    sidecar: Sidecar,
+    waker: Waker,
 }
 
 impl RecurringService {
-    pub fn new(pool: PgPool, sidecar: Sidecar) -> Self {
-        RecurringService { pool, sidecar }
+    /// `waker` wakes the dispatcher that publishes fired reminders.
+    pub fn new(pool: PgPool, waker: Waker) -> Self {
+        RecurringService { pool, waker }
     }
 
-    /// Publishes `reminder-fired` for `r` if it is still the task's scheduled
-    /// reminder, then marks it fired. An error means neither is certain: the
-    /// job's failure policy triggers again, and the derived event id makes a
-    /// second publish the same event.
+    /// Fires `r` if it is still the task's scheduled reminder: marks it fired
+    /// and records its `reminder-fired` event for publishing, in one
+    /// transaction that holds the reminder row, so a cancellation either
+    /// commits first (the trigger is stale) or finds it fired; never both.
+    /// The event is published right after the commit by the dispatcher
+    /// (retried until Kafka takes it; the derived event id makes a repeat the
+    /// same event). An error means nothing changed: the job's failure policy
+    /// triggers again.
     #[tracing::instrument(skip_all, fields(task_id = %r.task_id))]
-    pub async fn fire(&self, r: &Reminder) -> Result<Fired, String> {
-        match db::trigger_state(&self.pool, r)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+    pub async fn fire(&self, r: &Reminder) -> Result<Fired, FireError> {
+        let mut tx = self.pool.begin().await?;
+        let outcome = match db::lock_trigger_state(&mut tx, r).await? {
             TriggerState::Stale => {
                 tracing::info!("reminder was cancelled or replaced; not published");
-                Ok(Fired::Stale)
+                Fired::Stale
             }
-            TriggerState::AlreadyFired => Ok(Fired::AlreadyFired),
+            TriggerState::AlreadyFired => Fired::AlreadyFired,
             TriggerState::Due => {
-                let event = r.fired(Timestamp::now());
-                self.sidecar
-                    .publish(Topic::Reminders, &event, crate::APP_ID)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                db::mark_fired(&self.pool, r)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                tracing::info!(event_id = %event.event_id, remind_at = %r.remind_at, "reminder fired");
-                Ok(Fired::Fired)
+                db::mark_fired(&mut tx, r).await?;
+                let firing = Firing {
+                    reminder: r.clone(),
+                    fired_at: Timestamp::now(),
+                };
+                let event_id = dispatch::publish_fired(&mut tx, &firing).await?;
+                tracing::info!(event_id = %event_id, remind_at = %r.remind_at, "reminder fired");
+                Fired::Fired
             }
+        };
+        tx.commit().await?;
+        if outcome == Fired::Fired {
+            self.waker.wake();
         }
+        Ok(outcome)
     }
 
     /// A page of series (oldest first) with their pending reminders, and how

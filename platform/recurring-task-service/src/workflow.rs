@@ -9,10 +9,19 @@
 //! Idempotency-Key ([`idempotency_key`]) so that a re-run after completion, or
 //! an activity retried after the task was created, gets the same task back.
 //!
-//! The activity keeps the series row locked from the "still active?" check
-//! until the new instance is recorded, so a deletion that ends the series
-//! either happens before (no instance is created) or waits for it: a
-//! completion racing a deletion never resurrects the series.
+//! The activity never holds a lock across the call to the Todo service
+//! (issue 10 §4). Under a short lock on the series row it checks that the
+//! series is active and records that the instance is being created
+//! (`next_instance`: 'creating'); it releases the lock, calls the Todo
+//! service; then, under the lock again, it records the instance as the
+//! series' newest if the series is still active, or else *withdraws* it
+//! (deletes it through the Todo service; 'withdrawing' → 'withdrawn'). A
+//! deletion that ends the series therefore either commits before the outcome
+//! is recorded (no instance survives) or after it (it ends a series whose
+//! newest instance exists, as any deletion does): the two never both win,
+//! and the deletion never waits for the Todo service. A retried, replayed or
+//! duplicated activity (on any replica) reads the recorded state and
+//! finishes what it says.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +38,7 @@ use todo_schedule::plan::NextInstance;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::db;
+use crate::db::{self, NextState};
 
 /// The workflow's registered name; a change to its steps gets a new version.
 pub const RECURRENCE_WORKFLOW: &str = "recurrence_v1";
@@ -55,6 +64,9 @@ pub enum RecurrenceOutcome {
     Created { task_id: Uuid },
     /// The series ended (deleted) before the instance was created: none is.
     SeriesEnded,
+    /// The series ended while the instance was being created: it was
+    /// created and deleted again, so none survives.
+    Withdrawn { task_id: Uuid },
     /// The Todo service refused the instance for good (4xx); logged, not retried.
     Refused { status: u16, reason: String },
 }
@@ -120,28 +132,139 @@ pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
     );
 }
 
+/// Why creating the next instance did not finish (the activity retries).
+#[derive(Debug, thiserror::Error)]
+enum CreateError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("series {0} is not stored yet")]
+    SeriesNotStored(Uuid),
+    #[error("{0}")]
+    Todo(String),
+}
+
+/// What the Todo service answered to the create call.
+enum Answer {
+    Created(Uuid),
+    /// Created by an earlier attempt and deleted since (409 `deleted_since`).
+    Gone,
+    Refused {
+        status: u16,
+        reason: String,
+    },
+}
+
 async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceOutcome, String> {
+    create_next_instance(deps, input)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn create_next_instance(
+    deps: &Deps,
+    input: &RecurrenceInput,
+) -> Result<RecurrenceOutcome, CreateError> {
     let next = &input.next;
     let parent = next.parent_task_id;
-    let mut tx = deps.pool.begin().await.map_err(|e| e.to_string())?;
-    match db::lock_series(&mut tx, input.series_id)
-        .await
-        .map_err(|e| e.to_string())?
-    {
-        Some(true) => {}
-        Some(false) => {
+    // 1. Under a short lock: may it be created? Record that it is being.
+    let mut tx = deps.pool.begin().await?;
+    let active = db::lock_series(&mut tx, input.series_id).await?;
+    match (db::next_instance(&mut tx, parent).await?, active) {
+        (Some(NextState::Created(task_id)), _) => {
+            tracing::info!(next_task_id = %task_id, "next instance already created");
+            return Ok(RecurrenceOutcome::Created { task_id });
+        }
+        (Some(NextState::Withdrawn(task_id)), _) => {
+            return Ok(task_id.map_or(RecurrenceOutcome::SeriesEnded, |task_id| {
+                RecurrenceOutcome::Withdrawn { task_id }
+            }));
+        }
+        (Some(NextState::Withdrawing(task_id)), _) => {
+            tx.commit().await?;
+            withdraw(deps, input, task_id).await?;
+            return Ok(RecurrenceOutcome::Withdrawn { task_id });
+        }
+        // An earlier attempt may have created it: finish what it started.
+        (Some(NextState::Creating), _) => {}
+        (None, None) => return Err(CreateError::SeriesNotStored(input.series_id)),
+        (None, Some(false)) => {
             tracing::info!("series ended before the next instance was created; none is");
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
-        // The workflow is started inside the consumer's transaction, which
-        // may not have committed the new series yet: try again shortly.
-        None => return Err(format!("series {} is not stored yet", input.series_id)),
+        (None, Some(true)) => db::begin_next(&mut tx, parent, input.series_id).await?,
     }
-    let url = format!(
-        "{}/v1.0/invoke/{}/method/api/v1/tasks",
+    tx.commit().await?;
+
+    // 2. No lock held: create it (the Idempotency-Key makes a repeat the same task).
+    let task_id = match invoke_create(deps, input).await? {
+        Answer::Created(task_id) => task_id,
+        Answer::Gone => {
+            let mut conn = deps.pool.acquire().await?;
+            db::move_next(
+                &mut conn,
+                parent,
+                &["creating", "withdrawing"],
+                "withdrawn",
+                None,
+            )
+            .await?;
+            tracing::info!("the next instance was created and deleted since");
+            return Ok(RecurrenceOutcome::SeriesEnded);
+        }
+        Answer::Refused { status, reason } => {
+            return Ok(RecurrenceOutcome::Refused { status, reason });
+        }
+    };
+
+    // 3. Under a short lock again: keep it, or withdraw it if the series ended meanwhile.
+    let mut tx = deps.pool.begin().await?;
+    let active = db::lock_series(&mut tx, input.series_id).await? == Some(true);
+    if active && db::move_next(&mut tx, parent, &["creating"], "created", Some(task_id)).await? {
+        db::record_next(
+            &mut tx,
+            input.series_id,
+            task_id,
+            parent,
+            next.due_date.get(),
+        )
+        .await?;
+        tx.commit().await?;
+        metrics::counter!("recurrence_instances_total", "outcome" => "created").increment(1);
+        tracing::info!(next_task_id = %task_id, due_date = %next.due_date, "next instance created");
+        return Ok(RecurrenceOutcome::Created { task_id });
+    }
+    match db::next_instance(&mut tx, parent).await? {
+        // A duplicate of this activity recorded it first.
+        Some(NextState::Created(task_id)) => return Ok(RecurrenceOutcome::Created { task_id }),
+        Some(NextState::Withdrawn(_)) => return Ok(RecurrenceOutcome::Withdrawn { task_id }),
+        _ => {}
+    }
+    db::move_next(
+        &mut tx,
+        parent,
+        &["creating", "withdrawing"],
+        "withdrawing",
+        Some(task_id),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(next_task_id = %task_id, "series ended while the next instance was created; withdrawing it");
+    withdraw(deps, input, task_id).await?;
+    Ok(RecurrenceOutcome::Withdrawn { task_id })
+}
+
+/// The Todo service's sidecar URL of `path`.
+fn todo_url(deps: &Deps, path: &str) -> String {
+    format!(
+        "{}/v1.0/invoke/{}/method{path}",
         deps.sidecar.http_base(),
         deps.todo_app_id
-    );
+    )
+}
+
+/// Creates the next instance through the Todo service.
+async fn invoke_create(deps: &Deps, input: &RecurrenceInput) -> Result<Answer, CreateError> {
+    let next = &input.next;
     let body = json!({
         "title": next.title,
         "description": next.description,
@@ -155,47 +278,73 @@ async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceO
     let response = deps
         .sidecar
         .http()
-        .post(&url)
+        .post(todo_url(deps, "/api/v1/tasks"))
         .header("X-User-Id", &input.user_id)
-        .header("Idempotency-Key", idempotency_key(parent))
+        .header("Idempotency-Key", idempotency_key(next.parent_task_id))
         .json(&body)
         .send()
         .await
-        .map_err(|e| format!("invoking {}: {e}", deps.todo_app_id))?;
+        .map_err(|e| CreateError::Todo(format!("invoking {}: {e}", deps.todo_app_id)))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
+    if status == reqwest::StatusCode::CONFLICT && text.contains("deleted_since") {
+        return Ok(Answer::Gone);
+    }
     if status.is_client_error()
         && status != reqwest::StatusCode::REQUEST_TIMEOUT
         && status != reqwest::StatusCode::TOO_MANY_REQUESTS
     {
         tracing::error!(status = %status, body = %text, "the Todo service refused the next instance");
-        return Ok(RecurrenceOutcome::Refused {
+        return Ok(Answer::Refused {
             status: status.as_u16(),
             reason: text,
         });
     }
     if !status.is_success() {
-        return Err(format!("{} answered {status}: {text}", deps.todo_app_id));
+        return Err(CreateError::Todo(format!(
+            "{} answered {status}: {text}",
+            deps.todo_app_id
+        )));
     }
-    let created: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("reading the created task: {e}"))?;
-    let task_id: Uuid = created["id"]
+    let created: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CreateError::Todo(format!("reading the created task: {e}")))?;
+    created["id"]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("the created task has no id: {text}"))?;
-    db::record_next(
-        &mut tx,
-        input.series_id,
-        task_id,
-        parent,
-        next.due_date.get(),
+        .map(Answer::Created)
+        .ok_or_else(|| CreateError::Todo(format!("the created task has no id: {text}")))
+}
+
+/// Deletes an instance created after its series ended, then records it withdrawn.
+async fn withdraw(deps: &Deps, input: &RecurrenceInput, task_id: Uuid) -> Result<(), CreateError> {
+    let response = deps
+        .sidecar
+        .http()
+        .delete(todo_url(deps, &format!("/api/v1/tasks/{task_id}")))
+        .header("X-User-Id", &input.user_id)
+        .send()
+        .await
+        .map_err(|e| CreateError::Todo(format!("invoking {}: {e}", deps.todo_app_id)))?;
+    let status = response.status();
+    if !(status.is_success() || status == reqwest::StatusCode::NOT_FOUND) {
+        let text = response.text().await.unwrap_or_default();
+        return Err(CreateError::Todo(format!(
+            "{} answered {status} to the withdrawal: {text}",
+            deps.todo_app_id
+        )));
+    }
+    let mut conn = deps.pool.acquire().await?;
+    db::move_next(
+        &mut conn,
+        input.next.parent_task_id,
+        &["withdrawing"],
+        "withdrawn",
+        Some(task_id),
     )
-    .await
-    .map_err(|e| e.to_string())?;
-    tx.commit().await.map_err(|e| e.to_string())?;
-    metrics::counter!("recurrence_instances_total", "outcome" => "created").increment(1);
-    tracing::info!(next_task_id = %task_id, due_date = %next.due_date, "next instance created");
-    Ok(RecurrenceOutcome::Created { task_id })
+    .await?;
+    metrics::counter!("recurrence_instances_total", "outcome" => "withdrawn").increment(1);
+    tracing::info!(next_task_id = %task_id, "next instance withdrawn: its series ended meanwhile");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -217,6 +366,14 @@ mod tests {
             instance_id(id),
             instance_id(Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964fe").unwrap())
         );
+    }
+
+    #[test]
+    fn a_withdrawn_instance_is_named_in_the_output() {
+        let id = Uuid::from_u128(7);
+        let json = serde_json::to_value(RecurrenceOutcome::Withdrawn { task_id: id }).unwrap();
+        assert_eq!(json["outcome"], "withdrawn");
+        assert_eq!(json["task_id"], id.to_string());
     }
 
     #[test]

@@ -14,10 +14,12 @@
 //! - [`settings`]: the environment every service reads at start-up.
 //! - [`database`]: the PostgreSQL pool, from credentials in the Dapr secret store.
 //! - [`workflow`]: hosting Dapr Workflows: the worker, idempotent instance starts.
+//! - [`intent`]: remote calls recorded in a transaction and made after it commits.
 
 pub mod bootstrap;
 pub mod consumer;
 pub mod database;
+pub mod intent;
 pub mod problem;
 pub mod server;
 pub mod settings;
