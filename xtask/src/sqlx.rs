@@ -12,11 +12,12 @@ use sqlx::migrate::Migrator;
 use todo_local_stack::{Database, workspace_root};
 
 /// Each crate with compile-checked queries, and the schema they run in.
-/// The shared consumer's `inbox` (todo-core) has the same shape in every
-/// consuming schema; the audit one serves, for todo-core itself and for its
-/// queries compiled as a dependency of a crate whose schema has none.
+/// todo-core's tables (the shared consumer's `inbox`, the dispatcher's
+/// `intent`) have the same shape in every schema that has them; the
+/// notification schema has both and serves, for todo-core itself and for its
+/// queries compiled as a dependency of a crate whose schema lacks them.
 const CRATES: &[(&str, &str)] = &[
-    ("platform/todo-core", "audit"),
+    ("platform/todo-core", SHARED),
     ("platform/todo-service", "todo"),
     ("platform/audit-service", "audit"),
     ("platform/websocket-service", "websocket"),
@@ -24,18 +25,21 @@ const CRATES: &[(&str, &str)] = &[
     ("platform/recurring-task-service", "recurring"),
 ];
 
+/// The schema that has every table todo-core's queries use.
+const SHARED: &str = "notification";
+
 static TODO: Migrator = sqlx::migrate!("../db/todo");
 static AUDIT: Migrator = sqlx::migrate!("../db/audit");
 static WEBSOCKET: Migrator = sqlx::migrate!("../db/websocket");
 static NOTIFICATION: Migrator = sqlx::migrate!("../db/notification");
 static RECURRING: Migrator = sqlx::migrate!("../db/recurring");
 
-/// The superuser's URL with `schema` first on the search path, then the
-/// shared consumer's.
+/// The superuser's URL with `schema` first on the search path, then
+/// [`SHARED`].
 fn url_for(db: &Database, schema: &str) -> String {
     let mut url = db.admin_url();
     url.push_str(if url.contains('?') { "&" } else { "?" });
-    url.push_str(&format!("options=-csearch_path%3D{schema}%2Caudit"));
+    url.push_str(&format!("options=-csearch_path%3D{schema}%2C{SHARED}"));
     url
 }
 
