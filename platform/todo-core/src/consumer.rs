@@ -354,9 +354,8 @@ async fn prune_inbox_periodically(
 /// rows per statement (each its own short transaction); rows another pruner
 /// holds are skipped, not waited for. Returns how many rows went.
 async fn prune_inbox(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted = sqlx::query!(
+    crate::database::delete_in_batches(PRUNE_BATCH, || async {
+        sqlx::query!(
             "delete from inbox where (event_id, topic) in ( \
                  select event_id, topic from inbox \
                  where received_at < now() - make_interval(secs => $1) \
@@ -365,13 +364,10 @@ async fn prune_inbox(pool: &PgPool, keep: Duration) -> Result<u64, sqlx::Error> 
             PRUNE_BATCH,
         )
         .execute(pool)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < PRUNE_BATCH as u64 {
-            return Ok(total);
-        }
-    }
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await
 }
 
 /// Classifies one CloudEvent (its `data` is the envelope).

@@ -39,3 +39,87 @@ pub async fn ping(pool: PgPool) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
+
+/// Wake-ups from one `NOTIFY` channel, for a loop that reads what other
+/// transactions (of any replica) committed: [`Wakeups::next`] returns at the
+/// next notification, or after the fallback period, whichever comes first. A
+/// listening connection that fails is opened again (and logged); meanwhile the
+/// period alone wakes the loop, so a lost notification delays it by at most
+/// that, never stalls it.
+pub struct Wakeups {
+    pool: PgPool,
+    channel: &'static str,
+    period: Duration,
+    listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl Wakeups {
+    /// Starts listening at once: whatever commits after this returns is
+    /// notified (unless listening failed, which is logged).
+    pub async fn open(pool: PgPool, channel: &'static str, period: Duration) -> Wakeups {
+        let mut w = Wakeups {
+            pool,
+            channel,
+            period,
+            listener: None,
+        };
+        w.listener = w.listen().await;
+        w
+    }
+
+    async fn listen(&self) -> Option<sqlx::postgres::PgListener> {
+        let attempt = async {
+            let mut l = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+            l.listen(self.channel).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        match attempt.await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(channel = self.channel, error = %e, "cannot listen for notifications; polling meanwhile");
+                None
+            }
+        }
+    }
+
+    /// Waits for the next notification or the period.
+    pub async fn next(&mut self) {
+        if self.listener.is_none() {
+            self.listener = self.listen().await;
+        }
+        let period = self.period;
+        let heard = async {
+            match self.listener.as_mut() {
+                // `Ok(None)`: the connection dropped; the next call opens it
+                // again and the caller's read catches up.
+                Some(l) => l.try_recv().await.map(|_| ()),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            heard = heard => if let Err(e) = heard {
+                tracing::warn!(channel = self.channel, error = %e, "listening for notifications failed");
+                self.listener = None;
+            },
+        }
+    }
+}
+
+/// Runs `delete_batch` (one statement deleting at most `batch` rows; each its
+/// own short transaction) until a run deletes fewer, and returns how many
+/// rows went in all: pruning that never holds many locks for long.
+pub async fn delete_in_batches<F, Fut>(batch: i64, mut delete_batch: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = delete_batch().await?;
+        total += deleted;
+        if deleted < u64::try_from(batch).unwrap_or(0) {
+            return Ok(total);
+        }
+    }
+}

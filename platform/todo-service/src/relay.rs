@@ -21,6 +21,7 @@ use std::{
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::PgPool;
 use todo_contract::Topic;
+use todo_core::database::Wakeups;
 use todo_core::sidecar::{OutgoingEvent, Sidecar};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -126,11 +127,9 @@ impl Relay {
     /// woken by that relay's notification, and every [`OTHERS_POLL`] in case
     /// one was missed (the listening connection dropped, say). Until `stop`.
     async fn follow_others(self, stop: CancellationToken) {
-        let mut listener = None;
+        let mut wakeups =
+            Wakeups::open(self.0.pool.clone(), outbox::PUBLISHED_CHANNEL, OTHERS_POLL).await;
         loop {
-            if listener.is_none() {
-                listener = listen(&self.0.pool).await;
-            }
             let waited: Vec<i64> = self.state().waiters.keys().copied().collect();
             if !waited.is_empty() {
                 match outbox::published_among(&self.0.pool, &waited).await {
@@ -142,16 +141,7 @@ impl Relay {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(OTHERS_POLL) => {}
-                heard = async {
-                    match listener.as_mut() {
-                        Some(l) => l.try_recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => if let Err(e) = heard {
-                    tracing::warn!(error = %e, "listening for publishes failed");
-                    listener = None;
-                },
+                () = wakeups.next() => {}
             }
         }
     }
@@ -320,22 +310,6 @@ impl Relay {
             for (_, tx) in state.waiters.remove(id).unwrap_or_default() {
                 let _ = tx.send(());
             }
-        }
-    }
-}
-
-/// A connection listening for other relays' publishes, or None (logged).
-async fn listen(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
-    let attempt = async {
-        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
-        l.listen(outbox::PUBLISHED_CHANNEL).await?;
-        Ok::<_, sqlx::Error>(l)
-    };
-    match attempt.await {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for publishes; polling meanwhile");
-            None
         }
     }
 }

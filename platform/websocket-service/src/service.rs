@@ -24,6 +24,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{CloseCode, Message, WebSocketStream};
 use sqlx::PgPool;
+use todo_core::database::Wakeups;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WebsocketConfig;
@@ -247,67 +248,28 @@ const FOLLOW_POLL: Duration = Duration::from_secs(1);
 /// [`FOLLOW_POLL`] anyway, so a notification lost while the listening
 /// connection was down delays updates by at most that, never drops them.
 pub async fn follow_log(pool: PgPool, hub: Arc<Hub>, stop: CancellationToken) {
-    let mut listener = None;
+    // Listen before reading where the log ends: whatever commits after that
+    // read is then both notified and after it.
+    let mut wakeups = Wakeups::open(pool.clone(), db::APPENDED_CHANNEL, FOLLOW_POLL).await;
     let mut last = loop {
-        // Listen before reading where the log ends: whatever commits after
-        // that read is then both notified and after it.
-        if listener.is_none() {
-            listener = listen(&pool).await;
-        }
         match db::last_seq(&pool).await {
             Ok(seq) => break seq,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the end of the update log; retrying");
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    () = wakeups.next() => {}
                 }
             }
         }
     };
     loop {
-        match forward(&pool, &hub, &mut last).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, last, "reading the update log failed; retrying"),
-        }
-        if listener.is_none() {
-            listener = listen(&pool).await;
+        if let Err(e) = forward(&pool, &hub, &mut last).await {
+            tracing::warn!(error = %e, last, "reading the update log failed; retrying");
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
-            notified = async {
-                match listener.as_mut() {
-                    Some(l) => l.try_recv().await,
-                    None => std::future::pending().await,
-                }
-            } => match notified {
-                Ok(Some(_)) => {}
-                // The connection dropped and will be opened again on the
-                // next call; the read above catches up on what it missed.
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening for update log appends failed");
-                    listener = None;
-                }
-            },
-        }
-    }
-}
-
-/// A connection listening on the append channel, or None (logged) if it
-/// cannot be had now.
-async fn listen(pool: &PgPool) -> Option<sqlx::postgres::PgListener> {
-    let attempt = async {
-        let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
-        l.listen(db::APPENDED_CHANNEL).await?;
-        Ok::<_, sqlx::Error>(l)
-    };
-    match attempt.await {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for update log appends; polling meanwhile");
-            None
+            () = wakeups.next() => {}
         }
     }
 }

@@ -77,9 +77,8 @@ pub async fn record(
 /// is deleting, or a request is still answering, are skipped. Returns how many
 /// went.
 pub async fn prune(db: &sqlx::PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted = sqlx::query!(
+    todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query!(
             "delete from idempotency_key where (user_id, key) in ( \
                  select user_id, key from idempotency_key \
                  where created_at < now() - make_interval(secs => $1) \
@@ -88,11 +87,8 @@ pub async fn prune(db: &sqlx::PgPool, keep: Duration, batch: i64) -> Result<u64,
             batch,
         )
         .execute(db)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await
 }

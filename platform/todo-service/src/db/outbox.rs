@@ -98,9 +98,8 @@ pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
 /// instance is deleting are skipped. Never touches a pending event. Returns
 /// how many went.
 pub async fn prune(db: &PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
-    let mut total = 0;
-    loop {
-        let deleted = sqlx::query!(
+    todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query!(
             "delete from outbox where id in ( \
                  select id from outbox \
                  where published_at < now() - make_interval(secs => $1) \
@@ -109,11 +108,8 @@ pub async fn prune(db: &PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx:
             batch,
         )
         .execute(db)
-        .await?
-        .rows_affected();
-        total += deleted;
-        if deleted < batch as u64 {
-            return Ok(total);
-        }
-    }
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await
 }
