@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{
-    TodoClient, admin_db, eventually, expect_records, get_json, metric, produce, text,
+    TodoClient, admin_db, eventually, expect_records, get_json, produce, service_metric, text,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -192,14 +192,15 @@ async fn a_tasks_history_comes_back_in_chronological_order(stack: &Stack) -> Res
     Ok(())
 }
 
-/// Waits until `sample` on `base_url` has grown past `before`, then returns it:
-/// the counter is incremented just after the commit the test observed.
-async fn counter_after(base_url: &str, sample: &str, before: f64) -> Result<f64> {
+/// Waits until `sample`, summed over every replica of `app`, has grown past
+/// `before`, then returns it: the counter is incremented just after the
+/// commit the test observed.
+async fn counter_after(stack: &Stack, app: &str, sample: &str, before: f64) -> Result<f64> {
     eventually(
         Duration::from_secs(10),
         &format!("{sample} grows past {before}"),
         || async {
-            let now = metric(base_url, sample).await?;
+            let now = service_metric(stack, app, sample).await?;
             Ok((now > before).then_some(now))
         },
     )
@@ -216,7 +217,7 @@ async fn an_event_delivered_twice_is_recorded_once(stack: &mut Stack) -> Result<
     let (_, id) = alice.create_task("Say it twice").await?;
     records_of(stack, &id, 1).await?;
     let sample = "events_duplicate_total{topic=\"task-events\"}";
-    let before = metric(&audit_url(stack), sample).await?;
+    let before = service_metric(stack, "audit-service", sample).await?;
     let record = expect_records(stack, "task-events", &id, 1)
         .await?
         .remove(0);
@@ -224,7 +225,7 @@ async fn an_event_delivered_twice_is_recorded_once(stack: &mut Stack) -> Result<
     expect_records(stack, "task-events", &id, 2).await?;
     barrier(stack).await?;
     records_of(stack, &id, 1).await?;
-    let after = counter_after(&audit_url(stack), sample, before).await?;
+    let after = counter_after(stack, "audit-service", sample, before).await?;
     ensure!(
         after == before + 1.0,
         "exactly the one redelivery was counted as a duplicate ({before} -> {after})"
@@ -238,7 +239,7 @@ async fn an_event_of_an_unknown_schema_version_is_skipped_and_counted(
     let stack = &*stack;
     let sample = "events_skipped_total{reason=\"unknown_schema_version\"}";
     barrier(stack).await?;
-    let before = metric(&audit_url(stack), sample).await?;
+    let before = service_metric(stack, "audit-service", sample).await?;
     let (task_id, future) = foreign_event("a-newer-producer", "99.0");
     produce(stack, "task-events", &task_id, &future.to_string()).await?;
     barrier(stack).await?;
@@ -246,7 +247,7 @@ async fn an_event_of_an_unknown_schema_version_is_skipped_and_counted(
         record_count(stack, &task_id).await? == 0,
         "no record for an unknown schema version"
     );
-    let after = counter_after(&audit_url(stack), sample, before).await?;
+    let after = counter_after(stack, "audit-service", sample, before).await?;
     ensure!(
         after == before + 1.0,
         "exactly the one event of version 99.0 was counted as skipped ({before} -> {after})"
@@ -507,8 +508,7 @@ async fn every_consumers_inbox_forgets_events_older_than_its_retention(
 const EXPIRED: i64 = 2500;
 
 async fn inbox_is_pruned(stack: &Stack, db: &sqlx::PgPool, app: &str, schema: &str) -> Result<()> {
-    let base = stack.app_url(app);
-    let before = metric(&base, "inbox_pruned_total").await?;
+    let before = service_metric(stack, app, "inbox_pruned_total").await?;
     let kept = uuid::Uuid::new_v4();
     sqlx::query(&format!(
         "insert into {schema}.inbox (event_id, topic, received_at) \
@@ -539,7 +539,7 @@ async fn inbox_is_pruned(stack: &Stack, db: &sqlx::PgPool, app: &str, schema: &s
         count(false).await? == 1,
         "{app} keeps an inbox row 13 days old (within its retention)"
     );
-    let after = counter_after(&base, "inbox_pruned_total", before).await?;
+    let after = counter_after(stack, app, "inbox_pruned_total", before).await?;
     ensure!(
         after == before + EXPIRED as f64,
         "{app} counts the {EXPIRED} rows it pruned ({before} -> {after})"

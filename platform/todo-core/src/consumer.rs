@@ -45,6 +45,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 use crate::problem::Problem;
 use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
@@ -280,37 +281,43 @@ impl<H: EventHandler> Consumer<H> {
             }
         };
         let span = tracing::info_span!("event", task_id = %event.task_id, event_id = %event.event_id, event_type = %event.event_type);
-        let _enter = span.enter();
-        let mut savepoint = conn.begin().await?;
-        let fresh = sqlx::query!(
-            "insert into inbox (event_id, topic) values ($1, $2) on conflict do nothing",
-            event.event_id,
-            topic.name(),
-        )
-        .execute(&mut *savepoint)
-        .await?
-        .rows_affected()
-            == 1;
-        if !fresh {
-            savepoint.commit().await?;
-            tracing::debug!("duplicate delivery ignored");
-            metrics::counter!("events_duplicate_total", "topic" => topic.name()).increment(1);
-            return Ok((Status::Success, false));
-        }
-        match self.handler.handle(&mut savepoint, topic, event).await {
-            Ok(()) => {
+        // Instrumented, not entered: a span entered across an await marks
+        // whatever else that thread polls meanwhile (another event's lines
+        // got this task_id, and this event's lines another's).
+        async {
+            let mut savepoint = conn.begin().await?;
+            let fresh = sqlx::query!(
+                "insert into inbox (event_id, topic) values ($1, $2) on conflict do nothing",
+                event.event_id,
+                topic.name(),
+            )
+            .execute(&mut *savepoint)
+            .await?
+            .rows_affected()
+                == 1;
+            if !fresh {
                 savepoint.commit().await?;
-                tracing::debug!("event applied");
-                Ok((Status::Success, true))
+                tracing::debug!("duplicate delivery ignored");
+                metrics::counter!("events_duplicate_total", "topic" => topic.name()).increment(1);
+                return Ok((Status::Success, false));
             }
-            Err(HandleError::Permanent(reason)) => {
-                savepoint.rollback().await?;
-                tracing::warn!(reason = %reason, "dropping event the handler cannot apply");
-                metrics::counter!("events_skipped_total", "reason" => "rejected").increment(1);
-                Ok((Status::Drop, false))
+            match self.handler.handle(&mut savepoint, topic, event).await {
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    tracing::debug!("event applied");
+                    Ok((Status::Success, true))
+                }
+                Err(HandleError::Permanent(reason)) => {
+                    savepoint.rollback().await?;
+                    tracing::warn!(reason = %reason, "dropping event the handler cannot apply");
+                    metrics::counter!("events_skipped_total", "reason" => "rejected").increment(1);
+                    Ok((Status::Drop, false))
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
         }
+        .instrument(span)
+        .await
     }
 }
 
