@@ -6,7 +6,7 @@ use todo_contract::{Channel, Reminder, Timestamp};
 use uuid::Uuid;
 
 /// A notification as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     pub id: Uuid,
     pub reminder_event_id: Uuid,
@@ -38,38 +38,6 @@ impl Notification {
     }
 }
 
-const COLUMNS: &str = "id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
-     remind_at, status, attempts, last_error, created_at, sent_at, updated_at";
-
-/// A new notification row of `r` in `status`, with `conflict` deciding what
-/// an existing row of the same id gets.
-async fn insert(
-    conn: impl sqlx::PgExecutor<'_>,
-    id: Uuid,
-    channel: Channel,
-    r: &Reminder,
-    status: &str,
-    conflict: &str,
-) -> Result<u64, sqlx::Error> {
-    let sql = format!(
-        "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status, sent_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, case when $9 = 'sent' then now() end) {conflict}"
-    );
-    Ok(sqlx::query(&sql)
-        .bind(id)
-        .bind(r.event_id())
-        .bind(r.task_id)
-        .bind(&r.user_id)
-        .bind(channel.as_str())
-        .bind(&r.title)
-        .bind(r.due_date.map(|d| d.get()))
-        .bind(r.remind_at.get())
-        .bind(status)
-        .execute(conn)
-        .await?
-        .rows_affected())
-}
-
 /// Stores a pending notification of `r`; whether it is new.
 pub async fn insert_pending(
     conn: &mut PgConnection,
@@ -77,14 +45,28 @@ pub async fn insert_pending(
     channel: Channel,
     r: &Reminder,
 ) -> Result<bool, sqlx::Error> {
-    Ok(insert(conn, id, channel, r, "pending", "on conflict do nothing").await? == 1)
+    let inserted = sqlx::query!(
+        "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status, sent_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', null) on conflict do nothing",
+        id,
+        r.event_id(),
+        r.task_id,
+        r.user_id,
+        channel.as_str(),
+        r.title,
+        r.due_date.map(|d| d.get()),
+        r.remind_at.get(),
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// Whether the notification was already sent.
 pub async fn is_sent(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
     Ok(
-        sqlx::query_scalar::<_, String>("select status from notification where id = $1")
-            .bind(id)
+        sqlx::query_scalar!("select status from notification where id = $1", id)
             .fetch_optional(db)
             .await?
             .is_some_and(|s| s == "sent"),
@@ -99,26 +81,32 @@ pub async fn mark_sent(
     channel: Channel,
     r: &Reminder,
 ) -> Result<(), sqlx::Error> {
-    insert(
-        db,
-        id,
-        channel,
-        r,
-        "sent",
-        "on conflict (id) do update set status = 'sent', \
+    sqlx::query!(
+        "insert into notification (id, reminder_event_id, task_id, user_id, channel, title, due_date, remind_at, status, sent_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, 'sent', now()) \
+         on conflict (id) do update set status = 'sent', \
          sent_at = coalesce(notification.sent_at, now()), last_error = null, updated_at = now()",
+        id,
+        r.event_id(),
+        r.task_id,
+        r.user_id,
+        channel.as_str(),
+        r.title,
+        r.due_date.map(|d| d.get()),
+        r.remind_at.get(),
     )
+    .execute(db)
     .await?;
     Ok(())
 }
 
 /// Records that an attempt failed for good (a sent notification stays sent).
 pub async fn mark_failed(db: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update notification set status = 'failed', last_error = $2, updated_at = now() where id = $1 and status <> 'sent'",
+        id,
+        error,
     )
-    .bind(id)
-    .bind(error)
     .execute(db)
     .await?;
     Ok(())
@@ -126,21 +114,26 @@ pub async fn mark_failed(db: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx:
 
 /// Locks a notification until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "select {COLUMNS} from notification where id = $1 for update"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        Notification,
+        "select id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
+         remind_at, status, attempts, last_error, created_at, sent_at, updated_at \
+         from notification where id = $1 for update",
+        id,
+    )
     .fetch_optional(conn)
     .await
 }
 
 /// Starts the next attempt of a failed notification; the updated row.
 pub async fn begin_retry(conn: &mut PgConnection, id: Uuid) -> Result<Notification, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        Notification,
         "update notification set status = 'pending', attempts = attempts + 1, last_error = null, sent_at = null, updated_at = now() \
-         where id = $1 returning {COLUMNS}"
-    ))
-    .bind(id)
+         where id = $1 returning id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
+         remind_at, status, attempts, last_error, created_at, sent_at, updated_at",
+        id,
+    )
     .fetch_one(conn)
     .await
 }
@@ -160,30 +153,42 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Notification>, i64), sqlx::Error> {
-    let filter = "($1::text is null or status = $1) and ($2::uuid is null or task_id = $2) and ($3::text is null or user_id = $3)";
-    let rows = sqlx::query_as(&format!(
-        "select {COLUMNS} from notification where {filter} order by created_at desc, id limit $4 offset $5"
-    ))
-    .bind(&f.status)
-    .bind(f.task_id)
-    .bind(&f.user_id)
-    .bind(limit)
-    .bind(offset)
+    let rows = sqlx::query_as!(
+        Notification,
+        "select id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
+         remind_at, status, attempts, last_error, created_at, sent_at, updated_at \
+         from notification \
+         where ($1::text is null or status = $1) and ($2::uuid is null or task_id = $2) and ($3::text is null or user_id = $3) \
+         order by created_at desc, id limit $4 offset $5",
+        f.status,
+        f.task_id,
+        f.user_id,
+        limit,
+        offset,
+    )
     .fetch_all(db)
     .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from notification where {filter}"))
-        .bind(&f.status)
-        .bind(f.task_id)
-        .bind(&f.user_id)
-        .fetch_one(db)
-        .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from notification
+           where ($1::text is null or status = $1) and ($2::uuid is null or task_id = $2) and ($3::text is null or user_id = $3)"#,
+        f.status,
+        f.task_id,
+        f.user_id,
+    )
+    .fetch_one(db)
+    .await?;
     Ok((rows, total))
 }
 
 /// One notification by id.
 pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
-    sqlx::query_as(&format!("select {COLUMNS} from notification where id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Notification,
+        "select id, reminder_event_id, task_id, user_id, notification_type, channel, title, due_date, \
+         remind_at, status, attempts, last_error, created_at, sent_at, updated_at \
+         from notification where id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
 }

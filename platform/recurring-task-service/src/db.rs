@@ -9,7 +9,7 @@ use todo_schedule::schedule::Anchor;
 use uuid::Uuid;
 
 /// A series as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub id: Uuid,
     pub user_id: String,
@@ -48,22 +48,20 @@ pub struct Current {
     pub due_date: DateTime<Utc>,
 }
 
-const SERIES_COLUMNS: &str = "s.id, s.user_id, s.title, s.frequency, s.timezone, s.anchor_day, s.anchor_time, \
-     s.next_due_date, s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, \
-     s.created_at, s.updated_at";
-
 /// The series `task_id` belongs to.
 pub async fn series_of(
     conn: &mut PgConnection,
     task_id: Uuid,
 ) -> Result<Option<Series>, sqlx::Error> {
-    let sql = format!(
-        "select {SERIES_COLUMNS} from recurrence_schedule s join series_task t on t.series_id = s.id where t.task_id = $1"
-    );
-    sqlx::query_as(&sql)
-        .bind(task_id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        Series,
+        "select s.id, s.user_id, s.title, s.frequency, s.timezone, s.anchor_day, s.anchor_time, s.next_due_date, \
+         s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, s.created_at, s.updated_at \
+         from recurrence_schedule s join series_task t on t.series_id = s.id where t.task_id = $1",
+        task_id,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Starts a series whose first instance is `first` (series id = its task id)
@@ -74,23 +72,24 @@ pub async fn start_series(
     first: &Current,
     anchor: Anchor,
 ) -> Result<Series, sqlx::Error> {
-    let sql = format!(
-        "with s as (insert into recurrence_schedule (id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, current_task_id) \
+    let series = sqlx::query_as!(
+        Series,
+        "insert into recurrence_schedule (id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, current_task_id) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $1) \
-         on conflict (id) do update set updated_at = recurrence_schedule.updated_at returning *) \
-         select {SERIES_COLUMNS} from s"
-    );
-    let series: Series = sqlx::query_as(&sql)
-        .bind(first.task_id)
-        .bind(user_id)
-        .bind(&first.title)
-        .bind(first.frequency.as_str())
-        .bind(&first.timezone)
-        .bind(i16::try_from(anchor.day).unwrap_or(1))
-        .bind(anchor.time)
-        .bind(first.due_date)
-        .fetch_one(&mut *conn)
-        .await?;
+         on conflict (id) do update set updated_at = recurrence_schedule.updated_at \
+         returning id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, \
+         current_task_id, parent_task_id, instances, is_active, ended_reason, created_at, updated_at",
+        first.task_id,
+        user_id,
+        first.title,
+        first.frequency.as_str(),
+        first.timezone,
+        i16::try_from(anchor.day).unwrap_or(1),
+        anchor.time,
+        first.due_date,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     link(conn, first.task_id, series.id).await?;
     Ok(series)
 }
@@ -101,11 +100,13 @@ pub async fn link(
     task_id: Uuid,
     series_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("insert into series_task (task_id, series_id) values ($1, $2) on conflict (task_id) do nothing")
-        .bind(task_id)
-        .bind(series_id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "insert into series_task (task_id, series_id) values ($1, $2) on conflict (task_id) do nothing",
+        task_id,
+        series_id,
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -118,44 +119,50 @@ pub async fn update_current(
     current: &Current,
     anchor: Option<Anchor>,
 ) -> Result<Series, sqlx::Error> {
-    let sql = format!(
-        "with s as (update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
+    sqlx::query_as!(
+        Series,
+        "update recurrence_schedule set title = $2, frequency = $3, timezone = $4, next_due_date = $5, \
          anchor_day = coalesce($6, anchor_day), anchor_time = coalesce($7, anchor_time), \
          is_active = ended_reason is distinct from 'deleted', \
          ended_reason = nullif(ended_reason, 'not_recurring'), updated_at = now() \
-         where id = $1 and current_task_id = $8 returning *) \
-         select {SERIES_COLUMNS} from s"
-    );
-    sqlx::query_as(&sql)
-        .bind(series_id)
-        .bind(&current.title)
-        .bind(current.frequency.as_str())
-        .bind(&current.timezone)
-        .bind(current.due_date)
-        .bind(anchor.map(|a| i16::try_from(a.day).unwrap_or(1)))
-        .bind(anchor.map(|a| a.time))
-        .bind(current.task_id)
-        .fetch_one(conn)
-        .await
+         where id = $1 and current_task_id = $8 \
+         returning id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, \
+         current_task_id, parent_task_id, instances, is_active, ended_reason, created_at, updated_at",
+        series_id,
+        current.title,
+        current.frequency.as_str(),
+        current.timezone,
+        current.due_date,
+        anchor.map(|a| i16::try_from(a.day).unwrap_or(1)),
+        anchor.map(|a| a.time),
+        current.task_id,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Pauses a series whose newest instance is no longer recurring
 /// (`not_recurring`; a deleted series keeps its reason).
 pub async fn pause_series(conn: &mut PgConnection, series_id: Uuid) -> Result<Series, sqlx::Error> {
-    let sql = format!(
-        "with s as (update recurrence_schedule set is_active = false, \
+    sqlx::query_as!(
+        Series,
+        "update recurrence_schedule set is_active = false, \
          ended_reason = coalesce(ended_reason, 'not_recurring'), updated_at = now() \
-         where id = $1 returning *) select {SERIES_COLUMNS} from s"
-    );
-    sqlx::query_as(&sql).bind(series_id).fetch_one(conn).await
+         where id = $1 \
+         returning id, user_id, title, frequency, timezone, anchor_day, anchor_time, next_due_date, \
+         current_task_id, parent_task_id, instances, is_active, ended_reason, created_at, updated_at",
+        series_id,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Ends a series for good (one of its tasks was deleted).
 pub async fn end_series(conn: &mut PgConnection, series_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update recurrence_schedule set is_active = false, ended_reason = 'deleted', updated_at = now() where id = $1",
+        series_id,
     )
-    .bind(series_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -167,10 +174,12 @@ pub async fn lock_series(
     conn: &mut PgConnection,
     series_id: Uuid,
 ) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar("select is_active from recurrence_schedule where id = $1 for no key update")
-        .bind(series_id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        "select is_active from recurrence_schedule where id = $1 for no key update",
+        series_id,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records the instance created after `parent_task_id` as the series' newest.
@@ -182,14 +191,14 @@ pub async fn record_next(
     due_date: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     link(conn, task_id, series_id).await?;
-    sqlx::query(
+    sqlx::query!(
         "update recurrence_schedule set current_task_id = $2, parent_task_id = $3, next_due_date = $4, \
          instances = instances + 1, updated_at = now() where id = $1 and current_task_id <> $2",
+        series_id,
+        task_id,
+        parent_task_id,
+        due_date,
     )
-    .bind(series_id)
-    .bind(task_id)
-    .bind(parent_task_id)
-    .bind(due_date)
     .execute(conn)
     .await?;
     Ok(())
@@ -214,12 +223,13 @@ pub async fn next_instance(
     conn: &mut PgConnection,
     parent_task_id: Uuid,
 ) -> Result<Option<NextState>, sqlx::Error> {
-    let row: Option<(String, Option<Uuid>)> =
-        sqlx::query_as("select state, task_id from next_instance where parent_task_id = $1")
-            .bind(parent_task_id)
-            .fetch_optional(conn)
-            .await?;
-    Ok(row.map(|(state, task_id)| match (state.as_str(), task_id) {
+    let row = sqlx::query!(
+        "select state, task_id from next_instance where parent_task_id = $1",
+        parent_task_id,
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| match (r.state.as_str(), r.task_id) {
         ("created", Some(id)) => NextState::Created(id),
         ("withdrawing", Some(id)) => NextState::Withdrawing(id),
         ("withdrawn", id) => NextState::Withdrawn(id),
@@ -233,12 +243,12 @@ pub async fn begin_next(
     parent_task_id: Uuid,
     series_id: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "insert into next_instance (parent_task_id, series_id, state) values ($1, $2, 'creating') \
          on conflict (parent_task_id) do nothing",
+        parent_task_id,
+        series_id,
     )
-    .bind(parent_task_id)
-    .bind(series_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -255,14 +265,14 @@ pub async fn move_next(
     task_id: Option<Uuid>,
 ) -> Result<bool, sqlx::Error> {
     let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "update next_instance set state = $3, task_id = coalesce($4, task_id), updated_at = now() \
          where parent_task_id = $1 and state = any($2)",
+        parent_task_id,
+        &from,
+        state,
+        task_id,
     )
-    .bind(parent_task_id)
-    .bind(&from)
-    .bind(state)
-    .bind(task_id)
     .execute(conn)
     .await?
     .rows_affected()
@@ -270,7 +280,7 @@ pub async fn move_next(
 }
 
 /// A reminder as stored.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReminderRow {
     pub task_id: Uuid,
     pub user_id: String,
@@ -295,24 +305,21 @@ impl ReminderRow {
     }
 }
 
-const REMINDER_COLUMNS: &str =
-    "r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at";
-
 /// Stores `r` as the task's scheduled reminder (replacing any earlier one),
 /// unless this very reminder (task and time) has already fired; whether it
 /// is now scheduled.
 pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "insert into reminder (task_id, user_id, title, due_date, remind_at, status) values ($1, $2, $3, $4, $5, 'scheduled') \
          on conflict (task_id) do update set user_id = $2, title = $3, due_date = $4, remind_at = $5, \
          status = 'scheduled', fired_at = null, updated_at = now() \
          where not (reminder.status = 'fired' and reminder.remind_at = $5)",
+        r.task_id,
+        r.user_id,
+        r.title,
+        r.due_date.map(|d| d.get()),
+        r.remind_at.get(),
     )
-    .bind(r.task_id)
-    .bind(&r.user_id)
-    .bind(&r.title)
-    .bind(r.due_date.map(|d| d.get()))
-    .bind(r.remind_at.get())
     .execute(conn)
     .await?
     .rows_affected()
@@ -321,10 +328,10 @@ pub async fn schedule_reminder(conn: &mut PgConnection, r: &Reminder) -> Result<
 
 /// Marks the task's reminder cancelled; whether one was still scheduled.
 pub async fn cancel_reminder(conn: &mut PgConnection, task_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "update reminder set status = 'cancelled', updated_at = now() where task_id = $1 and status = 'scheduled'",
+        task_id,
     )
-    .bind(task_id)
     .execute(conn)
     .await?
     .rows_affected()
@@ -336,11 +343,11 @@ pub async fn scheduled_in_series(
     conn: &mut PgConnection,
     series_id: Uuid,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "select r.task_id from reminder r join series_task t on t.task_id = r.task_id \
          where t.series_id = $1 and r.status = 'scheduled' order by r.remind_at",
+        series_id,
     )
-    .bind(series_id)
     .fetch_all(conn)
     .await
 }
@@ -363,11 +370,13 @@ pub async fn lock_trigger_state(
     conn: &mut PgConnection,
     r: &Reminder,
 ) -> Result<TriggerState, sqlx::Error> {
-    let row: Option<(String, DateTime<Utc>)> =
-        sqlx::query_as("select status, remind_at from reminder where task_id = $1 for update")
-            .bind(r.task_id)
-            .fetch_optional(conn)
-            .await?;
+    let row = sqlx::query!(
+        "select status, remind_at from reminder where task_id = $1 for update",
+        r.task_id,
+    )
+    .fetch_optional(conn)
+    .await?
+    .map(|row| (row.status, row.remind_at));
     Ok(match row {
         Some((status, at)) if at == r.remind_at.get() && status == "scheduled" => TriggerState::Due,
         Some((status, at)) if at == r.remind_at.get() && status == "fired" => {
@@ -379,12 +388,12 @@ pub async fn lock_trigger_state(
 
 /// Records that `r` fired.
 pub async fn mark_fired(conn: &mut PgConnection, r: &Reminder) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update reminder set status = 'fired', fired_at = now(), updated_at = now() \
          where task_id = $1 and remind_at = $2 and status = 'scheduled'",
+        r.task_id,
+        r.remind_at.get(),
     )
-    .bind(r.task_id)
-    .bind(r.remind_at.get())
     .execute(conn)
     .await?;
     Ok(())
@@ -392,8 +401,13 @@ pub async fn mark_fired(conn: &mut PgConnection, r: &Reminder) -> Result<(), sql
 
 /// The task's reminder.
 pub async fn reminder(db: &PgPool, task_id: Uuid) -> Result<Option<ReminderRow>, sqlx::Error> {
-    let sql = format!("select {REMINDER_COLUMNS} from reminder r where r.task_id = $1");
-    sqlx::query_as(&sql).bind(task_id).fetch_optional(db).await
+    sqlx::query_as!(
+        ReminderRow,
+        "select r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at from reminder r where r.task_id = $1",
+        task_id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Filters of a series query.
@@ -410,23 +424,26 @@ pub async fn list_series(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Series>, i64), sqlx::Error> {
-    let filter =
-        "($1::boolean is null or s.is_active = $1) and ($2::text is null or s.user_id = $2)";
-    let sql = format!(
-        "select {SERIES_COLUMNS} from recurrence_schedule s where {filter} order by s.created_at, s.id limit $3 offset $4"
-    );
-    let rows = sqlx::query_as(&sql)
-        .bind(f.is_active)
-        .bind(&f.user_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total = sqlx::query_scalar(&format!(
-        "select count(*) from recurrence_schedule s where {filter}"
-    ))
-    .bind(f.is_active)
-    .bind(&f.user_id)
+    let rows = sqlx::query_as!(
+        Series,
+        "select s.id, s.user_id, s.title, s.frequency, s.timezone, s.anchor_day, s.anchor_time, s.next_due_date, \
+         s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, s.created_at, s.updated_at \
+         from recurrence_schedule s \
+         where ($1::boolean is null or s.is_active = $1) and ($2::text is null or s.user_id = $2) \
+         order by s.created_at, s.id limit $3 offset $4",
+        f.is_active,
+        f.user_id,
+        limit,
+        offset,
+    )
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from recurrence_schedule s
+           where ($1::boolean is null or s.is_active = $1) and ($2::text is null or s.user_id = $2)"#,
+        f.is_active,
+        f.user_id,
+    )
     .fetch_one(db)
     .await?;
     Ok((rows, total))
@@ -434,8 +451,15 @@ pub async fn list_series(
 
 /// One series by id.
 pub async fn get_series(db: &PgPool, id: Uuid) -> Result<Option<Series>, sqlx::Error> {
-    let sql = format!("select {SERIES_COLUMNS} from recurrence_schedule s where s.id = $1");
-    sqlx::query_as(&sql).bind(id).fetch_optional(db).await
+    sqlx::query_as!(
+        Series,
+        "select s.id, s.user_id, s.title, s.frequency, s.timezone, s.anchor_day, s.anchor_time, s.next_due_date, \
+         s.current_task_id, s.parent_task_id, s.instances, s.is_active, s.ended_reason, s.created_at, s.updated_at \
+         from recurrence_schedule s where s.id = $1",
+        id,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// The scheduled reminders of the given series, with the series of each.
@@ -443,20 +467,31 @@ pub async fn pending_reminders_of(
     db: &PgPool,
     series_ids: &[Uuid],
 ) -> Result<Vec<(Uuid, ReminderRow)>, sqlx::Error> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        series_id: Uuid,
-        #[sqlx(flatten)]
-        reminder: ReminderRow,
-    }
-    let sql = format!(
-        "select t.series_id, {REMINDER_COLUMNS} from reminder r join series_task t on t.task_id = r.task_id \
-         where t.series_id = any($1) and r.status = 'scheduled' order by r.remind_at"
-    );
-    let rows: Vec<Row> = sqlx::query_as(&sql).bind(series_ids).fetch_all(db).await?;
+    let rows = sqlx::query!(
+        "select t.series_id, r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at \
+         from reminder r join series_task t on t.task_id = r.task_id \
+         where t.series_id = any($1) and r.status = 'scheduled' order by r.remind_at",
+        series_ids,
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.series_id, r.reminder))
+        .map(|r| {
+            (
+                r.series_id,
+                ReminderRow {
+                    task_id: r.task_id,
+                    user_id: r.user_id,
+                    title: r.title,
+                    due_date: r.due_date,
+                    remind_at: r.remind_at,
+                    status: r.status,
+                    fired_at: r.fired_at,
+                    updated_at: r.updated_at,
+                },
+            )
+        })
         .collect())
 }
 
@@ -475,23 +510,28 @@ pub async fn list_reminders(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<ReminderRow>, i64), sqlx::Error> {
-    let filter = "($1::text is null or r.status = $1) and ($2::text is null or r.user_id = $2) and ($3::uuid is null or r.task_id = $3)";
-    let sql = format!(
-        "select {REMINDER_COLUMNS} from reminder r where {filter} order by r.remind_at, r.task_id limit $4 offset $5"
-    );
-    let rows = sqlx::query_as(&sql)
-        .bind(&f.status)
-        .bind(&f.user_id)
-        .bind(f.task_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db)
-        .await?;
-    let total = sqlx::query_scalar(&format!("select count(*) from reminder r where {filter}"))
-        .bind(&f.status)
-        .bind(&f.user_id)
-        .bind(f.task_id)
-        .fetch_one(db)
-        .await?;
+    let rows = sqlx::query_as!(
+        ReminderRow,
+        "select r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at \
+         from reminder r \
+         where ($1::text is null or r.status = $1) and ($2::text is null or r.user_id = $2) and ($3::uuid is null or r.task_id = $3) \
+         order by r.remind_at, r.task_id limit $4 offset $5",
+        f.status,
+        f.user_id,
+        f.task_id,
+        limit,
+        offset,
+    )
+    .fetch_all(db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"select count(*) as "n!" from reminder r
+           where ($1::text is null or r.status = $1) and ($2::text is null or r.user_id = $2) and ($3::uuid is null or r.task_id = $3)"#,
+        f.status,
+        f.user_id,
+        f.task_id,
+    )
+    .fetch_one(db)
+    .await?;
     Ok((rows, total))
 }

@@ -30,7 +30,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 /// One intent as a dispatcher claimed it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Intent {
     /// What it brings about, e.g. `reminder-<task id>` or `recurrence-<task id>`.
     pub key: String,
@@ -57,16 +57,16 @@ pub async fn record(
     // A row decided anew keeps its lease: a dispatcher that is carrying out
     // the older decision finishes first, then sees the new generation and
     // frees the row for the next round (so two calls for one key never race).
-    sqlx::query(
+    sqlx::query!(
         "insert into intent (key, kind, payload, task_id) values ($1, $2, $3, $4) \
          on conflict (key) do update set kind = excluded.kind, payload = excluded.payload, \
          generation = intent.generation + 1, attempts = 0, not_before = now(), last_error = null, \
          updated_at = now()",
+        key,
+        kind,
+        payload,
+        task_id,
     )
-    .bind(key)
-    .bind(kind)
-    .bind(payload)
-    .bind(task_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -74,23 +74,24 @@ pub async fn record(
 
 /// How many intents are waiting (metrics, tests).
 pub async fn pending(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("select count(*) from intent")
+    sqlx::query_scalar!(r#"select count(*) as "n!" from intent"#)
         .fetch_one(db)
         .await
 }
 
 /// Claims up to `limit` due intents for `lease`.
 async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Intent>, sqlx::Error> {
-    sqlx::query_as(
-        "update intent set claimed_until = now() + $2 * interval '1 millisecond', \
+    sqlx::query_as!(
+        Intent,
+        "update intent set claimed_until = now() + $2::int8 * interval '1 millisecond', \
          attempts = attempts + 1, updated_at = now() \
          where key in (select key from intent where not_before <= now() \
                        and (claimed_until is null or claimed_until < now()) \
                        order by not_before limit $1 for update skip locked) \
          returning key, kind, task_id, payload, generation, attempts",
+        limit,
+        i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
     )
-    .bind(limit)
-    .bind(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
     .fetch_all(db)
     .await
 }
@@ -99,17 +100,21 @@ async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Intent>, 
 /// freed to run again at once).
 async fn finish(db: &PgPool, intent: &Intent) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    let deleted = sqlx::query("delete from intent where key = $1 and generation = $2")
-        .bind(&intent.key)
-        .bind(intent.generation)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let deleted = sqlx::query!(
+        "delete from intent where key = $1 and generation = $2",
+        intent.key,
+        intent.generation,
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     if deleted == 0 {
-        sqlx::query("update intent set claimed_until = null where key = $1")
-            .bind(&intent.key)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "update intent set claimed_until = null where key = $1",
+            intent.key,
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -122,15 +127,15 @@ async fn postpone(
     delay: Duration,
     error: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "update intent set claimed_until = null, last_error = $3, updated_at = now(), \
-         not_before = case when generation = $2 then now() + $4 * interval '1 millisecond' else now() end \
+         not_before = case when generation = $2 then now() + $4::int8 * interval '1 millisecond' else now() end \
          where key = $1",
+        intent.key,
+        intent.generation,
+        error,
+        i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
     )
-    .bind(&intent.key)
-    .bind(intent.generation)
-    .bind(error)
-    .bind(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
     .execute(db)
     .await?;
     Ok(())
