@@ -1,5 +1,5 @@
 //! Faults on a running stack, for the system tests and benchmarks: stopping,
-//! starting, pausing and resuming Kafka, restarting the Dapr scheduler, stopping, starting or
+//! starting, pausing and resuming Kafka, pausing and resuming a service, restarting the Dapr scheduler, stopping, starting or
 //! killing a service or its sidecar (every replica of it), and changing a service's environment
 //! for its next start. Each start waits until the part is ready again.
 
@@ -43,6 +43,30 @@ impl Stack {
         let pid = i32::try_from(pid)?;
         cmd::step(format!("kafka: {signal}"));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)?;
+        Ok(())
+    }
+
+    /// Freezes every replica of a service (SIGSTOP): its sockets stay open but
+    /// nothing is answered, a dependency that is slow rather than gone. Call
+    /// [`Stack::resume_service`] on every path afterwards.
+    pub fn pause_service(&self, app_id: &str) -> Result<()> {
+        self.signal_service(app_id, nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// Lets a paused service go on (SIGCONT to every replica).
+    pub fn resume_service(&self, app_id: &str) -> Result<()> {
+        self.signal_service(app_id, nix::sys::signal::Signal::SIGCONT)
+    }
+
+    fn signal_service(&self, app_id: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let pids = self.service_pids(app_id);
+        if pids.is_empty() {
+            bail!("{app_id} is not running");
+        }
+        for pid in pids {
+            cmd::step(format!("{app_id}: {signal} to {pid}"));
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid)?), signal)?;
+        }
         Ok(())
     }
 

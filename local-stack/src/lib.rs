@@ -219,13 +219,23 @@ impl Stack {
         &self.creds.operator_token
     }
 
-    /// The process id of a running service (its first replica, not its
-    /// sidecar), e.g. to read its memory from `/proc/<pid>/status`.
+    /// The process id of a running service (its first running replica, not
+    /// its sidecar), e.g. to read its memory from `/proc/<pid>/status`.
     pub fn service_pid(&self, app_id: &str) -> Option<u32> {
-        self.spec(app_id)
-            .ok()
-            .and_then(|spec| self.processes.get(Role::App(Replica { spec, index: 0 })))
-            .and_then(|m| m.pid())
+        self.service_pids(app_id).into_iter().next()
+    }
+
+    /// The process ids of every running replica of a service (to freeze the
+    /// whole service, say).
+    pub fn service_pids(&self, app_id: &str) -> Vec<u32> {
+        let Ok(spec) = self.spec(app_id) else {
+            return Vec::new();
+        };
+        self.replicas(spec.app_id)
+            .into_iter()
+            .filter_map(|r| self.processes.get(Role::App(r)))
+            .filter_map(|m| m.pid())
+            .collect()
     }
 
     pub fn state_dir(&self) -> &Path {

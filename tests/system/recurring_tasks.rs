@@ -267,17 +267,6 @@ fn task_event(event_type: &str, payload: &Value, user: &str) -> (String, Value) 
 
 /// Freezes (`STOP`) or thaws (`CONT`) a service's process: a service that is
 /// slow rather than gone (its connections stay open, nothing is answered).
-fn signal_service(stack: &Stack, app_id: &str, signal: &str) -> Result<()> {
-    let pid = stack
-        .service_pid(app_id)
-        .with_context(|| format!("{app_id} is not running"))?;
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill -{signal} {pid} failed");
-    Ok(())
-}
-
 /// Waits until the recurring service has consumed event `event_id`.
 async fn consumed(stack: &Stack, event_id: &str) -> Result<()> {
     let db = admin_db(stack).await?;
@@ -650,7 +639,7 @@ async fn a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_th
     let instance = format!("recurrence-{id}");
     // The Todo service stops answering (frozen, its sockets open): creating
     // the next instance hangs on it.
-    signal_service(stack, "todo-service", "STOP")?;
+    stack.pause_service("todo-service")?;
     let during = async {
         let mut done = task.clone();
         done["status"] = json!("complete");
@@ -673,7 +662,7 @@ async fn a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_th
         anyhow::Ok(())
     }
     .await;
-    signal_service(stack, "todo-service", "CONT")?;
+    stack.resume_service("todo-service")?;
     during?;
     // Once the Todo service answers again the workflow finishes, and the
     // deletion still wins: no instance follows the deleted task.

@@ -277,22 +277,6 @@ async fn produce(stack: &Stack, topic: &str, records: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// Freezes (`STOP`) or thaws (`CONT`) a service of the bench's own stack.
-fn signal_service(stack: &Stack, app_id: &str, signal: &str) -> Result<()> {
-    let pid = stack
-        .service_pid(app_id)
-        .with_context(|| format!("{app_id} is not running"))?;
-    println!("$ kill -{signal} {pid}   # {app_id}");
-    let ok = std::process::Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .status()?
-        .success();
-    if !ok {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
-}
-
 /// 3. A slow dependency: the Todo service is frozen (SIGSTOP: its sockets stay
 ///    open, nothing is answered) while `waiting` completions need it for
 ///    their next instance; meanwhile `others` task events with reminders
@@ -348,7 +332,7 @@ async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> R
         })
         .collect();
 
-    signal_service(stack, "todo-service", "STOP")?;
+    stack.pause_service("todo-service")?;
     let frozen = async {
         produce(stack, "task-events", &completions).await?;
         let t0 = Instant::now();
@@ -388,7 +372,7 @@ async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> R
         anyhow::Ok(())
     }
     .await;
-    signal_service(stack, "todo-service", "CONT")?;
+    stack.resume_service("todo-service")?;
     frozen?;
     let thawed = Instant::now();
     let deadline = thawed + Duration::from_secs(120);
