@@ -11,7 +11,7 @@ use tokio::process::Command;
 use crate::cmd;
 use crate::install;
 use crate::proc::{self, Launch, Managed};
-use crate::spec::{KAFKA_CONTROLLER_PORT, KAFKA_PORT, KAFKA_VERSION, TOPIC_PARTITIONS, TOPICS};
+use crate::spec::{KAFKA_CONTROLLER_PORT, KAFKA_PORT, KAFKA_VERSION, TOPICS};
 
 pub const BROKERS_ENV: &str = "TODO_PLATFORM_KAFKA_BROKERS";
 
@@ -299,17 +299,17 @@ async fn list_topics(brokers: &str) -> Result<Vec<(String, usize)>> {
         .unwrap_or_default())
 }
 
-/// Creates the platform's topics that do not exist yet with
-/// [`TOPIC_PARTITIONS`] partitions, and adds partitions to one that has fewer
-/// (a state folder from before replicas; Kafka can add partitions, never
-/// remove them).
-pub(crate) async fn ensure_topics(brokers: &str, libs: &Path) -> Result<()> {
+/// Creates the platform's topics that do not exist yet with `partitions`
+/// partitions, and adds partitions to one that has fewer (a state folder
+/// last run with fewer replicas; Kafka can add partitions, never remove
+/// them).
+pub(crate) async fn ensure_topics(brokers: &str, libs: &Path, partitions: u32) -> Result<()> {
     let existing = list_topics(brokers).await?;
     let mut work: Vec<(&str, &str)> = Vec::new();
     for topic in TOPICS {
         match existing.iter().find(|(name, _)| name == topic) {
             None => work.push((topic, "--create")),
-            Some((_, n)) if *n < TOPIC_PARTITIONS as usize => work.push((topic, "--alter")),
+            Some((_, n)) if *n < partitions as usize => work.push((topic, "--alter")),
             Some(_) => {}
         }
     }
@@ -319,7 +319,7 @@ pub(crate) async fn ensure_topics(brokers: &str, libs: &Path) -> Result<()> {
     let started = Instant::now();
     for (topic, action) in &work {
         cmd::step(format!(
-            "kafka: {} topic {topic} with {TOPIC_PARTITIONS} partitions",
+            "kafka: {} topic {topic} with {partitions} partition(s)",
             if *action == "--create" {
                 "creating"
             } else {
@@ -332,7 +332,7 @@ pub(crate) async fn ensure_topics(brokers: &str, libs: &Path) -> Result<()> {
             .arg("org.apache.kafka.tools.TopicCommand")
             .args(["--bootstrap-server", brokers, action])
             .args(["--topic", topic])
-            .args(["--partitions", &TOPIC_PARTITIONS.to_string()]);
+            .args(["--partitions", &partitions.to_string()]);
         if *action == "--create" {
             c.args(["--if-not-exists", "--replication-factor", "1"]);
         }

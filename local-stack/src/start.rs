@@ -20,7 +20,7 @@ use crate::spec::{
     DAPR_SCHEMA, KAFKA_CONTROLLER_PORT, KAFKA_PORT, PG_PORT, PLACEMENT_HEALTHZ_PORT,
     PLACEMENT_METRICS_PORT, PLACEMENT_PORT, PLACEMENT_RAFT_PORT, Replica,
     SCHEDULER_ETCD_CLIENT_PORT, SCHEDULER_ETCD_PEER_PORT, SCHEDULER_HEALTHZ_PORT,
-    SCHEDULER_METRICS_PORT, SCHEDULER_PORT, SERVICES,
+    SCHEDULER_METRICS_PORT, SCHEDULER_PORT, SERVICES, topic_partitions,
 };
 use crate::{KAFKA_BROKERS_ENV, KafkaMode, PG_ADMIN_URL_ENV, Stack, cmd, dapr, install, proc};
 
@@ -228,7 +228,8 @@ impl Stack {
                 {
                     bail!("Kafka broker {brokers} ({KAFKA_BROKERS_ENV}) does not answer");
                 }
-                kafka::ensure_topics(&brokers, &self.kafka_libs).await
+                let most = self.replicas.values().copied().max().unwrap_or(1);
+                kafka::ensure_topics(&brokers, &self.kafka_libs, topic_partitions(most)).await
             }
         );
         provisioned?;
