@@ -466,13 +466,16 @@ async fn reminder_of(stack: &Stack, task_id: &str) -> Result<Value> {
     Ok(r["reminders"][0].clone())
 }
 
-async fn a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_sent_or_cancelled_never_both(
-    stack: &mut Stack,
-) -> Result<()> {
-    let client = TodoClient::new(stack);
+/// A task of `client` whose reminder is an hour away, once the recurring
+/// service has scheduled it; returns the task and its id.
+async fn reminder_an_hour_away(
+    stack: &Stack,
+    client: &TodoClient,
+    title: &str,
+) -> Result<(Value, String)> {
     let remind_at = whole_second_in(3600);
     let task = client
-        .create(json!({ "title": "fire or cancel", "reminder_time": remind_at.to_rfc3339() }))
+        .create(json!({ "title": title, "reminder_time": remind_at.to_rfc3339() }))
         .await?
         .expect(201)?;
     let id = text(&task, "/id").to_owned();
@@ -482,6 +485,14 @@ async fn a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_
         || async { Ok((reminder_of(stack, &id).await?["status"] == "scheduled").then_some(())) },
     )
     .await?;
+    Ok((task, id))
+}
+
+async fn a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_sent_or_cancelled_never_both(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let (task, id) = reminder_an_hour_away(stack, &client, "fire or cancel").await?;
     let reminder = json!({ "task_id": id, "user_id": client.user, "title": "fire or cancel",
                            "due_date": null, "remind_at": task["reminder_time"] });
     // The broker freezes, so that publishing `reminder-fired` takes a while.
@@ -681,18 +692,7 @@ async fn triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once(
     stack: &Stack,
 ) -> Result<()> {
     let client = TodoClient::new(stack);
-    let remind_at = whole_second_in(3600);
-    let task = client
-        .create(json!({ "title": "once", "reminder_time": remind_at.to_rfc3339() }))
-        .await?
-        .expect(201)?;
-    let id = text(&task, "/id").to_owned();
-    eventually(
-        Duration::from_secs(10),
-        "the reminder is scheduled",
-        || async { Ok((reminder_of(stack, &id).await?["status"] == "scheduled").then_some(())) },
-    )
-    .await?;
+    let (task, id) = reminder_an_hour_away(stack, &client, "once").await?;
     // The same trigger, 8 times at once: what a retried trigger landing on
     // another replica (or the scheduler's at-least-once delivery) looks like.
     let url = format!(
