@@ -11,6 +11,7 @@ use sqlx::{PgPool, migrate::Migrator};
 
 pub use crate::consumer::InboxRetention;
 use crate::{
+    auth::{AuthSettings, Authenticator},
     database,
     server::{AppParts, Readiness},
     settings::DaprSettings,
@@ -22,6 +23,8 @@ pub struct Connected {
     pub settings: DaprSettings,
     pub sidecar: Sidecar,
     pub pool: PgPool,
+    /// Checks the callers' tokens (see [`crate::auth`]).
+    pub auth: Authenticator,
 }
 
 /// The settings every service has, read with its prefix:
@@ -44,6 +47,8 @@ pub struct Common {
     /// How long a consumer's inbox remembers an event id, and how often it
     /// forgets older ones (unused by a service without a consumer).
     pub inbox: InboxRetention,
+    /// How callers' tokens are checked (`AUTH_*`, the same for every service).
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -60,10 +65,10 @@ impl Common {
     /// The common settings of `S` from the environment.
     pub fn from_env<S: Service>() -> anyhow::Result<Common> {
         let env: CommonEnv = crate::settings::from_env(S::CONFIG_PREFIX)?;
-        Self::from_parts::<S>(env)
+        Self::from_parts::<S>(env, AuthSettings::from_env()?)
     }
 
-    fn from_parts<S: Service>(env: CommonEnv) -> anyhow::Result<Common> {
+    fn from_parts<S: Service>(env: CommonEnv, auth: AuthSettings) -> anyhow::Result<Common> {
         let prefix = S::CONFIG_PREFIX;
         let default = InboxRetention::default();
         let inbox = InboxRetention {
@@ -88,6 +93,7 @@ impl Common {
                 .sidecar_timeout_ms
                 .map_or(S::DEFAULT_SIDECAR_TIMEOUT, Duration::from_millis),
             inbox,
+            auth,
         })
     }
 }
@@ -97,8 +103,9 @@ impl Common {
 pub struct NoConfig {}
 
 /// Waits for the sidecar's API, reads the database URL (secret
-/// `common.db_secret`, key `url`) through it, opens a pool and applies the
-/// service's `migrations`. `common.sidecar_timeout` bounds each sidecar call.
+/// `common.db_secret`, key `url`) and the token keys through it, opens a pool
+/// and applies the service's `migrations`. `common.sidecar_timeout` bounds
+/// each sidecar call.
 pub async fn connect(
     settings: DaprSettings,
     common: &Common,
@@ -120,24 +127,37 @@ pub async fn connect(
         .run(&pool)
         .await
         .context("applying the service's migrations (db/<service>/)")?;
+    let auth = Authenticator::connect(&common.auth, &sidecar, &settings.secret_store)
+        .await
+        .context("loading the keys that verify callers' tokens (AUTH_*)")?;
     Ok(Connected {
         settings,
         sidecar,
         pool,
+        auth,
     })
 }
 
 impl Connected {
-    /// Readiness = the database answers and the sidecar reports healthy.
+    /// Readiness = the database answers and the sidecar reports healthy
+    /// (and, with a JWKS, its keys are loaded).
     pub fn readiness(&self) -> Readiness {
         let pool = self.pool.clone();
         let sidecar = self.sidecar.clone();
-        Readiness::default()
+        let readiness = Readiness::default()
             .with("database", move || database::ping(pool.clone()))
             .with("sidecar", move || {
                 let sidecar = sidecar.clone();
                 async move { sidecar.check_health().await.map_err(|e| e.to_string()) }
-            })
+            });
+        if !self.auth.uses_jwks() {
+            return readiness;
+        }
+        let auth = self.auth.clone();
+        readiness.with("identity", move || {
+            let auth = auth.clone();
+            async move { auth.check_keys().await }
+        })
     }
 
     /// The service's whole HTTP app (see [`crate::server::build_app`]) with
@@ -155,6 +175,7 @@ impl Connected {
             max_body_bytes,
             callbacks,
         })
+        .data(self.auth.clone())
         .boxed()
     }
 
@@ -245,7 +266,8 @@ mod tests {
 
     #[test]
     fn the_inbox_outlives_the_topics_seven_days_by_default() {
-        let common = Common::from_parts::<Sample>(CommonEnv::default()).unwrap();
+        let common =
+            Common::from_parts::<Sample>(CommonEnv::default(), AuthSettings::default()).unwrap();
         assert_eq!(common.inbox.keep, Duration::from_secs(14 * 24 * 3600));
         assert_eq!(common.inbox.prune_every, Duration::from_secs(600));
     }
@@ -257,14 +279,16 @@ mod tests {
             inbox_prune_interval_secs: Some(5),
             ..CommonEnv::default()
         };
-        let common = Common::from_parts::<Sample>(env).unwrap();
+        let common = Common::from_parts::<Sample>(env, AuthSettings::default()).unwrap();
         assert_eq!(common.inbox.keep, Duration::from_secs(200 * 3600));
         assert_eq!(common.inbox.prune_every, Duration::from_secs(5));
         let zero = CommonEnv {
             inbox_prune_interval_secs: Some(0),
             ..CommonEnv::default()
         };
-        let err = Common::from_parts::<Sample>(zero).unwrap_err().to_string();
+        let err = Common::from_parts::<Sample>(zero, AuthSettings::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("SAMPLE_INBOX_PRUNE_INTERVAL_SECS"), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! surface, errors, logs and metrics. The event contract itself is the
 //! `todo-contract` crate.
 //!
+//! - [`auth`]: who is calling: bearer tokens, roles, calls through Dapr.
 //! - [`bootstrap`]: start-up steps every service shares.
 //! - [`consumer`]: subscribing through Dapr: token check, schema gate, inbox.
 //! - [`sidecar`]: the Dapr sidecar as the services see it: secrets, bulk publishing
@@ -16,6 +17,7 @@
 //! - [`workflow`]: hosting Dapr Workflows: the worker, idempotent instance starts.
 //! - [`intent`]: remote calls recorded in a transaction and made after it commits.
 
+pub mod auth;
 pub mod bootstrap;
 pub mod consumer;
 pub mod database;

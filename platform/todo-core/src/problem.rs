@@ -8,6 +8,8 @@
 //! wrong method, oversized body) by [`problem_response`].
 
 use poem::http::StatusCode;
+
+use crate::auth::AuthError;
 use poem_openapi::{ApiResponse, Object, payload::Json};
 
 /// A machine-readable error code and a human-readable message.
@@ -26,9 +28,19 @@ pub enum ApiError {
     /// The request could not be parsed (malformed JSON, wrong types, bad parameters).
     #[oai(status = 400)]
     BadRequest(Json<Problem>),
-    /// The caller is not allowed to make this call.
+    /// No valid credentials: the token is missing, malformed, expired, not
+    /// yet valid, wrongly signed, or for another issuer or audience.
     #[oai(status = 401)]
-    Unauthorized(Json<Problem>),
+    Unauthorized(
+        Json<Problem>,
+        /// The bearer challenge (RFC 6750), with `error="invalid_token"` when a
+        /// token was sent.
+        #[oai(header = "WWW-Authenticate")]
+        String,
+    ),
+    /// The caller is known but may not do this (an operator route).
+    #[oai(status = 403)]
+    Forbidden(Json<Problem>),
     /// No such resource for this caller.
     #[oai(status = 404)]
     NotFound(Json<Problem>),
@@ -64,9 +76,9 @@ impl ApiError {
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         ApiError::BadRequest(body(code, message))
     }
-    /// 401 `unauthorized`.
+    /// 401 `unauthorized` for credentials that were sent but are not valid.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::Unauthorized(body("unauthorized", message))
+        ApiError::from(AuthError::Invalid(message.into()))
     }
     /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -96,7 +108,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(..) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -110,6 +123,9 @@ impl ApiError {
 
 /// Maps a request-parsing failure of the typed API to a JSON problem.
 fn from_request_error(err: poem::Error) -> ApiError {
+    if let Some(auth) = err.downcast_ref::<AuthError>() {
+        return ApiError::from(auth.clone());
+    }
     let message = err.to_string();
     match err.status() {
         StatusCode::PAYLOAD_TOO_LARGE => {
@@ -118,7 +134,8 @@ fn from_request_error(err: poem::Error) -> ApiError {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ApiError::UnsupportedMediaType(body("unsupported_media_type", message))
         }
-        StatusCode::UNAUTHORIZED => ApiError::unauthorized(message),
+        // poem-openapi's own refusal: no (or no bearer) `Authorization` header.
+        StatusCode::UNAUTHORIZED => ApiError::from(AuthError::Missing),
         _ => ApiError::bad_request("invalid_request", message),
     }
 }
@@ -128,6 +145,7 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     match status {
         StatusCode::BAD_REQUEST => "invalid_request",
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
@@ -145,7 +163,14 @@ pub fn problem_response(err: poem::Error) -> poem::Response {
         // A typed API answer (an `ApiError`) travelling as an error: keep it.
         return err.into_response();
     }
+    if let Some(auth) = err.downcast_ref::<AuthError>() {
+        return poem::error::ResponseError::as_response(auth);
+    }
     let status = err.status();
+    if status == StatusCode::UNAUTHORIZED {
+        // poem-openapi's refusal of a request without credentials.
+        return poem::error::ResponseError::as_response(&AuthError::Missing);
+    }
     let message = if status.is_server_error() {
         tracing::error!(error = %err, "request failed");
         "an unexpected error occurred; it has been logged".to_owned()
@@ -160,6 +185,19 @@ pub fn problem_response(err: poem::Error) -> poem::Response {
         .status(status)
         .content_type("application/json")
         .body(serde_json::to_vec(&problem).unwrap_or_default())
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::Missing | AuthError::Invalid(_) => {
+                ApiError::Unauthorized(body("unauthorized", message), e.challenge())
+            }
+            AuthError::Forbidden(_) => ApiError::Forbidden(body("forbidden", message)),
+            AuthError::KeysUnavailable(_) => ApiError::unavailable(message),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
