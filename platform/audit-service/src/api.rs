@@ -7,7 +7,7 @@ use poem_openapi::{
     payload::Json,
 };
 use todo_contract::{EventType, Timestamp};
-use todo_core::problem::ApiError;
+use todo_core::{auth::Caller, problem::ApiError};
 use uuid::Uuid;
 
 use crate::db::{AuditRecord, Filter};
@@ -90,15 +90,20 @@ pub struct AuditApi;
 
 #[OpenApi(prefix_path = "/api/v1/audit", tag = "ApiTags::Audit")]
 impl AuditApi {
-    /// Query the audit trail, oldest first.
+    /// Query the audit trail, oldest first. An operator reads everyone's
+    /// (optionally one user's); a user reads the records of their own tasks.
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
         audit: Data<&AuditService>,
+        caller: Caller,
         /// Only this task's events.
         task_id: Query<Option<Uuid>>,
         /// Only events of this type.
         event_type: Query<Option<EventTypeFilter>>,
+        /// Only this user's tasks (a user may name only themselves).
+        #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
+        user_id: Query<Option<String>>,
         /// 1–500, default 100.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
@@ -109,6 +114,7 @@ impl AuditApi {
         let filter = Filter {
             task_id: task_id.0,
             event_type: event_type.0.map(|t| EventType::from(t).as_str().to_owned()),
+            user_id: caller.identity().scope().user_filter(user_id.0)?,
         };
         let (records, total) = audit
             .list(
@@ -123,14 +129,16 @@ impl AuditApi {
         }))
     }
 
-    /// One record.
+    /// One record (a user's own tasks' only; another's is a 404).
     #[oai(path = "/:record_id", method = "get")]
     async fn get(
         &self,
         audit: Data<&AuditService>,
+        caller: Caller,
         record_id: Path<Uuid>,
     ) -> Result<Json<AuditRecordView>, ApiError> {
-        match audit.get(record_id.0).await? {
+        let record = audit.get(record_id.0).await?;
+        match record.filter(|r| caller.identity().may_read(&r.user_id)) {
             Some(r) => Ok(Json(r.into())),
             None => Err(ApiError::not_found(format!(
                 "audit record {} not found",

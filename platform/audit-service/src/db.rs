@@ -75,6 +75,8 @@ pub async fn insert(conn: &mut PgConnection, e: &EventEnvelope) -> Result<(), sq
 pub struct Filter {
     pub task_id: Option<Uuid>,
     pub event_type: Option<String>,
+    /// Only records of this user's tasks.
+    pub user_id: Option<String>,
 }
 
 /// A page of records in chronological order, and how many match in all.
@@ -89,19 +91,23 @@ pub async fn list(
         "select id, event_id, event_type, schema_version, task_id, user_id, payload, event_timestamp, recorded_at \
          from audit_record \
          where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2) \
+           and ($5::text is null or user_id = $5) \
          order by event_timestamp, seq limit $3 offset $4",
         f.task_id,
         f.event_type,
         limit,
         offset,
+        f.user_id,
     )
     .fetch_all(db)
     .await?;
     let total = sqlx::query_scalar!(
         r#"select count(*) as "total!" from audit_record
-           where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2)"#,
+           where ($1::uuid is null or task_id = $1) and ($2::text is null or event_type = $2)
+             and ($3::text is null or user_id = $3)"#,
         f.task_id,
         f.event_type,
+        f.user_id,
     )
     .fetch_one(db)
     .await?;

@@ -7,7 +7,7 @@ use poem_openapi::{
     payload::Json,
 };
 use todo_contract::Timestamp;
-use todo_core::problem::ApiError;
+use todo_core::{auth::Caller, problem::ApiError};
 use uuid::Uuid;
 
 use crate::db::{Filter, Notification};
@@ -113,16 +113,18 @@ pub struct NotificationApi;
 
 #[OpenApi(prefix_path = "/api/v1/notifications", tag = "ApiTags::Notifications")]
 impl NotificationApi {
-    /// List notifications, newest first.
+    /// List notifications, newest first: a user's own (their in-app inbox),
+    /// or for an operator everyone's.
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
         notifications: Data<&NotificationService>,
+        caller: Caller,
         /// Only notifications in this state.
         status: Query<Option<NotificationStatus>>,
         /// Only this task's notifications.
         task_id: Query<Option<Uuid>>,
-        /// Only this user's notifications.
+        /// Only this user's notifications (a user may name only themselves).
         #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// 1–500, default 100.
@@ -135,7 +137,7 @@ impl NotificationApi {
         let filter = Filter {
             status: status.0.map(|s| s.as_str().to_owned()),
             task_id: task_id.0,
-            user_id: user_id.0,
+            user_id: caller.identity().scope().user_filter(user_id.0)?,
         };
         let (rows, total) = notifications
             .list(
@@ -150,27 +152,31 @@ impl NotificationApi {
         }))
     }
 
-    /// One notification.
+    /// One notification (a user's own only; another's is a 404).
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
         notifications: Data<&NotificationService>,
+        caller: Caller,
         id: Path<Uuid>,
     ) -> Result<Json<NotificationView>, ApiError> {
-        match notifications.get(id.0).await? {
+        let found = notifications.get(id.0).await?;
+        match found.filter(|n| caller.identity().may_read(&n.user_id)) {
             Some(n) => Ok(Json(n.into())),
             None => Err(not_found(id.0)),
         }
     }
 
     /// Retry a failed notification: it becomes pending and a new delivery
-    /// attempt starts. 409 unless it is `failed`.
+    /// attempt starts. 409 unless it is `failed`. Operators only.
     #[oai(path = "/:id/retry", method = "post")]
     async fn retry(
         &self,
         notifications: Data<&NotificationService>,
+        caller: Caller,
         id: Path<Uuid>,
     ) -> Result<RetryStarted, ApiError> {
+        caller.identity().require_operator()?;
         let n = notifications.retry(id.0).await?;
         Ok(RetryStarted::Accepted(Json(n.into())))
     }

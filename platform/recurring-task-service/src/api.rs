@@ -9,7 +9,7 @@ use poem_openapi::{
     payload::Json,
 };
 use todo_contract::{Timestamp, reminder::reminder_job_name};
-use todo_core::problem::ApiError;
+use todo_core::{auth::Caller, problem::ApiError};
 use uuid::Uuid;
 
 use crate::db::{ReminderFilter, ReminderRow, Series, SeriesFilter};
@@ -162,14 +162,16 @@ fn page(limit: Option<u32>, offset: Option<u32>) -> (i64, i64) {
 
 #[OpenApi(prefix_path = "/api/v1")]
 impl RecurringApi {
-    /// List series of recurring tasks, oldest first.
+    /// List series of recurring tasks, oldest first: a user's own, or for an
+    /// operator everyone's.
     #[oai(path = "/schedules", method = "get", tag = "ApiTags::Schedules")]
     async fn list_schedules(
         &self,
         service: Data<&RecurringService>,
+        caller: Caller,
         /// Only active (or only ended) series.
         is_active: Query<Option<bool>>,
-        /// Only this user's series.
+        /// Only this user's series (a user may name only themselves).
         #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// 1–500, default 100.
@@ -181,7 +183,7 @@ impl RecurringApi {
     ) -> Result<Json<SchedulePage>, ApiError> {
         let filter = SeriesFilter {
             is_active: is_active.0,
-            user_id: user_id.0,
+            user_id: caller.identity().scope().user_filter(user_id.0)?,
         };
         let (limit, offset) = page(limit.0, offset.0);
         let (page, total) = service.list_schedules(&filter, limit, offset).await?;
@@ -189,28 +191,33 @@ impl RecurringApi {
         Ok(Json(SchedulePage { schedules, total }))
     }
 
-    /// One series, with its pending reminder jobs.
+    /// One series, with its pending reminder jobs (a user's own only;
+    /// another's is a 404).
     #[oai(path = "/schedules/:id", method = "get", tag = "ApiTags::Schedules")]
     async fn get_schedule(
         &self,
         service: Data<&RecurringService>,
+        caller: Caller,
         /// The series id (the id of its first task).
         id: Path<Uuid>,
     ) -> Result<Json<ScheduleView>, ApiError> {
-        match service.get_schedule(id.0).await? {
+        let found = service.get_schedule(id.0).await?;
+        match found.filter(|(s, _)| caller.identity().may_read(&s.user_id)) {
             Some(found) => Ok(Json(schedule_view(found))),
             None => Err(ApiError::not_found(format!("schedule {} not found", id.0))),
         }
     }
 
-    /// List reminder jobs by due time.
+    /// List reminder jobs by due time: a user's own, or for an operator
+    /// everyone's.
     #[oai(path = "/reminders", method = "get", tag = "ApiTags::Reminders")]
     async fn list_reminders(
         &self,
         service: Data<&RecurringService>,
+        caller: Caller,
         /// Only reminders in this state.
         status: Query<Option<ReminderStatus>>,
-        /// Only this user's reminders.
+        /// Only this user's reminders (a user may name only themselves).
         #[oai(validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$"))]
         user_id: Query<Option<String>>,
         /// Only this task's reminder.
@@ -224,7 +231,7 @@ impl RecurringApi {
     ) -> Result<Json<ReminderPage>, ApiError> {
         let filter = ReminderFilter {
             status: status.0.map(|s| s.as_str().to_owned()),
-            user_id: user_id.0,
+            user_id: caller.identity().scope().user_filter(user_id.0)?,
             task_id: task_id.0,
         };
         let (limit, offset) = page(limit.0, offset.0);

@@ -33,7 +33,7 @@ use dapr::workflow::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgPool;
-use todo_core::sidecar::Sidecar;
+use todo_core::{auth::scheme::ON_BEHALF_OF, sidecar::Sidecar};
 use todo_schedule::plan::NextInstance;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -279,7 +279,7 @@ async fn invoke_create(deps: &Deps, input: &RecurrenceInput) -> Result<Answer, C
         .sidecar
         .http()
         .post(todo_url(deps, "/api/v1/tasks"))
-        .header("X-User-Id", &input.user_id)
+        .header(ON_BEHALF_OF, &input.user_id)
         .header("Idempotency-Key", idempotency_key(next.parent_task_id))
         .json(&body)
         .send()
@@ -321,7 +321,7 @@ async fn withdraw(deps: &Deps, input: &RecurrenceInput, task_id: Uuid) -> Result
         .sidecar
         .http()
         .delete(todo_url(deps, &format!("/api/v1/tasks/{task_id}")))
-        .header("X-User-Id", &input.user_id)
+        .header(ON_BEHALF_OF, &input.user_id)
         .send()
         .await
         .map_err(|e| CreateError::Todo(format!("invoking {}: {e}", deps.todo_app_id)))?;

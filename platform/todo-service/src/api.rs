@@ -3,13 +3,17 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Object, OpenApi, Tags,
+    ApiResponse, Object, OpenApi, SecurityScheme, Tags,
     param::{Header, Path, Query},
     payload::Json,
     types::MaybeUndefined,
 };
 use todo_contract::{Frequency, TaskSnapshot, TaskStatus};
-use todo_core::{problem::ApiError, text::Text};
+use todo_core::{
+    auth::{BearerToken, DevUserHeader, InternalCall},
+    problem::ApiError,
+    text::Text,
+};
 use uuid::Uuid;
 
 use crate::domain::{TaskFields, TaskPatch};
@@ -189,17 +193,13 @@ impl TasksApi {
     async fn create(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         /// Retrying with the same key returns the first answer and never creates a second task.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         key: Header<Option<String>>,
         body: Json<TaskInput>,
     ) -> Answer<Created> {
-        let user = user_id(user.0);
+        let user = caller.user();
         let key = key.0.as_deref();
         let task = service.create(&user, key, fields_from(body.0)).await?;
         Ok(Created::Created(Json(task)))
@@ -210,11 +210,7 @@ impl TasksApi {
     async fn list(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         status: Query<Option<TaskStatus>>,
         /// 1–200, default 50.
         #[oai(validator(minimum(value = "1"), maximum(value = "200")))]
@@ -223,7 +219,7 @@ impl TasksApi {
         #[oai(validator(minimum(value = "0"), maximum(value = "1000000000")))]
         offset: Query<Option<u32>>,
     ) -> Answer<Json<TaskList>> {
-        let user = user_id(user.0);
+        let user = caller.user();
         let (tasks, total) = service
             .list(
                 &user,
@@ -240,14 +236,10 @@ impl TasksApi {
     async fn get(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         id: Path<Uuid>,
     ) -> Answer<Json<TaskSnapshot>> {
-        let user = user_id(user.0);
+        let user = caller.user();
         Ok(Json(service.get(&user, id.0).await?))
     }
 
@@ -256,15 +248,11 @@ impl TasksApi {
     async fn replace(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         id: Path<Uuid>,
         body: Json<TaskInput>,
     ) -> Answer<Json<TaskSnapshot>> {
-        let user = user_id(user.0);
+        let user = caller.user();
         let change = Update::Replace(fields_from(body.0));
         Ok(Json(service.update(&user, id.0, change).await?))
     }
@@ -274,15 +262,11 @@ impl TasksApi {
     async fn patch(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         id: Path<Uuid>,
         body: Json<TaskPatchInput>,
     ) -> Answer<Json<TaskSnapshot>> {
-        let user = user_id(user.0);
+        let user = caller.user();
         let change = Update::Patch(patch_from(body.0));
         Ok(Json(service.update(&user, id.0, change).await?))
     }
@@ -292,17 +276,13 @@ impl TasksApi {
     async fn complete(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         /// Retrying with the same key returns the first answer instead of 409.
         #[oai(name = "Idempotency-Key", validator(min_length = 1, max_length = 255))]
         key: Header<Option<String>>,
         id: Path<Uuid>,
     ) -> Answer<Json<TaskSnapshot>> {
-        let user = user_id(user.0);
+        let user = caller.user();
         let key = key.0.as_deref();
         Ok(Json(service.complete(&user, key, id.0).await?))
     }
@@ -312,28 +292,24 @@ impl TasksApi {
     async fn delete(
         &self,
         service: Data<&TaskService>,
-        #[oai(
-            name = "X-User-Id",
-            validator(min_length = 1, max_length = 128, pattern = "^[!-~]+$")
-        )]
-        user: Header<Option<String>>,
+        caller: TaskCaller,
         id: Path<Uuid>,
     ) -> Answer<Deleted> {
-        let user = user_id(user.0);
+        let user = caller.user();
         service.delete(&user, id.0).await?;
         Ok(Deleted::Deleted)
     }
 }
 
-/// Refuses a request whose `X-User-Id` or `Idempotency-Key` is not text
-/// (poem-openapi would read such a header as absent, so a caller's mistake
-/// would silently act as `anonymous`, or without its key).
+/// Refuses a request whose `Idempotency-Key`, `X-On-Behalf-Of` or
+/// `X-User-Id` is not text (poem-openapi would read such a header as absent,
+/// so a caller's mistake would silently act without its key).
 pub async fn refuse_unreadable_headers<E: poem::Endpoint>(
     ep: std::sync::Arc<E>,
     req: poem::Request,
 ) -> poem::Result<poem::Response> {
     use poem::IntoResponse;
-    for name in ["X-User-Id", "Idempotency-Key"] {
+    for name in ["Idempotency-Key", "X-On-Behalf-Of", "X-User-Id"] {
         if req
             .headers()
             .get_all(name)
@@ -350,10 +326,26 @@ pub async fn refuse_unreadable_headers<E: poem::Endpoint>(
     Ok(ep.call(req).await?.into_response())
 }
 
-/// The caller from `X-User-Id` (absent: `anonymous`); its characters and
-/// length are checked where the parameter is declared.
-fn user_id(header: Option<String>) -> String {
-    header.unwrap_or_else(|| "anonymous".to_owned())
+/// Who calls the Todo API: a user with a bearer token, the recurring-task
+/// service through Dapr acting for a user (`X-On-Behalf-Of`), or, with the
+/// development switch on, `X-User-Id`. Everyone reads and changes only their
+/// own tasks (operators too); another user's task is a 404.
+#[derive(SecurityScheme)]
+pub enum TaskCaller {
+    Internal(InternalCall),
+    DevHeader(DevUserHeader),
+    Bearer(BearerToken),
+}
+
+impl TaskCaller {
+    /// The user whose tasks this call reads and changes.
+    fn user(&self) -> String {
+        match self {
+            TaskCaller::Internal(InternalCall(id))
+            | TaskCaller::DevHeader(DevUserHeader(id))
+            | TaskCaller::Bearer(BearerToken(id)) => id.subject.clone(),
+        }
+    }
 }
 
 fn utc(t: DateTime<FixedOffset>) -> DateTime<Utc> {

@@ -26,11 +26,26 @@ pub struct TodoConfig {
     /// (`TODO_IDEMPOTENCY_RETENTION_SECS`, default 86 400: 24 hours).
     #[serde(default = "idempotency_retention_secs")]
     pub idempotency_retention_secs: u64,
+    /// App ids whose calls through Dapr may act for a user
+    /// (`TODO_TRUSTED_CALLERS`, comma-separated, default
+    /// `recurring-task-service`).
+    #[serde(default = "trusted_callers")]
+    pub trusted_callers: String,
 }
 
 impl TodoConfig {
     pub fn publish_wait(&self) -> Duration {
         Duration::from_millis(self.publish_wait_ms)
+    }
+
+    /// The trusted caller app ids, one per item.
+    pub fn trusted_callers(&self) -> Vec<String> {
+        self.trusted_callers
+            .split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// What the outbox pruner keeps, and how often it runs.
@@ -62,4 +77,7 @@ fn outbox_retention_secs() -> u64 {
 }
 fn idempotency_retention_secs() -> u64 {
     24 * 3600
+}
+fn trusted_callers() -> String {
+    "recurring-task-service".to_owned()
 }

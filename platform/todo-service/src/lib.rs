@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 use poem_openapi::OpenApiService;
 use todo_core::{
+    auth::InternalTrust,
     bootstrap,
     server::{self, HealthApi},
     settings::DaprSettings,
@@ -31,7 +32,9 @@ pub fn openapi() -> OpenApiService<(TasksApi, HealthApi), ()> {
     OpenApiService::new((TasksApi, HealthApi), "Todo service", env!("CARGO_PKG_VERSION"))
         .description(
             "Task CRUD. Every change is published to `task-events` and `task-updates` through Dapr \
-             before it is answered; 503 `dependency_unavailable` means the change is not confirmed.",
+             before it is answered; 503 `dependency_unavailable` means the change is not confirmed. \
+             Every call needs a bearer token (`Authorization: Bearer <JWT>`); a user reads and \
+             changes only their own tasks, and another user's task is a 404.",
         )
 }
 
@@ -72,8 +75,12 @@ impl bootstrap::Service for Application {
 
         let relay = Relay::new(pool.clone(), connected.sidecar.clone());
         let service = TaskService::new(pool.clone(), relay.clone(), config.publish_wait());
+        let trust = InternalTrust {
+            app_token: connected.settings.app_api_token.clone(),
+            callers: config.trusted_callers(),
+        };
         let app = connected.app(openapi(), common.max_body_bytes, Vec::new());
-        let app = poem::EndpointExt::data(app, service);
+        let app = poem::EndpointExt::data(poem::EndpointExt::data(app, service), trust);
         let app = poem::EndpointExt::boxed(poem::EndpointExt::around(
             app,
             api::refuse_unreadable_headers,

@@ -9,10 +9,6 @@ use serde::Deserialize;
 /// Tunables of the WebSocket service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct WebsocketConfig {
-    /// Secret holding the operator stream's token under key `token`
-    /// (`WEBSOCKET_OPERATOR_TOKEN_SECRET`, default `operator-token`).
-    #[serde(default = "operator_token_secret")]
-    pub operator_token_secret: String,
     /// How long updates stay replayable (`WEBSOCKET_RETENTION_SECS`, default 24 h).
     #[serde(default = "retention_secs")]
     pub retention_secs: u64,
@@ -37,9 +33,6 @@ impl WebsocketConfig {
     }
 }
 
-fn operator_token_secret() -> String {
-    "operator-token".to_owned()
-}
 fn retention_secs() -> u64 {
     24 * 60 * 60
 }

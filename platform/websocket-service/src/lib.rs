@@ -3,11 +3,13 @@
 //! by its replicas, and pushes each to the open WebSocket streams of every
 //! replica once it is committed.
 //!
-//! - `GET /ws?user_id=…&since=…`: one user's updates; with `since`, everything
-//!   after that cursor first, then live (see [`service`] for the seam).
-//! - `GET /ws/operator?since=…`: everyone's, behind the operator token.
-//! - `GET /live?user_id=…`: a page that shows the user's tasks live.
-//! - `GET /api/v1/connections`: how many streams are open.
+//! - `GET /ws?since=…`: the caller's updates; with `since`, everything after
+//!   that cursor first, then live (see [`service`] for the seam). The token
+//!   travels in `Sec-WebSocket-Protocol` (`todo-updates, bearer.<JWT>`) or
+//!   `Authorization: Bearer` ([`routes`]).
+//! - `GET /ws/operator?since=…`: everyone's, for operators.
+//! - `GET /live#token=<JWT>`: a page that shows the user's tasks live.
+//! - `GET /api/v1/connections`: how many streams are open (operators).
 
 pub mod api;
 pub mod config;
@@ -20,7 +22,6 @@ pub mod update;
 
 use std::time::Duration;
 
-use anyhow::Context;
 use poem::{EndpointExt, get};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
@@ -34,8 +35,7 @@ use todo_core::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::ConnectionsApi, config::WebsocketConfig, handler::Handler, hub::Hub,
-    routes::OperatorToken, service::Streams,
+    api::ConnectionsApi, config::WebsocketConfig, handler::Handler, hub::Hub, service::Streams,
 };
 
 /// The app id and default port of this service.
@@ -51,13 +51,16 @@ pub fn openapi() -> OpenApiService<(ConnectionsApi, HealthApi), ()> {
     )
     .description(
         "Real-time task updates. Streams (WebSocket upgrades, outside this document): \
-         `GET /ws?user_id=<user>&since=<seq>` — the user's updates, each the event envelope \
+         `GET /ws?since=<seq>` — the caller's updates, each the event envelope \
          plus `seq`; with `since`, everything after that cursor first, then `{\"type\":\"ready\"}`, \
          then live updates; a cursor older than the retention window gets \
-         `{\"type\":\"resync-required\"}` first. `GET /ws/operator?since=<seq>` — every user's \
-         updates (operator token as `Authorization: Bearer` or `token=`). A client that falls \
-         too far behind is closed with code 4008 and resumes with `since`. \
-         `GET /live?user_id=<user>` — a live page of the user's tasks.",
+         `{\"type\":\"resync-required\"}` first. The token travels in the handshake as \
+         `Sec-WebSocket-Protocol: todo-updates, bearer.<JWT>` (browsers) or \
+         `Authorization: Bearer <JWT>`, never in the URL; the server answers with protocol \
+         `todo-updates`. An operator may add `user_id=<user>`. `GET /ws/operator?since=<seq>` — \
+         every user's updates, operators only. A client that falls too far behind is closed \
+         with code 4008 and resumes with `since`. `GET /live#token=<JWT>` — a live page of \
+         the user's tasks.",
     )
 }
 
@@ -89,26 +92,8 @@ impl bootstrap::Service for Application {
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/websocket");
         let app_token = settings.app_api_token.clone();
-        let secret_store = settings.secret_store.clone();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
-        let operator_token = connected
-            .sidecar
-            .secret(&secret_store, &config.operator_token_secret)
-            .await
-            .with_context(|| {
-                format!(
-                    "reading secret `{}` from Dapr secret store `{secret_store}`",
-                    config.operator_token_secret
-                )
-            })?
-            .remove("token")
-            .with_context(|| {
-                format!(
-                    "secret `{}` has no key `token`",
-                    config.operator_token_secret
-                )
-            })?;
         let hub = Hub::new(config.queue_capacity);
         let consumer = Consumer::new(
             APP_ID,
@@ -131,11 +116,7 @@ impl bootstrap::Service for Application {
         callbacks.push(("/ws/operator", get(routes::operator_stream).boxed()));
         callbacks.push(("/live", get(routes::live_page).boxed()));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app
-            .data(hub)
-            .data(streams.clone())
-            .data(OperatorToken(operator_token))
-            .boxed();
+        let app = app.data(hub).data(streams.clone()).boxed();
         let listener = connected.bind(DEFAULT_PORT).await?;
         Ok(Application {
             listener,

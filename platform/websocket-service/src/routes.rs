@@ -6,14 +6,17 @@
 
 use poem::{
     IntoResponse, Request, Response, handler,
+    http::HeaderMap,
     web::{
         Data, Html, Query,
         websocket::{WebSocket, WebSocketConfig},
     },
 };
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use todo_core::{consumer::constant_time_eq, problem::ApiError};
+use todo_core::{
+    auth::{AuthError, Authenticator, Identity, valid_user_id},
+    problem::ApiError,
+};
 
 use crate::hub::StreamKind;
 use crate::service::{self, Streams};
@@ -21,8 +24,13 @@ use crate::service::{self, Streams};
 /// The live page (static; it builds its list from `/ws`).
 const LIVE_PAGE: &str = include_str!("live.html");
 
-/// Longest accepted `user_id`.
-const MAX_USER_ID: usize = 255;
+/// The subprotocol the streams speak; the server answers with it.
+pub const PROTOCOL: &str = "todo-updates";
+
+/// A `Sec-WebSocket-Protocol` element carrying the token: `bearer.<JWT>`
+/// (browsers cannot set `Authorization` on a WebSocket, and a token in the
+/// URL would end up in access logs).
+pub const TOKEN_PROTOCOL_PREFIX: &str = "bearer.";
 
 /// Query parameters of the stream routes, as given.
 #[derive(Debug, Default, Deserialize)]
@@ -35,22 +43,15 @@ pub struct StreamQuery {
 /// A bad stream request.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StreamRequestError {
-    #[error("query parameter `user_id` is required")]
-    MissingUser,
-    #[error("`user_id` must be 1–{MAX_USER_ID} characters")]
+    #[error("`user_id` must be 1–128 visible ASCII characters")]
     BadUser,
     #[error("`since` must be a non-negative integer (a `seq` you received), got {0:?}")]
     BadCursor(String),
-    #[error("the operator stream needs the operator token (`Authorization: Bearer …` or `token=`)")]
-    Unauthorized,
 }
 
 impl From<StreamRequestError> for ApiError {
     fn from(e: StreamRequestError) -> Self {
-        match e {
-            StreamRequestError::Unauthorized => ApiError::unauthorized(e.to_string()),
-            _ => ApiError::bad_request("invalid_request", e.to_string()),
-        }
+        ApiError::bad_request("invalid_request", e.to_string())
     }
 }
 
@@ -58,13 +59,86 @@ fn reject(e: StreamRequestError) -> poem::Error {
     poem::Error::from_response(ApiError::from(e).into_response())
 }
 
-/// The user a `/ws` stream is for.
-pub fn parse_user(user: Option<&str>) -> Result<String, StreamRequestError> {
-    let user = user.ok_or(StreamRequestError::MissingUser)?;
-    if user.is_empty() || user.chars().count() > MAX_USER_ID {
-        return Err(StreamRequestError::BadUser);
+/// How a stream request says who it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StreamCredentials<'a> {
+    /// A JWT, from `Authorization: Bearer` or `Sec-WebSocket-Protocol`.
+    Bearer(&'a str),
+    /// `X-User-Id` (trusted only with the development switch).
+    UserHeader(&'a str),
+}
+
+/// The credentials of a stream request; a token in the URL is refused.
+pub fn stream_credentials(
+    headers: &HeaderMap,
+    token_in_url: bool,
+) -> Result<StreamCredentials<'_>, AuthError> {
+    if token_in_url {
+        return Err(AuthError::Invalid(format!(
+            "a token is never accepted in the URL (it would end up in access logs): send \
+             `Sec-WebSocket-Protocol: {PROTOCOL}, {TOKEN_PROTOCOL_PREFIX}<JWT>` or \
+             `Authorization: Bearer <JWT>`"
+        )));
     }
-    Ok(user.to_owned())
+    let text = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+    };
+    if let Some(token) = text("authorization")
+        .into_iter()
+        .find_map(|v| v.strip_prefix("Bearer "))
+    {
+        return Ok(StreamCredentials::Bearer(token.trim()));
+    }
+    if let Some(token) = text("sec-websocket-protocol")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(TOKEN_PROTOCOL_PREFIX))
+    {
+        return Ok(StreamCredentials::Bearer(token));
+    }
+    match text("x-user-id").first() {
+        Some(user) => Ok(StreamCredentials::UserHeader(user)),
+        None => Err(AuthError::Missing),
+    }
+}
+
+/// Who opens a stream.
+async fn identify(
+    req: &Request,
+    query: &StreamQuery,
+    auth: &Authenticator,
+) -> Result<Identity, AuthError> {
+    match stream_credentials(req.headers(), query.token.is_some())? {
+        StreamCredentials::Bearer(token) => auth.verify(token).await,
+        StreamCredentials::UserHeader(user) if auth.trusts_user_header() => {
+            if valid_user_id(user) {
+                Ok(Identity::user(user))
+            } else {
+                Err(AuthError::Invalid(
+                    "`X-User-Id` must be 1–128 visible ASCII characters".to_owned(),
+                ))
+            }
+        }
+        StreamCredentials::UserHeader(_) => Err(AuthError::Missing),
+    }
+}
+
+/// Whose updates a `/ws` stream carries: the caller's own; `user_id`, if
+/// given, must name them, unless the caller is an operator.
+pub fn stream_user(who: &Identity, asked: Option<&str>) -> Result<String, poem::Error> {
+    match asked {
+        None => Ok(who.subject.clone()),
+        Some(user) if !valid_user_id(user) => Err(reject(StreamRequestError::BadUser)),
+        Some(user) if who.may_read(user) => Ok(user.to_owned()),
+        Some(user) => Err(AuthError::Forbidden(format!(
+            "a user streams only their own updates; `user_id={user}` is someone else"
+        ))
+        .into()),
+    }
 }
 
 /// The cursor a stream resumes after, if any.
@@ -78,12 +152,6 @@ pub fn parse_cursor(since: Option<&str>) -> Result<Option<i64>, StreamRequestErr
     }
 }
 
-/// Whether `given` is the operator token (compared in constant time).
-pub fn token_matches(given: Option<&str>, expected: &str) -> bool {
-    !expected.is_empty()
-        && constant_time_eq(given.unwrap_or_default().as_bytes(), expected.as_bytes())
-}
-
 /// Small buffers: an idle connection should cost a few KiB, not the
 /// 128 KiB tungstenite reserves by default.
 fn socket_config() -> WebSocketConfig {
@@ -94,21 +162,22 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(64 * 1024))
 }
 
-/// The operator token, as the service read it from the secret store.
-#[derive(Clone)]
-pub struct OperatorToken(pub SecretString);
-
-/// `GET /ws?user_id=…&since=…`: one user's updates.
+/// `GET /ws?since=…`: the caller's own updates (an operator may add
+/// `user_id=` to follow one user).
 #[handler]
 pub async fn user_stream(
+    req: &Request,
     Query(query): Query<StreamQuery>,
-    ws: WebSocket,
+    auth: Data<&Authenticator>,
     streams: Data<&Streams>,
+    ws: poem::Result<WebSocket>,
 ) -> poem::Result<Response> {
-    let user = parse_user(query.user_id.as_deref()).map_err(reject)?;
+    let who = identify(req, &query, &auth).await?;
+    let user = stream_user(&who, query.user_id.as_deref())?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
     let streams = streams.clone();
-    Ok(ws
+    Ok(ws?
+        .protocols([PROTOCOL])
         .config(socket_config())
         .on_upgrade(move |socket| {
             service::serve(socket, streams, StreamKind::User, Some(user), since)
@@ -116,27 +185,20 @@ pub async fn user_stream(
         .into_response())
 }
 
-/// `GET /ws/operator?since=…`: every user's updates, for the admin console.
+/// `GET /ws/operator?since=…`: every user's updates, for operators.
 #[handler]
 pub async fn operator_stream(
     req: &Request,
     Query(query): Query<StreamQuery>,
-    ws: WebSocket,
+    auth: Data<&Authenticator>,
     streams: Data<&Streams>,
-    token: Data<&OperatorToken>,
+    ws: poem::Result<WebSocket>,
 ) -> poem::Result<Response> {
-    let bearer = req
-        .headers()
-        .get(poem::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let given = bearer.or(query.token.as_deref());
-    if !token_matches(given, token.0.0.expose_secret()) {
-        return Err(reject(StreamRequestError::Unauthorized));
-    }
+    identify(req, &query, &auth).await?.require_operator()?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
     let streams = streams.clone();
-    Ok(ws
+    Ok(ws?
+        .protocols([PROTOCOL])
         .config(socket_config())
         .on_upgrade(move |socket| {
             service::serve(socket, streams, StreamKind::Operator, None, since)
@@ -144,7 +206,8 @@ pub async fn operator_stream(
         .into_response())
 }
 
-/// `GET /live?user_id=…`: the live page.
+/// `GET /live#token=<JWT>`: the live page (the token stays in the fragment,
+/// which browsers never send).
 #[handler]
 pub fn live_page() -> Html<&'static str> {
     Html(LIVE_PAGE)
@@ -153,15 +216,57 @@ pub fn live_page() -> Html<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poem::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
 
     #[test]
-    fn a_stream_needs_a_reasonable_user() {
-        assert_eq!(parse_user(Some("alice")).unwrap(), "alice");
-        assert_eq!(parse_user(None), Err(StreamRequestError::MissingUser));
-        assert_eq!(parse_user(Some("")), Err(StreamRequestError::BadUser));
+    fn the_token_comes_from_the_protocol_header_or_authorization_never_the_url() {
+        let browser = headers(&[("sec-websocket-protocol", "todo-updates, bearer.a.b.c")]);
         assert_eq!(
-            parse_user(Some(&"x".repeat(256))),
-            Err(StreamRequestError::BadUser)
+            stream_credentials(&browser, false).unwrap(),
+            StreamCredentials::Bearer("a.b.c")
+        );
+        let cli = headers(&[("authorization", "Bearer x.y.z")]);
+        assert_eq!(
+            stream_credentials(&cli, false).unwrap(),
+            StreamCredentials::Bearer("x.y.z")
+        );
+        assert!(matches!(
+            stream_credentials(&cli, true),
+            Err(AuthError::Invalid(_))
+        ));
+        assert_eq!(
+            stream_credentials(&headers(&[]), false),
+            Err(AuthError::Missing)
+        );
+        let dev = headers(&[("x-user-id", "alice")]);
+        assert_eq!(
+            stream_credentials(&dev, false).unwrap(),
+            StreamCredentials::UserHeader("alice")
+        );
+    }
+
+    #[test]
+    fn a_user_streams_their_own_and_an_operator_anyones() {
+        let alice = Identity::user("alice");
+        assert_eq!(stream_user(&alice, None).unwrap(), "alice");
+        assert_eq!(stream_user(&alice, Some("alice")).unwrap(), "alice");
+        assert_eq!(
+            stream_user(&alice, Some("bob")).unwrap_err().status(),
+            poem::http::StatusCode::FORBIDDEN
+        );
+        let ops = Identity::operator("ops");
+        assert_eq!(stream_user(&ops, Some("bob")).unwrap(), "bob");
+        assert_eq!(
+            stream_user(&ops, Some("b o b")).unwrap_err().status(),
+            poem::http::StatusCode::BAD_REQUEST
         );
     }
 
@@ -173,13 +278,5 @@ mod tests {
         assert!(parse_cursor(Some("-1")).is_err());
         assert!(parse_cursor(Some("abc")).is_err());
         assert!(parse_cursor(Some("99999999999999999999")).is_err());
-    }
-
-    #[test]
-    fn the_operator_token_must_match_whole() {
-        assert!(token_matches(Some("s3cret"), "s3cret"));
-        assert!(!token_matches(Some("s3cre"), "s3cret"));
-        assert!(!token_matches(None, "s3cret"));
-        assert!(!token_matches(Some(""), ""));
     }
 }
