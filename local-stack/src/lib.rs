@@ -106,6 +106,8 @@ pub struct Stack {
     processes: Processes,
     /// Extra environment per service, applied when it (re)starts.
     app_env: BTreeMap<&'static str, Vec<(String, String)>>,
+    /// Services trust `X-User-Id` without a token ([`StackOptions::dev_trust_user_header`]).
+    dev_trust_user_header: bool,
     _lock: nix::fcntl::Flock<File>,
 }
 
