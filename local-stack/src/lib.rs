@@ -30,8 +30,9 @@
 //! the ordered list of what runs, which shutdown and `Drop` both walk
 //! backwards, in `processes`, and [`StackOptions`] in `options`. The other
 //! modules each own one piece: `postgres`, `kafka`, `dapr`, `services`
-//! (building and launching the apps), `install`, `creds`, `proc` (child
-//! processes, pid files, ports), `cmd` (logging what runs) and `pypi` (tools
+//! (building and launching the apps), `install`, `creds`, `tokens` (bearer
+//! tokens signed with the state folder's key), `proc` (child processes,
+//! pid files, ports), `cmd` (logging what runs) and `pypi` (tools
 //! from PyPI: Schemathesis, sqlx-cli); `database` is PostgreSQL alone, for
 //! the database-level tests.
 
@@ -50,12 +51,13 @@ mod pypi;
 mod services;
 mod spec;
 mod start;
+mod tokens;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 
@@ -68,6 +70,7 @@ pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
 pub use pypi::{SCHEMATHESIS_VERSION, SQLX_CLI_VERSION, cargo_sqlx, schemathesis};
 pub use services::{build_services, cargo_command, without_package_env, workspace_root};
 pub use spec::*;
+pub use tokens::{OPERATOR_SUBJECT, STACK_TOKEN_TTL, mint_token};
 
 use crate::creds::Credentials;
 use crate::dapr::DaprBins;
@@ -103,6 +106,8 @@ pub struct Stack {
     processes: Processes,
     /// Extra environment per service, applied when it (re)starts.
     app_env: BTreeMap<&'static str, Vec<(String, String)>>,
+    /// Services trust `X-User-Id` without a token ([`StackOptions::dev_trust_user_header`]).
+    dev_trust_user_header: bool,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -213,10 +218,31 @@ impl Stack {
         &self.creds.app_api_token
     }
 
-    /// The token of the WebSocket service's operator stream (secret
-    /// `operator-token`, key `token`).
-    pub fn operator_token(&self) -> &str {
-        &self.creds.operator_token
+    /// A bearer token of `user` (with the operator role if `operator`),
+    /// valid from now for `ttl`: HS256 with the stack's signing key, the
+    /// issuer and audience the services expect by default. The subject is
+    /// not checked, so a test can mint one the services must refuse.
+    pub fn token(&self, user: &str, operator: bool, ttl: Duration) -> String {
+        tokens::mint(&self.creds.auth_signing_key, user, operator, ttl)
+    }
+
+    /// A plain user's bearer token, valid for [`STACK_TOKEN_TTL`] (12 h).
+    pub fn user_token(&self, user: &str) -> String {
+        self.token(user, false, STACK_TOKEN_TTL)
+    }
+
+    /// An operator's bearer token (subject [`OPERATOR_SUBJECT`], role
+    /// `operator`), valid for [`STACK_TOKEN_TTL`] (12 h): audit and listing
+    /// routes of every user, the WebSocket operator stream.
+    pub fn operator_token(&self) -> String {
+        self.token(OPERATOR_SUBJECT, true, STACK_TOKEN_TTL)
+    }
+
+    /// The HS256 key the services verify tokens with (secret
+    /// `auth-signing-key`, key `key`), for tests that forge tokens
+    /// themselves (expired, wrong audience, odd claims...).
+    pub fn signing_key(&self) -> &str {
+        &self.creds.auth_signing_key
     }
 
     /// The process id of a running service (its first running replica, not

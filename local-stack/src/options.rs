@@ -34,6 +34,9 @@ pub struct StackOptions {
     pub browser: bool,
     /// How many replicas of a service to run, by app id (absent: one).
     pub replicas: BTreeMap<&'static str, u16>,
+    /// Development only: every service trusts `X-User-Id` as the caller
+    /// when a request has no token (`AUTH_DEV_TRUST_USER_HEADER=true`).
+    pub dev_trust_user_header: bool,
 }
 
 impl StackOptions {
@@ -45,6 +48,7 @@ impl StackOptions {
             services: SERVICES.iter().collect(),
             browser: false,
             replicas: BTreeMap::new(),
+            dev_trust_user_header: false,
         }
     }
 
@@ -56,6 +60,7 @@ impl StackOptions {
             services: SERVICES.iter().collect(),
             browser: true,
             replicas: BTreeMap::new(),
+            dev_trust_user_header: false,
         }
     }
 

@@ -140,14 +140,59 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
 }
 
 /// The service process: configuration through the environment only.
-pub(crate) fn app_launch(bin: &Path, replica: &Replica, app_api_token: &str) -> Launch {
+/// `AUTH_DEV_TRUST_USER_HEADER` is always set, `true` only with
+/// `dev_trust_user_header` (development: `X-User-Id` trusted without a
+/// token), so that one exported in the caller's shell cannot loosen a test
+/// stack.
+pub(crate) fn app_launch(
+    bin: &Path,
+    replica: &Replica,
+    app_api_token: &str,
+    dev_trust_user_header: bool,
+) -> Launch {
     let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let mut launch = Launch::new(replica.name(), bin, &workspace_root())
         .env("APP_PORT", replica.app_port().to_string())
         .env("DAPR_HTTP_PORT", replica.dapr_http_port().to_string())
         .env("DAPR_GRPC_PORT", replica.dapr_grpc_port().to_string())
         .env("APP_API_TOKEN", app_api_token)
-        .env("RUST_LOG", rust_log);
+        .env("RUST_LOG", rust_log)
+        .env(
+            DEV_TRUST_USER_HEADER_ENV,
+            if dev_trust_user_header {
+                "true"
+            } else {
+                "false"
+            },
+        );
     launch.stop_timeout = Duration::from_secs(10);
     launch
+}
+
+/// The variable of `todo_core::auth::AuthSettings::dev_trust_user_header`.
+const DEV_TRUST_USER_HEADER_ENV: &str = "AUTH_DEV_TRUST_USER_HEADER";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TODO_SERVICE;
+
+    fn trust_env(dev_trust_user_header: bool) -> Vec<String> {
+        let replica = Replica {
+            spec: &TODO_SERVICE,
+            index: 0,
+        };
+        app_launch(Path::new("/bin/true"), &replica, "t", dev_trust_user_header)
+            .env
+            .into_iter()
+            .filter(|(k, _)| k == DEV_TRUST_USER_HEADER_ENV)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    #[test]
+    fn services_trust_x_user_id_only_when_the_stack_says_so() {
+        assert_eq!(trust_env(true), ["true"]);
+        assert_eq!(trust_env(false), ["false"]);
+    }
 }

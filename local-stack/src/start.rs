@@ -126,6 +126,7 @@ impl Stack {
                 .context("building the HTTP client")?,
             processes: Processes::default(),
             app_env: BTreeMap::new(),
+            dev_trust_user_header: opts.dev_trust_user_header,
             _lock: lock,
         };
         if let Err(e) = stack.start_all(installed_pg).await {
@@ -307,7 +308,12 @@ impl Stack {
             .clone();
         proc::ensure_port_free(replica.app_port(), &replica.name())?;
         cmd::step(format!("{}: starting", replica.name()));
-        let mut launch = services::app_launch(&bin, replica, &self.creds.app_api_token);
+        let mut launch = services::app_launch(
+            &bin,
+            replica,
+            &self.creds.app_api_token,
+            self.dev_trust_user_header,
+        );
         for (k, v) in self.app_env.get(app_id).into_iter().flatten() {
             launch = launch.env(k, v.clone());
         }

@@ -36,6 +36,9 @@ pub struct Options {
     concurrency: usize,
 }
 
+/// The user every write is made as (and whose audit records are counted).
+const BENCH_USER: &str = "bench";
+
 /// One write: when it started (wall clock, ms), how long it took, and which
 /// task version it produced (to find its event on Kafka).
 struct Sample {
@@ -48,6 +51,8 @@ struct Sample {
 struct Driver {
     http: reqwest::Client,
     base: String,
+    /// Bearer token of the user [`BENCH_USER`], minted once up front.
+    token: Arc<str>,
     created: Arc<Mutex<VecDeque<String>>>,
     updated: Arc<Mutex<VecDeque<String>>>,
     samples: Arc<Mutex<Vec<Sample>>>,
@@ -104,7 +109,7 @@ impl Driver {
                 reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
                 format!("{}{path}", self.base),
             )
-            .header("X-User-Id", "bench");
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -144,12 +149,13 @@ impl Driver {
     }
 }
 
-/// Waits until the audit trail holds `expected` records of the bench user.
+/// Waits until the audit trail holds `expected` records of [`BENCH_USER`].
 async fn wait_for_audit(db: &sqlx::PgPool, expected: i64) -> Result<i64> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let n: i64 =
-            sqlx::query_scalar("select count(*) from audit.audit_record where user_id = 'bench'")
+            sqlx::query_scalar("select count(*) from audit.audit_record where user_id = $1")
+                .bind(BENCH_USER)
                 .fetch_one(db)
                 .await?;
         if n >= expected {
@@ -246,6 +252,7 @@ pub async fn run(o: Options) -> Result<()> {
             .pool_max_idle_per_host(256)
             .build()?,
         base: stack.app_url("todo-service"),
+        token: stack.user_token(BENCH_USER).into(),
         created: Default::default(),
         updated: Default::default(),
         samples: Default::default(),
@@ -288,8 +295,9 @@ pub async fn run(o: Options) -> Result<()> {
     let recorded_before_outage = wait_for_audit(&db, paced_total).await?;
     let lags: Vec<f64> = sqlx::query_scalar(
         "select (extract(epoch from recorded_at - event_timestamp) * 1000)::float8 from audit.audit_record \
-         where user_id = 'bench' and event_timestamp between $1 and $2",
+         where user_id = $1 and event_timestamp between $2 and $3",
     )
+    .bind(BENCH_USER)
     .bind(paced_from)
     .bind(paced_to)
     .fetch_all(&db)
@@ -332,8 +340,9 @@ pub async fn run(o: Options) -> Result<()> {
     wait_for_audit(&db, recorded_before_outage + backlog).await?;
     let caught_up = restarted.elapsed();
     let (first, last): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-        "select min(recorded_at), max(recorded_at) from audit.audit_record where user_id = 'bench' and event_timestamp >= $1",
+        "select min(recorded_at), max(recorded_at) from audit.audit_record where user_id = $1 and event_timestamp >= $2",
     )
+    .bind(BENCH_USER)
     .bind(outage_started)
     .fetch_one(&db)
     .await?;

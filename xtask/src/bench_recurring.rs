@@ -15,6 +15,10 @@
 //!    applied meanwhile, how the recurring API answers, and how soon the next
 //!    instances appear after the thaw.
 //!
+//! Requests carry bearer tokens minted before anything is timed: the user's
+//! for the Todo API, the operator's for the notification, schedule and
+//! reminder listings of a given user.
+//!
 //! Numbers are printed, never asserted; early or missing reminders are counted.
 
 use std::collections::HashMap;
@@ -59,9 +63,40 @@ struct Api {
     todo: String,
     notification: String,
     user: String,
+    /// `user`'s bearer token.
+    token: String,
+    /// An operator's bearer token, for listings of `user_id=<someone>`.
+    operator_token: String,
 }
 
 impl Api {
+    /// The same services as another user (whose token is minted here, so
+    /// before anything is timed).
+    fn as_user(&self, stack: &Stack, user: String) -> Api {
+        Api {
+            token: stack.user_token(&user),
+            user,
+            ..self.clone()
+        }
+    }
+
+    /// GET `url` as the operator, as JSON. A 4xx (a refused token, say)
+    /// fails at once instead of reading as an empty page for the whole run.
+    async fn operator_get(&self, url: &str) -> Result<Value> {
+        let res = self
+            .http
+            .get(url)
+            .bearer_auth(&self.operator_token)
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if status.is_client_error() {
+            bail!("{url}: {status} {body}");
+        }
+        Ok(body)
+    }
+
     async fn todo(
         &self,
         method: reqwest::Method,
@@ -71,7 +106,7 @@ impl Api {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.todo))
-            .header("X-User-Id", &self.user);
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -212,7 +247,7 @@ async fn reminders(api: &Api, n: usize) -> Result<()> {
     let give_up = last + TimeDelta::seconds(30);
     while sent.len() < n && Utc::now() < give_up {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let page: Value = api.http.get(&url).send().await?.json().await?;
+        let page = api.operator_get(&url).await?;
         for note in page["notifications"].as_array().into_iter().flatten() {
             if let (Some(task), Some(at)) = (note["task_id"].as_str(), note["sent_at"].as_str()) {
                 sent.insert(task.to_owned(), DateTime::parse_from_rfc3339(at)?.to_utc());
@@ -300,7 +335,7 @@ async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> R
     let known = format!("{recurring}/api/v1/schedules?user_id={}&limit=1", api.user);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let page: Value = api.http.get(&known).send().await?.json().await?;
+        let page = api.operator_get(&known).await?;
         if page["total"].as_u64() == Some(waiting as u64) {
             break;
         }
@@ -346,7 +381,13 @@ async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> R
         let deadline = t0 + Duration::from_secs(30);
         while scheduled.len() < others && Instant::now() < deadline {
             let asked = Instant::now();
-            match api.http.get(&reminders).send().await {
+            match api
+                .http
+                .get(&reminders)
+                .bearer_auth(&api.operator_token)
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => {
                     api_ms.push(asked.elapsed().as_secs_f64() * 1000.0);
                     let page: Value = r.json().await?;
@@ -398,33 +439,27 @@ async fn slow_todo(stack: &Stack, api: &Api, waiting: usize, others: usize) -> R
 pub async fn run(o: Options) -> Result<()> {
     let stack = Stack::up(StackOptions::for_tests("bench-recurring")).await?;
     let result = async {
+        let user = format!("bench-{}", uuid::Uuid::new_v4());
         let api = Api {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
             todo: stack.app_url("todo-service"),
             notification: stack.app_url("notification-service"),
-            user: format!("bench-{}", uuid::Uuid::new_v4()),
+            token: stack.user_token(&user),
+            user,
+            operator_token: stack.operator_token(),
         };
         // Warm-up: the first workflow start places the actor types.
-        let warm = Api {
-            user: format!("warm-{}", uuid::Uuid::new_v4()),
-            ..api.clone()
-        };
+        let warm = api.as_user(&stack, format!("warm-{}", uuid::Uuid::new_v4()));
         completions(&warm, 5, 5).await?;
         println!("(warm-up above)");
         if !o.slow_only {
             completions(&api, o.completions, o.rate).await?;
-            let reminder_api = Api {
-                user: format!("bench-r-{}", uuid::Uuid::new_v4()),
-                ..api.clone()
-            };
+            let reminder_api = api.as_user(&stack, format!("bench-r-{}", uuid::Uuid::new_v4()));
             reminders(&reminder_api, o.reminders).await?;
         }
-        let slow_api = Api {
-            user: format!("bench-s-{}", uuid::Uuid::new_v4()),
-            ..api.clone()
-        };
+        let slow_api = api.as_user(&stack, format!("bench-s-{}", uuid::Uuid::new_v4()));
         slow_todo(&stack, &slow_api, o.waiting, o.others).await
     }
     .await;

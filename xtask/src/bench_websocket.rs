@@ -7,6 +7,9 @@
 //!    user: tasks are created through the Todo API at a fixed rate and every
 //!    client's receipt of every update is timed from the request's start.
 //!
+//! Every stream and request carries the user's bearer token, minted once per
+//! user before anything is timed.
+//!
 //! Numbers are printed, never asserted.
 
 use std::collections::HashMap;
@@ -20,6 +23,8 @@ use todo_local_stack::{Stack, StackOptions};
 
 use crate::bench::percentile;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Options of `cargo xtask bench websocket`.
 #[derive(Debug, Clone, clap::Args)]
@@ -65,10 +70,18 @@ fn rss_kib(pid: u32) -> Result<u64> {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Opens a stream of `user` and reads until `ready`.
-async fn open(port: u16, user: &str) -> Result<Socket> {
-    let url = format!("ws://127.0.0.1:{port}/ws?user_id={user}");
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await?;
+/// The stream's subprotocol, offered with the token as `bearer.<JWT>`.
+const PROTOCOL: &str = "todo-updates";
+
+/// Opens a stream of the user whose bearer token is `token` and reads until
+/// `ready`.
+async fn open(port: u16, token: &str) -> Result<Socket> {
+    let mut request = format!("ws://127.0.0.1:{port}/ws").into_client_request()?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(&format!("{PROTOCOL}, bearer.{token}"))?,
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
     loop {
         match socket.next().await.context("closed before ready")?? {
             Message::Text(t) if t.as_str().contains("\"ready\"") => return Ok(socket),
@@ -78,12 +91,12 @@ async fn open(port: u16, user: &str) -> Result<Socket> {
     }
 }
 
-/// Opens `n` streams of `user`, 50 at a time.
-async fn open_many(port: u16, user: &str, n: usize) -> Result<Vec<Socket>> {
+/// Opens `n` streams of the user whose token is `token`, 50 at a time.
+async fn open_many(port: u16, token: &str, n: usize) -> Result<Vec<Socket>> {
     let mut sockets = Vec::with_capacity(n);
     while sockets.len() < n {
         let batch = (n - sockets.len()).min(50);
-        let opened = futures::future::join_all((0..batch).map(|_| open(port, user))).await;
+        let opened = futures::future::join_all((0..batch).map(|_| open(port, token))).await;
         for s in opened {
             sockets.push(s?);
         }
@@ -101,7 +114,8 @@ async fn latency_level(
 ) -> Result<String> {
     let port = stack.service("websocket-service").app_port;
     let user = format!("bench-ws-{}", uuid::Uuid::new_v4().simple());
-    let sockets = open_many(port, &user, clients).await?;
+    let token = stack.user_token(&user);
+    let sockets = open_many(port, &token, clients).await?;
     // Each client records when it got each task's update.
     let receipts: Arc<Mutex<Vec<(String, Instant)>>> = Default::default();
     let mut readers = Vec::with_capacity(clients);
@@ -133,12 +147,12 @@ async fn latency_level(
     let create = |n: usize| {
         let http = http.clone();
         let url = format!("{todo}/api/v1/tasks");
-        let user = user.clone();
+        let token = token.clone();
         async move {
             let started = Instant::now();
             let res = http
                 .post(url)
-                .header("X-User-Id", user)
+                .bearer_auth(token)
                 .json(&json!({ "title": format!("ws bench {n}") }))
                 .send()
                 .await?;
@@ -222,11 +236,12 @@ pub async fn run(o: Options) -> Result<()> {
         latency_level(&stack, &http, &warm_up, 1).await?;
 
         let idle_user = format!("bench-idle-{}", uuid::Uuid::new_v4().simple());
-        let warm = open_many(port, &idle_user, 50).await?;
+        let idle_token = stack.user_token(&idle_user);
+        let warm = open_many(port, &idle_token, 50).await?;
         drop(warm);
         tokio::time::sleep(Duration::from_millis(500)).await;
         let before = rss_kib(pid)?;
-        let idle = open_many(port, &idle_user, o.idle).await?;
+        let idle = open_many(port, &idle_token, o.idle).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = rss_kib(pid)?;
         println!();

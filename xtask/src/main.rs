@@ -9,6 +9,7 @@ mod bench_websocket;
 mod openapi;
 mod sqlx;
 mod test;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -34,6 +35,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print a bearer token for the local stack, and only the token
+    /// (`TOKEN=$(cargo xtask token --user alice)`); the stack need not run.
+    Token(token::TokenArgs),
     /// Write each service's OpenAPI document to `openapi/<schema>.json`.
     Openapi,
     /// Write (or `--check`) the compile-checked queries' offline data, the
@@ -67,6 +71,7 @@ async fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Token(args) => token::run(args),
         Command::Openapi => openapi::run().await,
         Command::Sqlx(options) => sqlx::run(options).await,
         Command::Bench {

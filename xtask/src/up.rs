@@ -1,8 +1,53 @@
-//! `cargo xtask up`: the whole local stack, until Ctrl-C.
+//! `cargo xtask up`: the whole local stack, until Ctrl-C. Prints the URLs
+//! and ready bearer tokens (two users and an operator) as shell lines.
+
+use std::time::Duration;
 
 use anyhow::{Result, bail};
-use todo_local_stack::{Stack, StackOptions};
+use todo_local_stack::{OPERATOR_SUBJECT, Stack, StackOptions};
 use tokio::signal::unix::{SignalKind, signal};
+
+/// How long the tokens `up` prints stay valid.
+const PRINTED_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The example users `up` prints tokens for.
+const EXAMPLE_USERS: [&str; 2] = ["alice", "bob"];
+
+/// Tokens printed by `up`: `(shell variable, token)`, the users first
+/// (`ALICE_TOKEN`...), then the operator (`OPERATOR_TOKEN`).
+fn example_tokens(stack: &Stack) -> Vec<(String, String)> {
+    let users = EXAMPLE_USERS
+        .iter()
+        .map(|user| (*user, stack.token(user, false, PRINTED_TOKEN_TTL)));
+    let operator = std::iter::once((
+        OPERATOR_SUBJECT,
+        stack.token(OPERATOR_SUBJECT, true, PRINTED_TOKEN_TTL),
+    ));
+    users
+        .chain(operator)
+        .map(|(subject, token)| (format!("{}_TOKEN", subject.to_uppercase()), token))
+        .collect()
+}
+
+/// The token section: shell lines that can be pasted as a whole (comments,
+/// `export`s, one example request to `todo_api`).
+fn token_lines(tokens: &[(String, String)], todo_api: &str) -> Vec<String> {
+    let mut lines = vec![format!(
+        "# Bearer tokens, valid {} h (`cargo xtask token --user <id> [--operator] [--ttl 1h]` mints more):",
+        PRINTED_TOKEN_TTL.as_secs() / 3600
+    )];
+    lines.extend(
+        tokens
+            .iter()
+            .map(|(var, token)| format!("export {var}={token}")),
+    );
+    if let Some((var, _)) = tokens.first() {
+        lines.push(format!(
+            "curl -H \"Authorization: Bearer ${var}\" {todo_api}/api/v1/tasks"
+        ));
+    }
+    lines
+}
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
 async fn interrupted() {
@@ -19,7 +64,9 @@ async fn interrupted() {
     }
 }
 
-fn print_urls(stack: &Stack) {
+fn print_urls(stack: &Stack, dev_trust_user_header: bool) {
+    let tokens = example_tokens(stack);
+    let live_token = tokens.first().map_or("<JWT>", |(_, t)| t.as_str());
     let mut rows: Vec<(String, String)> = Vec::new();
     for spec in stack.services() {
         let replicas = stack.replicas(spec.app_id);
@@ -41,14 +88,22 @@ fn print_urls(stack: &Stack) {
         rows.push(("  OpenAPI".into(), format!("{app}/openapi.json")));
         rows.push(("  metrics".into(), format!("{app}/metrics")));
         if spec.app_id == todo_local_stack::WEBSOCKET_SERVICE.app_id {
+            let ws = format!("ws://127.0.0.1:{}", spec.app_port);
+            rows.push(("  WebSocket".into(), format!("{ws}/ws?since=<seq>")));
             rows.push((
-                "  WebSocket".into(),
-                format!(
-                    "ws://127.0.0.1:{}/ws?user_id=<user>&since=<seq>",
-                    spec.app_port
-                ),
+                "    token".into(),
+                "Sec-WebSocket-Protocol: todo-updates, bearer.<JWT> \
+                 (or Authorization: Bearer <JWT>)"
+                    .into(),
             ));
-            rows.push(("  live page".into(), format!("{app}/live?user_id=alice")));
+            rows.push((
+                "  operator stream".into(),
+                format!("{ws}/ws/operator?since=<seq> (an operator's JWT, $OPERATOR_TOKEN)"),
+            ));
+            rows.push((
+                format!("  live page ({})", EXAMPLE_USERS[0]),
+                format!("{app}/live#token={live_token}"),
+            ));
         }
         rows.push(("  Dapr sidecar".into(), stack.dapr_http_url(spec.app_id)));
     }
@@ -67,6 +122,20 @@ fn print_urls(stack: &Stack) {
     for (k, v) in rows {
         println!("  {k:<width$}  {v}");
     }
+    let todo_api = format!(
+        "http://127.0.0.1:{}",
+        todo_local_stack::TODO_SERVICE.app_port
+    );
+    println!();
+    for line in token_lines(&tokens, &todo_api) {
+        println!("  {line}");
+    }
+    if dev_trust_user_header {
+        println!(
+            "\n  WARNING: --dev-trust-user-header: every service trusts `X-User-Id: <user>` \
+             without a token, so anyone can act as any user (development only)."
+        );
+    }
     println!("\nPress Ctrl-C to stop everything.");
 }
 
@@ -84,6 +153,10 @@ pub struct UpArgs {
     /// first's plus 100 per replica (8101, 3601... for the second).
     #[arg(long, value_name = "N|APP_ID=N")]
     replicas: Vec<String>,
+    /// Development only: every service trusts `X-User-Id: <user>` as the
+    /// caller when a request has no token (AUTH_DEV_TRUST_USER_HEADER).
+    #[arg(long)]
+    dev_trust_user_header: bool,
 }
 
 /// Applies one `--replicas` value.
@@ -110,6 +183,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         opts.services.clear();
     }
     opts.fresh = args.fresh;
+    opts.dev_trust_user_header = args.dev_trust_user_header;
     for value in &args.replicas {
         apply_replicas(&mut opts, value)?;
     }
@@ -117,7 +191,7 @@ pub async fn run(args: UpArgs) -> Result<()> {
         r = Stack::up(opts) => r?,
         _ = interrupted() => bail!("interrupted while starting (everything started was killed)"),
     };
-    print_urls(&stack);
+    print_urls(&stack, args.dev_trust_user_header);
     interrupted().await;
     eprintln!();
     tokio::select! {
@@ -126,5 +200,27 @@ pub async fn run(args: UpArgs) -> Result<()> {
             eprintln!("[xtask] second signal: killing everything");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_section_is_shell_lines_to_paste_as_a_whole() {
+        let tokens: Vec<_> = [("ALICE_TOKEN", "alice"), ("OPERATOR_TOKEN", "operator")]
+            .iter()
+            .map(|(var, sub)| (var.to_string(), format!("eyJ.{sub}.sig")))
+            .collect();
+        assert_eq!(
+            token_lines(&tokens, "http://127.0.0.1:8001"),
+            [
+                "# Bearer tokens, valid 24 h (`cargo xtask token --user <id> [--operator] [--ttl 1h]` mints more):",
+                "export ALICE_TOKEN=eyJ.alice.sig",
+                "export OPERATOR_TOKEN=eyJ.operator.sig",
+                "curl -H \"Authorization: Bearer $ALICE_TOKEN\" http://127.0.0.1:8001/api/v1/tasks",
+            ]
+        );
     }
 }
