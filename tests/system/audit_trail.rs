@@ -51,7 +51,7 @@ async fn records_of(stack: &Stack, task_id: &str, n: usize) -> Result<Vec<Value>
         Duration::from_secs(20),
         &format!("{n} audit records for {task_id}"),
         || async {
-            let page = get_json(&url).await?.expect(200)?;
+            let page = get_json(&url, &stack.operator_token()).await?.expect(200)?;
             let records = page["records"].as_array().cloned().unwrap_or_default();
             Ok((records.len() >= n).then_some(records))
         },
@@ -83,7 +83,7 @@ fn foreign_event(source: &str, schema_version: &str) -> (String, Value) {
 /// How many records the audit trail holds for `task_id` right now.
 async fn record_count(stack: &Stack, task_id: &str) -> Result<i64> {
     let url = format!("{}/api/v1/audit?task_id={task_id}", audit_url(stack));
-    let page = get_json(&url).await?.expect(200)?;
+    let page = get_json(&url, &stack.operator_token()).await?.expect(200)?;
     Ok(page["total"].as_i64().unwrap_or(-1))
 }
 
@@ -132,11 +132,10 @@ async fn a_published_event_is_recorded_with_its_time_type_task_and_payload(
         at(record, "/recorded_at")? >= at(record, "/timestamp")?,
         "recorded after it happened: {record}"
     );
-    let one = get_json(&format!(
-        "{}/api/v1/audit/{}",
-        audit_url(stack),
-        text(record, "/id")
-    ))
+    let one = get_json(
+        &format!("{}/api/v1/audit/{}", audit_url(stack), text(record, "/id")),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)?;
     ensure!(&one == record, "GET by id returns the same record");
@@ -182,10 +181,13 @@ async fn a_tasks_history_comes_back_in_chronological_order(stack: &Stack) -> Res
         stamps.windows(2).all(|w| w[0] <= w[1]),
         "timestamps ascend: {stamps:?}"
     );
-    let updated = get_json(&format!(
-        "{}/api/v1/audit?task_id={id}&event_type=task-updated",
-        audit_url(stack)
-    ))
+    let updated = get_json(
+        &format!(
+            "{}/api/v1/audit?task_id={id}&event_type=task-updated",
+            audit_url(stack)
+        ),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)?;
     ensure!(updated["total"] == 2, "filter by event type: {updated}");
@@ -376,19 +378,21 @@ async fn audit_api_answers_keep_their_shape(stack: &Stack) -> Result<()> {
     let id = text(&task, "/id").to_owned();
     alice.complete(&id, None).await?.expect(200)?;
     records_of(stack, &id, 2).await?;
-    let page = get_json(&format!("{}/api/v1/audit?task_id={id}", audit_url(stack)))
-        .await?
-        .expect(200)?;
-    let unknown = get_json(&format!(
-        "{}/api/v1/audit/{}",
-        audit_url(stack),
-        uuid::Uuid::nil()
-    ))
+    let page = get_json(
+        &format!("{}/api/v1/audit?task_id={id}", audit_url(stack)),
+        &stack.operator_token(),
+    )
+    .await?
+    .expect(200)?;
+    let unknown = get_json(
+        &format!("{}/api/v1/audit/{}", audit_url(stack), uuid::Uuid::nil()),
+        &stack.operator_token(),
+    )
     .await?;
-    let bad = get_json(&format!(
-        "{}/api/v1/audit?task_id=not-a-uuid",
-        audit_url(stack)
-    ))
+    let bad = get_json(
+        &format!("{}/api/v1/audit?task_id=not-a-uuid", audit_url(stack)),
+        &stack.operator_token(),
+    )
     .await?;
     let snapshot = json!({
         "list": page,

@@ -97,6 +97,7 @@ async fn every_service_keeps_its_openapi_contract_under_schemathesis(
     let schemathesis = todo_local_stack::schemathesis().await?;
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
     let mut failures = Vec::new();
+    let token = stack.token("contract-fuzz", true, std::time::Duration::from_secs(3600));
     for spec in stack.services().to_vec() {
         let url = format!("{}/openapi.json", stack.app_url(spec.app_id));
         let mut command = tokio::process::Command::new(&schemathesis);
@@ -113,8 +114,9 @@ async fn every_service_keeps_its_openapi_contract_under_schemathesis(
             ])
             .args(["--workers", "2", "--request-timeout", "10"])
             // Tasks belong to their caller: one caller, so what the stateful
-            // phase creates it can read, change and delete.
-            .args(["-H", "X-User-Id: contract-fuzz"])
+            // phase creates it can read, change and delete; an operator, so
+            // that every route is reachable.
+            .args(["-H", &format!("Authorization: Bearer {token}")])
             // Its cache folder (`.schemathesis/`) goes with the stack's state.
             .current_dir(stack.state_dir())
             .kill_on_drop(true);

@@ -14,8 +14,8 @@ use todo_local_stack::Stack;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    Browser, TodoClient, WsClient, admin_db, eventually, get_json, metric, service_log_lines,
-    service_metric, text, ws_url, ws_url_at,
+    Browser, TodoClient, WsClient, admin_db, eventually, get_json, handshake, metric,
+    service_log_lines, service_metric, text, ws_url, ws_url_at,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -33,7 +33,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             ctx,
             a_stream_on_any_replica_gets_every_update_in_seq_order_whichever_replica_consumed_it
         ),
-        shared!(ctx, the_operator_stream_needs_the_token_and_sees_every_user),
+        shared!(
+            ctx,
+            the_operator_stream_needs_an_operator_and_sees_every_user
+        ),
         shared!(ctx, bad_stream_requests_get_json_errors),
         shared!(ctx, the_service_serves_health_docs_and_a_connection_gauge),
         shared!(ctx, the_live_page_shows_a_new_task_in_two_browser_tabs),
@@ -54,9 +57,12 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
 async fn connections(stack: &Stack) -> Result<i64> {
     let mut total = 0;
     for base in stack.app_urls("websocket-service") {
-        let body = get_json(&format!("{base}/api/v1/connections"))
-            .await?
-            .expect(200)?;
+        let body = get_json(
+            &format!("{base}/api/v1/connections"),
+            &stack.operator_token(),
+        )
+        .await?
+        .expect(200)?;
         total += body["active_connections"]
             .as_i64()
             .context("active_connections is a number")?;
@@ -75,8 +81,8 @@ async fn a_stream_on_any_replica_gets_every_update_in_seq_order_whichever_replic
     let alice = TodoClient::new(stack);
     let mut streams = Vec::new();
     for base in stack.app_urls("websocket-service") {
-        let url = ws_url_at(&base, &format!("/ws?user_id={}", alice.user));
-        streams.push((base, WsClient::open_url(&url).await?));
+        let url = ws_url_at(&base, "/ws");
+        streams.push((base, WsClient::open_url(&url, &alice.token).await?));
     }
     // Who consumed what: each replica logs (with the task's id) the updates
     // it consumed; the lines reach the files a moment after the commit.
@@ -174,9 +180,9 @@ async fn two_clients_of_a_user_get_a_new_task_within_two_seconds_and_another_use
 ) -> Result<()> {
     let alice = TodoClient::new(stack);
     let bob = TodoClient::new(stack);
-    let mut tab1 = WsClient::user(stack, &alice.user, None).await?;
-    let mut tab2 = WsClient::user(stack, &alice.user, None).await?;
-    let mut bobs = WsClient::user(stack, &bob.user, None).await?;
+    let mut tab1 = WsClient::user(stack, &alice.token, None).await?;
+    let mut tab2 = WsClient::user(stack, &alice.token, None).await?;
+    let mut bobs = WsClient::user(stack, &bob.token, None).await?;
     ensure!(connections(stack).await? >= 3, "three streams counted");
 
     let started = Instant::now();
@@ -219,7 +225,7 @@ async fn a_client_that_reconnects_with_since_gets_exactly_what_it_missed_then_li
     stack: &Stack,
 ) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let mut ws = WsClient::user(stack, &alice.user, None).await?;
+    let mut ws = WsClient::user(stack, &alice.token, None).await?;
     let (_, id) = alice.create_task("Draft").await?;
     let created = ws
         .until(&id, "task-created", Duration::from_secs(5))
@@ -238,7 +244,7 @@ async fn a_client_that_reconnects_with_since_gets_exactly_what_it_missed_then_li
         .expect(200)?;
     alice.complete(&id, None).await?.expect(200)?;
 
-    let mut ws = WsClient::user(stack, &alice.user, Some(cursor)).await?;
+    let mut ws = WsClient::user(stack, &alice.token, Some(cursor)).await?;
     let mut missed = ws.replayed.clone();
     while missed.len() < 3 {
         missed.push(ws.next_update(Duration::from_secs(5)).await?);
@@ -267,19 +273,22 @@ async fn a_client_that_reconnects_with_since_gets_exactly_what_it_missed_then_li
     Ok(())
 }
 
-async fn the_operator_stream_needs_the_token_and_sees_every_user(stack: &Stack) -> Result<()> {
-    let refused = tokio_tungstenite::connect_async(ws_url(stack, "/ws/operator?token=wrong")).await;
-    match refused {
-        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
-            ensure!(res.status() == 401, "wrong token: {}", res.status())
+async fn the_operator_stream_needs_an_operator_and_sees_every_user(stack: &Stack) -> Result<()> {
+    for (token, status) in [
+        ("not-a-jwt".to_owned(), 401),
+        (stack.user_token("just-a-user"), 403),
+    ] {
+        let refused =
+            tokio_tungstenite::connect_async(handshake(&ws_url(stack, "/ws/operator"), &token)?)
+                .await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+                ensure!(res.status() == status, "{token}: {}", res.status())
+            }
+            other => bail!("the operator stream must refuse {token} with {status}, got {other:?}"),
         }
-        other => bail!("a wrong operator token must be refused with 401, got {other:?}"),
     }
-    let mut operator = WsClient::open(
-        stack,
-        &format!("/ws/operator?token={}", stack.operator_token()),
-    )
-    .await?;
+    let mut operator = WsClient::open(stack, "/ws/operator", &stack.operator_token()).await?;
     let alice = TodoClient::new(stack);
     let bob = TodoClient::new(stack);
     let (_, a) = alice.create_task("a").await?;
@@ -295,21 +304,25 @@ async fn the_operator_stream_needs_the_token_and_sees_every_user(stack: &Stack) 
 
 async fn bad_stream_requests_get_json_errors(stack: &Stack) -> Result<()> {
     let base = stack.app_url("websocket-service");
-    for (path, status) in [
-        ("/ws?since=1", 400),
-        ("/ws?user_id=alice&since=-3", 400),
-        ("/ws?user_id=alice&since=abc", 400),
-        ("/ws/operator", 401),
+    let alice = stack.user_token("alice");
+    for (path, token, status) in [
+        ("/ws", None, 401),
+        ("/ws/operator", None, 401),
+        ("/ws?since=-3", Some(&alice), 400),
+        ("/ws?since=abc", Some(&alice), 400),
+        ("/ws?user_id=bob", Some(&alice), 403),
     ] {
         let client = reqwest::Client::new();
-        let res = client
+        let mut req = client
             .get(format!("{base}{path}"))
             .header("connection", "upgrade")
             .header("upgrade", "websocket")
             .header("sec-websocket-version", "13")
-            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-            .send()
-            .await?;
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await?;
         ensure!(res.status() == status, "{path}: {}", res.status());
         let body: Value = res.json().await.with_context(|| format!("{path}: JSON"))?;
         ensure!(
@@ -317,7 +330,7 @@ async fn bad_stream_requests_get_json_errors(stack: &Stack) -> Result<()> {
             "{path}: {body}"
         );
     }
-    let plain = get_json(&format!("{base}/ws?user_id=alice")).await?;
+    let plain = get_json(&format!("{base}/ws"), &alice).await?;
     ensure!(
         plain.status == 400 && plain.body["error"].is_string(),
         "a plain GET: {plain:?}"
@@ -327,30 +340,32 @@ async fn bad_stream_requests_get_json_errors(stack: &Stack) -> Result<()> {
 
 async fn the_service_serves_health_docs_and_a_connection_gauge(stack: &Stack) -> Result<()> {
     let base = stack.app_url("websocket-service");
-    get_json(&format!("{base}/health")).await?.expect(200)?;
-    let ready = get_json(&format!("{base}/health/ready"))
+    get_json(&format!("{base}/health"), &stack.operator_token())
+        .await?
+        .expect(200)?;
+    let ready = get_json(&format!("{base}/health/ready"), &stack.operator_token())
         .await?
         .expect(200)?;
     ensure!(ready["status"] == "ready", "{ready}");
-    let docs = get_json(&format!("{base}/docs")).await?;
+    let docs = get_json(&format!("{base}/docs"), &stack.operator_token()).await?;
     ensure!(
         docs.status == 200 && docs.content_type.starts_with("text/html"),
         "Swagger UI"
     );
-    let spec = get_json(&format!("{base}/openapi.json"))
+    let spec = get_json(&format!("{base}/openapi.json"), &stack.operator_token())
         .await?
         .expect(200)?;
     ensure!(
         spec["paths"]["/api/v1/connections"]["get"].is_object(),
         "the connections endpoint is documented"
     );
-    let page = get_json(&format!("{base}/live?user_id=alice")).await?;
+    let page = get_json(&format!("{base}/live"), &stack.operator_token()).await?;
     ensure!(
         page.status == 200 && page.content_type.starts_with("text/html"),
         "the live page: {}",
         page.status
     );
-    let _open = WsClient::user(stack, "gauge-watcher", None).await?;
+    let _open = WsClient::user(stack, &stack.user_token("gauge-watcher"), None).await?;
     let gauge = service_metric(
         stack,
         "websocket-service",
@@ -370,9 +385,9 @@ async fn the_live_page_shows_a_new_task_in_two_browser_tabs(stack: &Stack) -> Re
     let browser = Browser::start(stack).await?;
     let result = async {
         let page = format!(
-            "{}/live?user_id={}",
+            "{}/live#token={}",
             stack.app_url("websocket-service"),
-            alice.user
+            alice.token
         );
         let c = &browser.client;
         c.goto(&page).await?;
@@ -393,7 +408,14 @@ async fn the_live_page_shows_a_new_task_in_two_browser_tabs(stack: &Stack) -> Re
                         .eval("document.body.dataset.ready === 'true'")
                         .await?;
                     let replayed = browser.eval(&has(&earlier)).await?;
-                    Ok((ready == true && replayed == true).then_some(()))
+                    // The token named the user and left the address bar.
+                    let named = browser
+                        .eval(&format!(
+                            "document.getElementById('user').textContent === '{}' && location.hash === ''",
+                            alice.user
+                        ))
+                        .await?;
+                    Ok((ready == true && replayed == true && named == true).then_some(()))
                 },
             )
             .await?;
@@ -471,7 +493,7 @@ async fn a_stalled_client_does_not_delay_a_healthy_one(stack: &mut Stack) -> Res
     let base = stack.app_urls("websocket-service").remove(0);
     let alice = TodoClient::new(stack);
     let received: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
-    let mut healthy = WsClient::user(stack, &alice.user, None).await?;
+    let mut healthy = WsClient::user(stack, &alice.token, None).await?;
     let reader = tokio::spawn({
         let received = received.clone();
         async move {
@@ -509,11 +531,9 @@ async fn a_stalled_client_does_not_delay_a_healthy_one(stack: &mut Stack) -> Res
     let tcp = socket
         .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .await?;
-    let (stalled, _) = tokio_tungstenite::client_async(
-        ws_url_at(&base, &format!("/ws?user_id={}", alice.user)),
-        tcp,
-    )
-    .await?;
+    let (stalled, _) =
+        tokio_tungstenite::client_async(handshake(&ws_url_at(&base, "/ws"), &alice.token)?, tcp)
+            .await?;
     let kicked_metric = "websocket_closed_too_slow_total";
     let kicked_before = metric(&base, kicked_metric).await?;
     let mut kicked_at = None;
@@ -593,7 +613,7 @@ async fn a_stalled_client_does_not_delay_a_healthy_one(stack: &mut Stack) -> Res
         .next()
         .and_then(|s| s.parse().ok())
         .context("cursor in the reason")?;
-    let resumed = WsClient::user(stack, &alice.user, Some(resume)).await?;
+    let resumed = WsClient::user(stack, &alice.token, Some(resume)).await?;
     ensure!(
         !resumed.replayed.is_empty()
             && resumed
@@ -610,7 +630,7 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
     stack: &mut Stack,
 ) -> Result<()> {
     let alice = TodoClient::new(stack);
-    let mut ws = WsClient::user(stack, &alice.user, None).await?;
+    let mut ws = WsClient::user(stack, &alice.token, None).await?;
     let cursor = ws.ready_seq;
     let (_, old) = alice.create_task("soon pruned").await?;
     let old_seq = ws
@@ -640,7 +660,7 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
             Ok((h >= old_seq).then_some(h))
         })
         .await?;
-        let mut ws = WsClient::user(stack, &alice.user, Some(cursor)).await?;
+        let mut ws = WsClient::user(stack, &alice.token, Some(cursor)).await?;
         let first = ws.controls.first().context("a control message")?;
         ensure!(
             first["type"] == "resync-required"
@@ -652,7 +672,7 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
             ws.replayed.iter().all(|u| u["task_id"] != old.as_str()),
             "the pruned update is not replayed"
         );
-        let at_horizon = WsClient::user(stack, &alice.user, Some(horizon)).await?;
+        let at_horizon = WsClient::user(stack, &alice.token, Some(horizon)).await?;
         ensure!(
             at_horizon.controls.iter().all(|c| c["type"] == "ready"),
             "a cursor at the horizon misses nothing: {:?}",

@@ -130,10 +130,10 @@ async fn complete_and_follow(client: &TodoClient, task: &Value) -> Result<Value>
 
 /// A schedule (series) by id.
 async fn schedule(stack: &Stack, series_id: &str) -> Result<Value> {
-    get_json(&format!(
-        "{}/api/v1/schedules/{series_id}",
-        recurring_url(stack)
-    ))
+    get_json(
+        &format!("{}/api/v1/schedules/{series_id}", recurring_url(stack)),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)
 }
@@ -288,10 +288,13 @@ async fn consumed(stack: &Stack, event_id: &str) -> Result<()> {
 
 /// Dapr's view of a workflow instance of the recurring service.
 async fn workflow(stack: &Stack, instance_id: &str) -> Result<Value> {
-    get_json(&format!(
-        "{}/v1.0/workflows/dapr/{instance_id}",
-        stack.dapr_http_url("recurring-task-service")
-    ))
+    get_json(
+        &format!(
+            "{}/v1.0/workflows/dapr/{instance_id}",
+            stack.dapr_http_url("recurring-task-service")
+        ),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)
 }
@@ -323,7 +326,7 @@ async fn settled(stack: &Stack, task_id: &str) -> Result<Option<Value>> {
         Duration::from_secs(30),
         &format!("{instance} absent or finished"),
         || async {
-            let w = get_json(&url).await?;
+            let w = get_json(&url, &stack.operator_token()).await?;
             if w.status != 200 {
                 return Ok(Some(None));
             }
@@ -388,11 +391,14 @@ async fn deleting_a_recurring_task_ends_its_series_and_a_late_completion_creates
         ended["pending_reminders"] == json!([]),
         "the pending reminder is cancelled: {ended}"
     );
-    let reminders = get_json(&format!(
-        "{}/api/v1/reminders?task_id={}",
-        recurring_url(stack),
-        text(&second, "/id")
-    ))
+    let reminders = get_json(
+        &format!(
+            "{}/api/v1/reminders?task_id={}",
+            recurring_url(stack),
+            text(&second, "/id")
+        ),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)?;
     ensure!(
@@ -500,7 +506,7 @@ async fn schedules_and_reminders_answer_bad_input_with_json_errors(stack: &Stack
         ("/api/v1/nothing-here", 404),
     ];
     for (path, status) in cases {
-        let a = get_json(&format!("{base}{path}")).await?;
+        let a = get_json(&format!("{base}{path}"), &stack.operator_token()).await?;
         ensure!(a.status == status, "{path}: {} {}", a.status, a.body);
         ensure!(
             a.body["error"].is_string() && a.body["message"].is_string(),
@@ -508,9 +514,12 @@ async fn schedules_and_reminders_answer_bad_input_with_json_errors(stack: &Stack
             a.body
         );
     }
-    let page = get_json(&format!("{base}/api/v1/schedules?is_active=true&limit=1"))
-        .await?
-        .expect(200)?;
+    let page = get_json(
+        &format!("{base}/api/v1/schedules?is_active=true&limit=1"),
+        &stack.operator_token(),
+    )
+    .await?
+    .expect(200)?;
     ensure!(
         page["schedules"].is_array() && page["total"].is_i64(),
         "{page}"

@@ -70,10 +70,10 @@ fn time_of(v: &Value, pointer: &str) -> Result<DateTime<Utc>> {
 
 /// The notifications matching `query` (e.g. `task_id=...`).
 async fn notifications(stack: &Stack, query: &str) -> Result<Value> {
-    get_json(&format!(
-        "{}/api/v1/notifications?{query}",
-        notification_url(stack)
-    ))
+    get_json(
+        &format!("{}/api/v1/notifications?{query}", notification_url(stack)),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)
 }
@@ -114,7 +114,7 @@ async fn a_reminder_due_in_seconds_becomes_one_sent_notification_that_the_users_
     stack: &Stack,
 ) -> Result<()> {
     let client = TodoClient::new(stack);
-    let mut ws = WsClient::user(stack, &client.user, None).await?;
+    let mut ws = WsClient::user(stack, &client.token, None).await?;
     let due = whole_second_in(3);
     let task = client
         .create(json!({ "title": "call the dentist", "reminder_time": due.to_rfc3339() }))
@@ -139,10 +139,13 @@ async fn a_reminder_due_in_seconds_becomes_one_sent_notification_that_the_users_
     );
     ensure!(pushed["user_id"] == client.user.as_str(), "{pushed}");
     // The reminder job is done.
-    let reminders = get_json(&format!(
-        "{}/api/v1/reminders?task_id={id}",
-        stack.app_url("recurring-task-service")
-    ))
+    let reminders = get_json(
+        &format!(
+            "{}/api/v1/reminders?task_id={id}",
+            stack.app_url("recurring-task-service")
+        ),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)?;
     ensure!(
@@ -222,7 +225,7 @@ async fn notifications_answer_bad_input_and_bad_retries_with_json_errors(
             404,
         ),
     ] {
-        let a = get_json(&format!("{base}{path}")).await?;
+        let a = get_json(&format!("{base}{path}"), &stack.operator_token()).await?;
         ensure!(a.status == status, "{path}: {} {}", a.status, a.body);
         ensure!(a.body["error"].is_string(), "{path}: {}", a.body);
     }
@@ -279,9 +282,12 @@ async fn a_reminder_survives_a_restart_of_the_scheduler_and_the_services_before_
         Duration::from_secs(10),
         "the reminder job is scheduled",
         || async {
-            let r = get_json(&format!("{recurring}/api/v1/reminders?task_id={id}"))
-                .await?
-                .expect(200)?;
+            let r = get_json(
+                &format!("{recurring}/api/v1/reminders?task_id={id}"),
+                &stack.operator_token(),
+            )
+            .await?
+            .expect(200)?;
             Ok((r["reminders"][0]["status"] == "scheduled").then_some(()))
         },
     )
@@ -348,10 +354,10 @@ async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_
             "a pending notification cannot be retried: {again}"
         );
         let failed = eventually(Duration::from_secs(120), "the attempt fails", || async {
-            let n = get_json(&format!(
-                "{}/api/v1/notifications/{id}",
-                notification_url(stack)
-            ))
+            let n = get_json(
+                &format!("{}/api/v1/notifications/{id}", notification_url(stack)),
+                &stack.operator_token(),
+            )
             .await?
             .expect(200)?;
             Ok((n["status"] == "failed").then_some(n))
@@ -370,10 +376,10 @@ async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_
     let (status, body) = retry(stack, &id).await?;
     ensure!(status == 202 && body["attempts"] == 3, "{status} {body}");
     let sent = eventually(Duration::from_secs(60), "the retry is sent", || async {
-        let n = get_json(&format!(
-            "{}/api/v1/notifications/{id}",
-            notification_url(stack)
-        ))
+        let n = get_json(
+            &format!("{}/api/v1/notifications/{id}", notification_url(stack)),
+            &stack.operator_token(),
+        )
         .await?
         .expect(200)?;
         Ok((n["status"] == "sent").then_some(n))
@@ -457,10 +463,13 @@ fn cloud_event(event_type: &str, task_id: &str, user: &str, payload: Value) -> V
 
 /// The reminder of `task_id` as the recurring-task service lists it.
 async fn reminder_of(stack: &Stack, task_id: &str) -> Result<Value> {
-    let r = get_json(&format!(
-        "{}/api/v1/reminders?task_id={task_id}",
-        stack.app_url("recurring-task-service")
-    ))
+    let r = get_json(
+        &format!(
+            "{}/api/v1/reminders?task_id={task_id}",
+            stack.app_url("recurring-task-service")
+        ),
+        &stack.operator_token(),
+    )
     .await?
     .expect(200)?;
     Ok(r["reminders"][0].clone())

@@ -440,8 +440,8 @@ const BAD_INPUTS: &[BadInput] = &[
         ..bad("text/plain body", "POST", TASKS, Body::Text("title=x"), 415, "unsupported_media_type")
     },
     BadInput {
-        headers: &[("X-User-Id", "has space")],
-        ..bad("X-User-Id with a space", "GET", TASKS, Body::None, 400, "invalid_request")
+        headers: &[("Authorization", "Bearer not-a-jwt")],
+        ..bad("a token that is not a JWT", "GET", TASKS, Body::None, 401, "unauthorized")
     },
     bad("non-UUID id", "GET", "/api/v1/tasks/not-a-uuid", Body::None, 400, "invalid_request"),
     bad("non-UUID id on complete", "POST", "/api/v1/tasks/123/complete", Body::None, 400, "invalid_request"),
@@ -722,7 +722,7 @@ async fn a_replica_is_ready_by_its_own_sidecar_not_the_others(stack: &mut Stack)
     stack.stop_replica_sidecar(first).await?;
     let checked = async {
         for (i, base) in stack.app_urls("todo-service").iter().enumerate() {
-            let ready = get_json(&format!("{base}/health/ready")).await?;
+            let ready = get_json(&format!("{base}/health/ready"), &stack.operator_token()).await?;
             let expected = if i == 0 { 503 } else { 200 };
             ensure!(
                 ready.status == expected,

@@ -478,4 +478,20 @@ async fn the_development_switch_trusts_x_user_id_and_nothing_more() {
         .send()
         .await
         .assert_status(StatusCode::UNAUTHORIZED);
+    // A token, when sent, decides: the header does not override it.
+    let both = client
+        .get("/me")
+        .header("X-User-Id", "dave")
+        .header("Authorization", format!("Bearer {}", hs(&claims("erin"))))
+        .send()
+        .await;
+    both.assert_status_is_ok();
+    both.assert_text("erin").await;
+    client
+        .get("/me")
+        .header("X-User-Id", "dave")
+        .header("Authorization", "Bearer not-a-jwt")
+        .send()
+        .await
+        .assert_status(StatusCode::UNAUTHORIZED);
 }

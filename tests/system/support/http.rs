@@ -52,10 +52,11 @@ impl Answer {
     }
 }
 
-/// GETs a JSON document from any service.
-pub async fn get_json(url: &str) -> Result<Answer> {
+/// GETs a JSON document from any service as the holder of `token`.
+pub async fn get_json(url: &str, token: &str) -> Result<Answer> {
     let res = reqwest::Client::new()
         .get(url)
+        .bearer_auth(token)
         .timeout(Duration::from_secs(30))
         .send()
         .await

@@ -1,5 +1,6 @@
-//! A user of the Todo API (`X-User-Id`), with one method per call the stories
-//! make, plus raw sends for requests a well-behaved client would never make.
+//! A user of the Todo API (with their bearer token), with one method per call
+//! the stories make, plus raw sends for requests a well-behaved client would
+//! never make.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,8 @@ pub struct TodoClient {
     bases: Arc<[String]>,
     turn: Arc<AtomicUsize>,
     pub user: String,
+    /// The user's JWT, minted with the stack's signing key.
+    pub token: String,
 }
 
 impl TodoClient {
@@ -39,6 +42,7 @@ impl TodoClient {
             bases: stack.app_urls("todo-service").into(),
             turn: Arc::default(),
             user: user.to_owned(),
+            token: stack.user_token(user),
         }
     }
 
@@ -47,7 +51,7 @@ impl TodoClient {
         &self.bases[self.turn.fetch_add(1, Ordering::Relaxed) % self.bases.len()]
     }
 
-    /// Sends a request with this user's `X-User-Id`.
+    /// Sends a request with this user's bearer token.
     pub async fn send(
         &self,
         method: &str,
@@ -59,7 +63,7 @@ impl TodoClient {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base()))
-            .header("X-User-Id", &self.user);
+            .bearer_auth(&self.token);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -74,8 +78,8 @@ impl TodoClient {
     }
 
     /// Sends `body` byte for byte with `headers`. With a body, `content-type`
-    /// is `application/json` unless `headers` name one; an `X-User-Id` in
-    /// `headers` replaces this user's.
+    /// is `application/json` unless `headers` name one; an `Authorization`
+    /// in `headers` replaces this user's token.
     pub async fn send_raw(
         &self,
         method: &str,
@@ -86,8 +90,8 @@ impl TodoClient {
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let mut req = self.http.request(method, format!("{}{path}", self.base()));
-        if !has("x-user-id") {
-            req = req.header("X-User-Id", &self.user);
+        if !has("authorization") {
+            req = req.bearer_auth(&self.token);
         }
         if body.is_some() && !has("content-type") {
             req = req.header("content-type", "application/json");

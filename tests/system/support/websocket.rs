@@ -24,6 +24,21 @@ pub fn ws_url_at(base: &str, path_and_query: &str) -> String {
     format!("{}{path_and_query}", base.replacen("http://", "ws://", 1))
 }
 
+/// The handshake request of `url` carrying `token` the way a browser can:
+/// `Sec-WebSocket-Protocol: todo-updates, bearer.<JWT>`.
+pub fn handshake(
+    url: &str,
+    token: &str,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("todo-updates, bearer.{token}").parse()?,
+    );
+    Ok(request)
+}
+
 /// A WebSocket client of the service that has seen `ready`.
 pub struct WsClient {
     pub socket: Socket,
@@ -36,16 +51,25 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// Connects to `path_and_query` and reads until `ready`.
-    pub async fn open(stack: &Stack, path_and_query: &str) -> Result<WsClient> {
-        Self::open_url(&ws_url(stack, path_and_query)).await
+    /// Connects to `path_and_query` with `token` and reads until `ready`.
+    pub async fn open(stack: &Stack, path_and_query: &str, token: &str) -> Result<WsClient> {
+        Self::open_url(&ws_url(stack, path_and_query), token).await
     }
 
-    /// Connects to `url` (`ws://…`) and reads until `ready`.
-    pub async fn open_url(url: &str) -> Result<WsClient> {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+    /// Connects to `url` (`ws://…`) with `token` (as a browser sends it, in
+    /// `Sec-WebSocket-Protocol`) and reads until `ready`.
+    pub async fn open_url(url: &str, token: &str) -> Result<WsClient> {
+        let (socket, response) = tokio_tungstenite::connect_async(handshake(url, token)?)
             .await
             .with_context(|| format!("connecting to {url}"))?;
+        let protocol = response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok());
+        anyhow::ensure!(
+            protocol == Some("todo-updates"),
+            "the server answered protocol {protocol:?}, not todo-updates"
+        );
         let mut client = WsClient {
             socket,
             replayed: Vec::new(),
@@ -67,13 +91,13 @@ impl WsClient {
         }
     }
 
-    /// A user's stream, live only or after `since`.
-    pub async fn user(stack: &Stack, user: &str, since: Option<i64>) -> Result<WsClient> {
+    /// The stream of the holder of `token`, live only or after `since`.
+    pub async fn user(stack: &Stack, token: &str, since: Option<i64>) -> Result<WsClient> {
         let q = match since {
-            Some(s) => format!("/ws?user_id={user}&since={s}"),
-            None => format!("/ws?user_id={user}"),
+            Some(s) => format!("/ws?since={s}"),
+            None => "/ws".to_owned(),
         };
-        Self::open(stack, &q).await
+        Self::open(stack, &q, token).await
     }
 
     /// The next JSON text message, within `within`.

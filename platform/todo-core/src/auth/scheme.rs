@@ -37,7 +37,8 @@ fn authenticator(req: &Request) -> poem::Result<&Authenticator> {
 }
 
 /// Development only: `X-User-Id` names the caller, trusted only when the
-/// service runs with `AUTH_DEV_TRUST_USER_HEADER=true`.
+/// service runs with `AUTH_DEV_TRUST_USER_HEADER=true` and the request
+/// carries no `Authorization` header.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "devUserHeader",
@@ -49,7 +50,13 @@ fn authenticator(req: &Request) -> poem::Result<&Authenticator> {
 pub struct DevUserHeader(pub Identity);
 
 async fn check_dev_header(req: &Request, key: ApiKey) -> poem::Result<Identity> {
-    if !authenticator(req)?.trusts_user_header() {
+    // A token, when sent, decides (as on the streams): the header is only
+    // for requests that carry none.
+    if !authenticator(req)?.trusts_user_header()
+        || req
+            .headers()
+            .contains_key(poem::http::header::AUTHORIZATION)
+    {
         return Err(AuthError::Missing.into());
     }
     if !valid_user_id(&key.key) {
