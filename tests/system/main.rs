@@ -17,6 +17,7 @@
 //! streams are read with `tokio-tungstenite`, and the live page in headless
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
 
+mod access;
 mod audit_trail;
 mod http_contract;
 mod live_updates;
@@ -194,6 +195,7 @@ fn main() {
         |ctx| {
             user_stories(ctx)
                 .into_iter()
+                .chain(access::trials(ctx))
                 .chain(http_contract::trials(ctx))
                 .collect()
         },

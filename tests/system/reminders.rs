@@ -235,6 +235,7 @@ async fn notifications_answer_bad_input_and_bad_retries_with_json_errors(
             "{base}/api/v1/notifications/{}/retry",
             uuid::Uuid::new_v4()
         ))
+        .bearer_auth(stack.operator_token())
         .send()
         .await?;
     ensure!(
@@ -255,6 +256,7 @@ async fn notifications_answer_bad_input_and_bad_retries_with_json_errors(
             "{base}/api/v1/notifications/{}/retry",
             text(&n, "/id")
         ))
+        .bearer_auth(stack.operator_token())
         .send()
         .await?;
     ensure!(
@@ -317,6 +319,7 @@ async fn retry(stack: &Stack, id: &str) -> Result<(u16, Value)> {
             "{}/api/v1/notifications/{id}/retry",
             notification_url(stack)
         ))
+        .bearer_auth(stack.operator_token())
         .timeout(Duration::from_secs(30))
         .send()
         .await?;
