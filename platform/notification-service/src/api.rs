@@ -116,6 +116,8 @@ impl NotificationApi {
     /// List notifications, newest first: a user's own (their in-app inbox),
     /// or for an operator everyone's.
     #[oai(path = "/", method = "get")]
+    // One argument per documented query parameter.
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         notifications: Data<&NotificationService>,

@@ -211,6 +211,8 @@ impl RecurringApi {
     /// List reminder jobs by due time: a user's own, or for an operator
     /// everyone's.
     #[oai(path = "/reminders", method = "get", tag = "ApiTags::Reminders")]
+    // One argument per documented query parameter.
+    #[allow(clippy::too_many_arguments)]
     async fn list_reminders(
         &self,
         service: Data<&RecurringService>,
