@@ -10,7 +10,7 @@
 //! 401 carries `WWW-Authenticate: Bearer realm="todo-platform"`, with
 //! `error="invalid_token"` when a token was sent.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
-use crate::support::{TodoClient, eventually, get_json, text};
+use crate::support::{TodoClient, claims, eventually, get_json, hs256, now, text, with};
 use crate::{Ctx, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
@@ -37,31 +37,6 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
 
 /// A test-only RSA key (also used by todo-core's own token tests).
 const RSA_KEY: &[u8] = include_bytes!("../../platform/todo-core/tests/fixtures/rsa-a.pem");
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn claims(sub: &str) -> Value {
-    json!({"sub": sub, "iss": "todo-platform", "aud": "todo-platform",
-           "iat": now(), "nbf": now(), "exp": now() + 3600})
-}
-
-fn with(mut claims: Value, key: &str, value: Value) -> Value {
-    claims[key] = value;
-    claims
-}
-
-fn hs256(secret: &[u8], claims: &Value) -> String {
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .expect("HS256 signing")
-}
 
 /// Who calls: a bad credential (always refused on a guarded route) or a
 /// valid one (whose outcome the route's row says).

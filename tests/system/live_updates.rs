@@ -14,8 +14,8 @@ use todo_local_stack::Stack;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    Browser, TodoClient, WsClient, admin_db, eventually, get_json, handshake, metric,
-    service_log_lines, service_metric, text, ws_url, ws_url_at,
+    Browser, TodoClient, WsClient, admin_db, claims, eventually, get_json, handshake, hs256,
+    metric, now, service_log_lines, service_metric, text, with, ws_url, ws_url_at,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -38,6 +38,7 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             the_operator_stream_needs_an_operator_and_sees_every_user
         ),
         shared!(ctx, bad_stream_requests_get_json_errors),
+        shared!(ctx, a_stream_ends_with_4401_when_its_token_expires),
         shared!(ctx, the_service_serves_health_docs_and_a_connection_gauge),
         shared!(ctx, the_live_page_shows_a_new_task_in_two_browser_tabs),
         exclusive!(
@@ -335,6 +336,48 @@ async fn bad_stream_requests_get_json_errors(stack: &Stack) -> Result<()> {
         plain.status == 400 && plain.body["error"].is_string(),
         "a plain GET: {plain:?}"
     );
+    Ok(())
+}
+
+/// A stream does not outlive its token: it is closed with 4401 and the
+/// cursor to resume from once the token's `exp` (plus the leeway) passes.
+async fn a_stream_ends_with_4401_when_its_token_expires(stack: &Stack) -> Result<()> {
+    // Expired 27 s ago: still accepted for the 30 s leeway, so for 3 s more.
+    let user = format!("user-{}", uuid::Uuid::new_v4());
+    let expiring = hs256(
+        stack.signing_key().as_bytes(),
+        &with(claims(&user), "exp", json!(now() - 27)),
+    );
+    let started = Instant::now();
+    let mut ws = WsClient::user(stack, &expiring, Some(0)).await?;
+    let close = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(msg) = ws.socket.next().await {
+            if let Message::Close(frame) = msg? {
+                return Ok::<_, anyhow::Error>(frame);
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .context("the stream was not closed when its token expired")??
+    .context("closed without a close frame")?;
+    ensure!(
+        u16::from(close.code) == 4401 && close.reason.contains("since="),
+        "close code and reason: {close:?}"
+    );
+    ensure!(
+        started.elapsed() >= Duration::from_secs(1),
+        "closed before the token expired: {:?}",
+        started.elapsed()
+    );
+    // Reconnecting with the expired token is refused; a fresh one streams.
+    let refused =
+        tokio_tungstenite::connect_async(handshake(&ws_url(stack, "/ws"), &expiring)?).await;
+    ensure!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 401),
+        "the expired token reconnects: {refused:?}"
+    );
+    WsClient::user(stack, &stack.user_token(&user), Some(0)).await?;
     Ok(())
 }
 

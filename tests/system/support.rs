@@ -1,6 +1,6 @@
 //! What the system tests share to act as a user and to look at the stack from
 //! outside: clients of the services' HTTP APIs and WebSocket streams, a
-//! headless browser for the live page, `kcat` on the topics, a superuser
+//! headless browser for the live page, forged tokens, `kcat` on the topics, a superuser
 //! connection to PostgreSQL, and polling with a deadline. The story modules
 //! import from here; nothing here asserts a story's behaviour.
 
@@ -9,6 +9,7 @@ mod db;
 mod http;
 mod kafka;
 mod todo_api;
+mod tokens;
 mod wait;
 mod websocket;
 
@@ -19,6 +20,7 @@ pub use db::admin_db;
 pub use http::{get_json, metric, service_log_lines, service_metric};
 pub use kafka::{Record, expect_records, produce, read_topic, task_records};
 pub use todo_api::TodoClient;
+pub use tokens::{claims, hs256, now, with};
 pub use wait::eventually;
 pub use websocket::{WsClient, handshake, ws_url, ws_url_at};
 

@@ -106,17 +106,24 @@ pub fn stream_credentials(
     }
 }
 
-/// Who opens a stream.
+/// Who opens a stream, and until when (the token's expiry; none for the
+/// development header).
 async fn identify(
     req: &Request,
     query: &StreamQuery,
     auth: &Authenticator,
-) -> Result<Identity, AuthError> {
+) -> Result<(Identity, Option<tokio::time::Instant>), AuthError> {
     match stream_credentials(req.headers(), query.token.is_some())? {
-        StreamCredentials::Bearer(token) => auth.verify(token).await,
+        StreamCredentials::Bearer(token) => {
+            let (who, expires) = auth.verify_until(token).await?;
+            let left = expires
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            Ok((who, Some(tokio::time::Instant::now() + left)))
+        }
         StreamCredentials::UserHeader(user) if auth.trusts_user_header() => {
             if valid_user_id(user) {
-                Ok(Identity::user(user))
+                Ok((Identity::user(user), None))
             } else {
                 Err(AuthError::Invalid(
                     "`X-User-Id` must be 1–128 visible ASCII characters".to_owned(),
@@ -172,7 +179,7 @@ pub async fn user_stream(
     streams: Data<&Streams>,
     ws: poem::Result<WebSocket>,
 ) -> poem::Result<Response> {
-    let who = identify(req, &query, &auth).await?;
+    let (who, until) = identify(req, &query, &auth).await?;
     let user = stream_user(&who, query.user_id.as_deref())?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
     let streams = streams.clone();
@@ -180,7 +187,7 @@ pub async fn user_stream(
         .protocols([PROTOCOL])
         .config(socket_config())
         .on_upgrade(move |socket| {
-            service::serve(socket, streams, StreamKind::User, Some(user), since)
+            service::serve(socket, streams, StreamKind::User, Some(user), since, until)
         })
         .into_response())
 }
@@ -194,14 +201,15 @@ pub async fn operator_stream(
     streams: Data<&Streams>,
     ws: poem::Result<WebSocket>,
 ) -> poem::Result<Response> {
-    identify(req, &query, &auth).await?.require_operator()?;
+    let (who, until) = identify(req, &query, &auth).await?;
+    who.require_operator()?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
     let streams = streams.clone();
     Ok(ws?
         .protocols([PROTOCOL])
         .config(socket_config())
         .on_upgrade(move |socket| {
-            service::serve(socket, streams, StreamKind::Operator, None, since)
+            service::serve(socket, streams, StreamKind::Operator, None, since, until)
         })
         .into_response())
 }

@@ -57,6 +57,8 @@ enum End {
     Stopped,
     /// The log could not be read.
     Failed(sqlx::Error),
+    /// The token the stream was opened with expired.
+    Expired,
 }
 
 impl From<sqlx::Error> for End {
@@ -84,13 +86,16 @@ async fn send(sink: &mut Sink, text: &str, s: &Signals<'_>) -> Result<(), End> {
     }
 }
 
-/// Serves one stream: `user`'s updates (None: everyone's) after `since`.
+/// Serves one stream: `user`'s updates (None: everyone's) after `since`,
+/// until the client goes, the service stops, or `until` (when its token
+/// expires) passes.
 pub async fn serve(
     socket: WebSocketStream,
     streams: Streams,
     kind: StreamKind,
     user: Option<String>,
     since: Option<i64>,
+    until: Option<tokio::time::Instant>,
 ) {
     let _counted = streams.hub.connection(kind);
     let mut subscription = streams.hub.subscribe(user.clone());
@@ -109,16 +114,24 @@ pub async fn serve(
         }
     });
     let mut last_sent = since.unwrap_or(0);
-    let end = run(
-        &mut sink,
-        &mut subscription,
-        &streams,
-        user.as_deref(),
-        since,
-        &gone,
-        &mut last_sent,
-    )
-    .await;
+    let expiry = async {
+        match until {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        end = run(
+            &mut sink,
+            &mut subscription,
+            &streams,
+            user.as_deref(),
+            since,
+            &gone,
+            &mut last_sent,
+        ) => end,
+        () = expiry => End::Expired,
+    };
     drop(subscription);
     let close = match end {
         End::Gone => None,
@@ -130,6 +143,10 @@ pub async fn serve(
                 update::too_slow_reason(last_sent),
             ))
         }
+        End::Expired => Some(Message::close_with(
+            CloseCode::from(update::TOKEN_EXPIRED_CODE),
+            format!("token expired, reconnect with a fresh token and since={last_sent}"),
+        )),
         End::Stopped => Some(Message::close_with(
             CloseCode::Away,
             format!("shutting down, resume with since={last_sent}"),

@@ -103,6 +103,10 @@ pub fn is_new(seq: i64, last_sent: i64) -> bool {
 /// The close code of a client that fell too far behind.
 pub const TOO_SLOW_CODE: u16 = 4008;
 
+/// Close code of a stream whose token expired (4000 + HTTP 401); the client
+/// reconnects with a fresh token and `since`.
+pub const TOKEN_EXPIRED_CODE: u16 = 4401;
+
 /// The close reason of a client that fell too far behind.
 pub fn too_slow_reason(last_sent: i64) -> String {
     format!("too slow, resume with since={last_sent}")

@@ -210,6 +210,15 @@ impl Authenticator {
 
     /// The identity `token` proves, or why it proves none.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_until(token).await.map(|(identity, _)| identity)
+    }
+
+    /// The identity `token` proves and until when it is accepted (its `exp`
+    /// plus the leeway), for a connection that outlives the request.
+    pub async fn verify_until(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, std::time::SystemTime), AuthError> {
         let named = header_alg(token)?;
         let inner = &self.inner;
         let (alg, key) = match &inner.keys {
@@ -250,10 +259,14 @@ impl Authenticator {
             }
             _ => false,
         };
-        Ok(Identity {
-            subject: subject.to_owned(),
-            operator,
-        })
+        let expires = claims["exp"].as_u64().unwrap_or_default() + inner.leeway;
+        Ok((
+            Identity {
+                subject: subject.to_owned(),
+                operator,
+            },
+            std::time::UNIX_EPOCH + Duration::from_secs(expires),
+        ))
     }
 
     fn describe(&self, e: jsonwebtoken::errors::Error) -> AuthError {
