@@ -167,6 +167,21 @@ async fn clock_skew_within_the_leeway_is_forgiven() {
     assert!(auth.verify(&hs(&almost_valid)).await.is_ok());
 }
 
+#[tokio::test]
+async fn a_connection_ends_exactly_when_its_token_stops_being_accepted() {
+    let auth = hs_auth();
+    let exp = now() + 100;
+    let token = hs(&with(claims("alice"), "exp", json!(exp)));
+    let (_, until) = auth.verify_until(&token).await.unwrap();
+    let until = until.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    // The leeway is 30 s: accepted through second exp + 30, refused from the next.
+    assert_eq!(until, exp + 31);
+    let last_second = hs(&with(claims("alice"), "exp", json!(now() - 29)));
+    assert!(auth.verify(&last_second).await.is_ok());
+    let one_more = hs(&with(claims("alice"), "exp", json!(now() - 32)));
+    assert!(auth.verify(&one_more).await.is_err());
+}
+
 #[test]
 fn a_short_secret_is_refused_at_start_up() {
     let err = Authenticator::with_secret(b"short", &AuthSettings::default()).unwrap_err();

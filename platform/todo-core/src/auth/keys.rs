@@ -213,8 +213,9 @@ impl Authenticator {
         self.verify_until(token).await.map(|(identity, _)| identity)
     }
 
-    /// The identity `token` proves and until when it is accepted (its `exp`
-    /// plus the leeway), for a connection that outlives the request.
+    /// The identity `token` proves and when it stops being accepted (the
+    /// second after its `exp` plus the leeway), for a connection that
+    /// outlives the request.
     pub async fn verify_until(
         &self,
         token: &str,
@@ -259,7 +260,9 @@ impl Authenticator {
             }
             _ => false,
         };
-        let expires = claims["exp"].as_u64().unwrap_or_default() + inner.leeway;
+        // Accepted through the whole second `exp + leeway` (the check is
+        // `exp < now - leeway`, in whole seconds): it ends at the next one.
+        let expires = claims["exp"].as_u64().unwrap_or_default() + inner.leeway + 1;
         Ok((
             Identity {
                 subject: subject.to_owned(),
