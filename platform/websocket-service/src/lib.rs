@@ -59,8 +59,8 @@ pub fn openapi() -> OpenApiService<(ConnectionsApi, HealthApi), ()> {
          `Authorization: Bearer <JWT>`, never in the URL; the server answers with protocol \
          `todo-updates`. An operator may add `user_id=<user>`. `GET /ws/operator?since=<seq>` — \
          every user's updates, operators only. A client that falls too far behind is closed \
-         with code 4008 and resumes with `since`. `GET /live#token=<JWT>` — a live page of \
-         the user's tasks.",
+         with code 4008, and a stream whose token expires with 4401; either resumes with \
+         `since`. `GET /live#token=<JWT>` — a live page of the user's tasks.",
     )
 }
 
