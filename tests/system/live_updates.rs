@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
-    Browser, TodoClient, WsClient, admin_db, claims, eventually, get_json, handshake, hs256,
-    metric, now, service_log_lines, service_metric, text, with, ws_url, ws_url_at,
+    Browser, TodoClient, WsClient, admin_db, claims, close_frame, eventually, get_json, handshake,
+    hs256, metric, now, service_log_lines, service_metric, text, with, ws_url, ws_url_at,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -353,17 +353,9 @@ async fn a_stream_ends_with_4401_when_its_token_expires(stack: &Stack) -> Result
     );
     let started = Instant::now();
     let mut ws = WsClient::user(stack, &expiring, Some(0)).await?;
-    let close = tokio::time::timeout(Duration::from_secs(15), async {
-        while let Some(msg) = ws.socket.next().await {
-            if let Message::Close(frame) = msg? {
-                return Ok::<_, anyhow::Error>(frame);
-            }
-        }
-        Ok(None)
-    })
-    .await
-    .context("the stream was not closed when its token expired")??
-    .context("closed without a close frame")?;
+    let close = close_frame(&mut ws.socket, Duration::from_secs(15))
+        .await
+        .context("the stream was not closed when its token expired")?;
     ensure!(
         u16::from(close.code) == 4401 && close.reason.contains("since="),
         "close code and reason: {close:?}"
@@ -638,17 +630,9 @@ async fn a_stalled_client_does_not_delay_a_healthy_one(stack: &mut Stack) -> Res
     // The stalled client, read at last: what it had, then close 4008 naming
     // the cursor to resume from.
     let mut stalled = stalled;
-    let close = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(msg) = stalled.next().await {
-            if let Message::Close(frame) = msg? {
-                return Ok::<_, anyhow::Error>(frame);
-            }
-        }
-        Ok(None)
-    })
-    .await
-    .context("the stalled client's stream never closed")??
-    .context("closed without a close frame")?;
+    let close = close_frame(&mut stalled, Duration::from_secs(20))
+        .await
+        .context("the stalled client's stream never closed")?;
     ensure!(
         u16::from(close.code) == 4008 && close.reason.contains("since="),
         "close code and reason: {close:?}"

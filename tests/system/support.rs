@@ -22,7 +22,7 @@ pub use kafka::{Record, expect_records, produce, read_topic, task_records};
 pub use todo_api::TodoClient;
 pub use tokens::{claims, hs256, now, with};
 pub use wait::eventually;
-pub use websocket::{WsClient, handshake, ws_url, ws_url_at};
+pub use websocket::{WsClient, close_frame, handshake, ws_url, ws_url_at};
 
 /// The string at `pointer` in `v` (empty when absent or not a string).
 pub fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {

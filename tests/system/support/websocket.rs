@@ -39,6 +39,28 @@ pub fn handshake(
     Ok(request)
 }
 
+/// Reads `socket` until the server's close frame, within `within`; what
+/// came before it is dropped. Errors if it ends without one or not in time.
+pub async fn close_frame<S>(
+    socket: &mut S,
+    within: Duration,
+) -> Result<tokio_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(within, async {
+        while let Some(msg) = socket.next().await {
+            if let Message::Close(frame) = msg? {
+                return Ok::<_, anyhow::Error>(frame);
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("not closed within {within:?}"))??
+    .context("closed without a close frame")
+}
+
 /// A WebSocket client of the service that has seen `ready`.
 pub struct WsClient {
     pub socket: Socket,
