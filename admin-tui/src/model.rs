@@ -1,0 +1,368 @@
+//! What the console shows, as plain data read from the services' answers:
+//! stream frames (the typed event envelope plus `seq`), audit records,
+//! notifications, recurring series, reminders and health reports. Parsing is
+//! done here, off the drawing path; nothing here does I/O.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use todo_contract::{EventEnvelope, EventType};
+use uuid::Uuid;
+
+/// One update of the operator stream: the envelope as the contract types
+/// it, its cursor, and the message as received (shown pretty on Enter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEvent {
+    pub seq: i64,
+    pub envelope: EventEnvelope,
+    /// The message text exactly as the WebSocket service sent it.
+    pub raw: String,
+}
+
+impl LiveEvent {
+    /// The task's title, when the payload carries one (every event type does).
+    pub fn title(&self) -> Option<&str> {
+        self.envelope.payload.get("title").and_then(Value::as_str)
+    }
+
+    pub fn event_type(&self) -> EventType {
+        self.envelope.event_type
+    }
+
+    pub fn timestamp(&self) -> DateTime<Utc> {
+        self.envelope.timestamp.get()
+    }
+}
+
+/// A message of the operator stream, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Update(Box<LiveEvent>),
+    /// The replay (if any) is over; `seq` is a cursor to resume from.
+    Ready {
+        seq: i64,
+    },
+    /// The cursor was older than the retained log: updates after `since` up
+    /// to `pruned_through` are gone for good.
+    ResyncRequired {
+        since: i64,
+        pruned_through: i64,
+    },
+    /// A message the console cannot read (a newer contract?): shown, not dropped.
+    Unreadable {
+        reason: String,
+        raw: String,
+    },
+}
+
+impl Frame {
+    /// Reads one text message of the operator stream.
+    pub fn parse(text: &str) -> Frame {
+        let unreadable = |reason: String| Frame::Unreadable {
+            reason,
+            raw: text.to_owned(),
+        };
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return unreadable(format!("not JSON: {e}")),
+        };
+        match value.get("type").and_then(Value::as_str) {
+            Some("ready") => {
+                return match value.get("seq").and_then(Value::as_i64) {
+                    Some(seq) => Frame::Ready { seq },
+                    None => unreadable("a ready message without seq".to_owned()),
+                };
+            }
+            Some("resync-required") => {
+                let since = value.get("since").and_then(Value::as_i64);
+                let through = value.get("pruned_through").and_then(Value::as_i64);
+                return match (since, through) {
+                    (Some(since), Some(pruned_through)) => Frame::ResyncRequired {
+                        since,
+                        pruned_through,
+                    },
+                    _ => unreadable("a resync-required message without its cursors".to_owned()),
+                };
+            }
+            _ => {}
+        }
+        let Some(seq) = value.get("seq").and_then(Value::as_i64) else {
+            return unreadable("an update without seq".to_owned());
+        };
+        match serde_json::from_value::<EventEnvelope>(value) {
+            Ok(envelope) => Frame::Update(Box::new(LiveEvent {
+                seq,
+                envelope,
+                raw: text.to_owned(),
+            })),
+            Err(e) => unreadable(format!("not an event envelope: {e}")),
+        }
+    }
+}
+
+/// One record of a task's audit trail (`GET /api/v1/audit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub timestamp: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: Value,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AuditPage {
+    pub records: Vec<AuditRecord>,
+}
+
+/// A field whose value differs between two consecutive snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// The top-level fields of `after` that differ from `before` (in field
+/// order), leaving out `updated_at` and `version`, which change every time.
+pub fn changed_fields(before: &Value, after: &Value) -> Vec<FieldChange> {
+    let empty = serde_json::Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    fields
+        .into_iter()
+        .filter(|f| !matches!(f.as_str(), "updated_at" | "version"))
+        .filter(|f| a.get(*f) != b.get(*f))
+        .map(|f| FieldChange {
+            field: f.clone(),
+            before: b.get(f).cloned(),
+            after: a.get(f).cloned(),
+        })
+        .collect()
+}
+
+/// A notification (`GET /api/v1/notifications`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub status: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub remind_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NotificationPage {
+    pub notifications: Vec<Notification>,
+}
+
+/// A recurring series (`GET /api/v1/schedules`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub frequency: String,
+    pub timezone: String,
+    pub next_due_date: Option<DateTime<Utc>>,
+    pub current_task_id: Option<Uuid>,
+    pub instances: i64,
+    pub is_active: bool,
+    pub ended_reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SchedulePage {
+    pub schedules: Vec<Schedule>,
+}
+
+/// A reminder job (`GET /api/v1/reminders`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reminder {
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub status: String,
+    pub remind_at: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ReminderPage {
+    pub reminders: Vec<Reminder>,
+}
+
+/// A service's readiness (`GET /health/ready`, 200 or 503 alike).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    pub name: String,
+    pub status: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// A service's consumer counters, read from its `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerCounters {
+    /// `events_consumed_total`, every topic and outcome.
+    pub consumed: u64,
+    /// `events_duplicate_total`: redeliveries the inbox recognised.
+    pub duplicates: u64,
+    /// `events_skipped_total`: unknown schema versions and malformed events.
+    pub skipped: u64,
+}
+
+/// Sums of every series of each metric in a Prometheus text exposition.
+pub fn metric_sums(text: &str) -> BTreeMap<&str, f64> {
+    let mut sums = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let Some(value) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        *sums.entry(&line[..name_end]).or_insert(0.0) += value;
+    }
+    sums
+}
+
+impl ConsumerCounters {
+    /// The counters in a `/metrics` answer (zero where a series is absent).
+    pub fn from_metrics(text: &str) -> Self {
+        let sums = metric_sums(text);
+        // Counters are whole numbers; the exposition writes them as floats.
+        let get = |name: &str| sums.get(name).map_or(0, |v| v.max(0.0).round() as u64);
+        ConsumerCounters {
+            consumed: get("events_consumed_total"),
+            duplicates: get("events_duplicate_total"),
+            skipped: get("events_skipped_total"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn update_text(seq: i64) -> String {
+        json!({
+            "event_id": "0190f000-0000-7000-8000-000000000001",
+            "event_type": "task-created",
+            "schema_version": "1.0",
+            "timestamp": "2026-03-02T10:00:00.456Z",
+            "task_id": "0190f000-0000-7000-8000-0000000000aa",
+            "user_id": "alice",
+            "payload": { "title": "Buy milk" },
+            "seq": seq,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn an_update_is_read_with_its_typed_envelope_and_seq() {
+        let Frame::Update(event) = Frame::parse(&update_text(7)) else {
+            panic!("not an update");
+        };
+        assert_eq!(event.seq, 7);
+        assert_eq!(event.event_type(), EventType::TaskCreated);
+        assert_eq!(event.envelope.user_id, "alice");
+        assert_eq!(event.title(), Some("Buy milk"));
+    }
+
+    #[test]
+    fn control_messages_are_recognised() {
+        assert_eq!(
+            Frame::parse(r#"{"type":"ready","seq":12}"#),
+            Frame::Ready { seq: 12 }
+        );
+        assert_eq!(
+            Frame::parse(
+                r#"{"type":"resync-required","since":3,"pruned_through":40,"message":"…"}"#
+            ),
+            Frame::ResyncRequired {
+                since: 3,
+                pruned_through: 40
+            }
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_kept_with_the_reason() {
+        for text in [
+            "nope",
+            r#"{"seq":1,"event_type":"task-exploded"}"#,
+            r#"{"event_type":"task-created"}"#,
+        ] {
+            let Frame::Unreadable { reason, raw } = Frame::parse(text) else {
+                panic!("{text} was read");
+            };
+            assert!(!reason.is_empty());
+            assert_eq!(raw, text);
+        }
+    }
+
+    #[test]
+    fn changed_fields_leave_out_the_bookkeeping() {
+        let before = json!({"title": "a", "status": "pending", "version": 1, "updated_at": "x"});
+        let after = json!({"title": "b", "status": "pending", "version": 2, "updated_at": "y", "due_date": null});
+        let changes = changed_fields(&before, &after);
+        assert_eq!(
+            changes,
+            vec![
+                FieldChange {
+                    field: "due_date".into(),
+                    before: None,
+                    after: Some(Value::Null)
+                },
+                FieldChange {
+                    field: "title".into(),
+                    before: Some(json!("a")),
+                    after: Some(json!("b"))
+                },
+            ]
+        );
+        assert!(changed_fields(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn consumer_counters_sum_every_series() {
+        let text = "# TYPE events_consumed_total counter\n\
+            events_consumed_total{topic=\"task-events\",outcome=\"success\"} 40\n\
+            events_consumed_total{topic=\"task-events\",outcome=\"retry\"} 2\n\
+            events_duplicate_total{topic=\"task-events\"} 3\n\
+            http_requests_total{route=\"/x\"} 9\n";
+        assert_eq!(
+            ConsumerCounters::from_metrics(text),
+            ConsumerCounters {
+                consumed: 42,
+                duplicates: 3,
+                skipped: 0
+            }
+        );
+    }
+}
