@@ -120,7 +120,9 @@ pub(crate) fn span(d: TimeDelta) -> String {
 
 /// `in 4m 12s` or `3s ago`.
 pub(crate) fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    if t >= now {
+    if (t - now).abs() < TimeDelta::seconds(1) {
+        "just now".to_owned()
+    } else if t > now {
         format!("in {}", span(t - now))
     } else {
         format!("{} ago", span(now - t))
@@ -181,7 +183,7 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
         ),
         StreamStatus::Live { .. } => Span::styled("● live", Style::new().fg(Color::Green)),
         StreamStatus::Down { error, retry_at } => Span::styled(
-            format!("✖ stream down: {error}; retry {}", relative(*retry_at, now)),
+            format!("✖ stream {error}; retrying {}", relative(*retry_at, now)),
             Style::new().fg(Color::Red),
         ),
     };
@@ -189,15 +191,15 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
     let mut spans = vec![
         stream,
         Span::raw(format!(
-            " │ {} updates, {}/{} kept, {:.0}/s",
+            " │ {:.0}/s · {} received · {}/{} kept",
+            live.rate,
             live.received,
             live.rows.len(),
             live.capacity,
-            live.rate
         )),
     ];
     if let Some(seq) = live.last_seq {
-        spans.push(Span::raw(format!(", seq {seq}")));
+        spans.push(Span::raw(format!(" · seq {seq}")));
     }
     spans.push(Span::raw(" │ "));
     if let Some(problem) = &state.auth_problem {
@@ -214,9 +216,9 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
                 Style::new().fg(Color::White).bg(Color::Red).bold(),
             )),
             Some(exp) => spans.push(Span::raw(format!(
-                "{who}{} · token expires {}",
+                "{who}{}, token expires {}",
                 if token.operator {
-                    " (operator)"
+                    ""
                 } else {
                     " (NOT an operator)"
                 },

@@ -15,8 +15,8 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
     let now = state.now;
     let rows = state.health.services.iter().map(|s| {
         let (status, style) = match (&s.ready.data, &s.ready.error) {
-            (_, Some(FetchError::Down(why))) => (
-                format!("DOWN: {why}"),
+            (_, Some(FetchError::Down(_))) => (
+                "DOWN".to_owned(),
                 Style::new().fg(Color::White).bg(Color::Red).bold(),
             ),
             (_, Some(e)) => (e.to_string(), Style::new().fg(Color::Red).bold()),
@@ -26,23 +26,29 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
             (Some(r), None) => (r.status.clone(), Style::new().fg(Color::Yellow).bold()),
             (None, None) => ("…".to_owned(), Style::new()),
         };
-        let checks: Vec<Span> = s
-            .ready
-            .data
-            .iter()
-            .flat_map(|r| &r.checks)
-            .map(|c| {
-                let ok = c.status == "ok";
-                let text = match (&c.detail, ok) {
-                    (Some(d), false) => format!("{} ✖ {d}  ", c.name),
-                    _ => format!("{} {}  ", c.name, if ok { "✔" } else { "✖" }),
-                };
-                Span::styled(
-                    text,
-                    Style::new().fg(if ok { Color::Green } else { Color::Red }),
-                )
-            })
-            .collect();
+        let checks: Vec<Span> = match &s.ready.error {
+            // Why it is down, where the checks would be.
+            Some(FetchError::Down(why)) => {
+                vec![Span::styled(why.clone(), Style::new().fg(Color::Red))]
+            }
+            _ => s
+                .ready
+                .data
+                .iter()
+                .flat_map(|r| &r.checks)
+                .map(|c| {
+                    let ok = c.status == "ok";
+                    let text = match (&c.detail, ok) {
+                        (Some(d), false) => format!("{} ✖ {d}  ", c.name),
+                        _ => format!("{} {}  ", c.name, if ok { "✔" } else { "✖" }),
+                    };
+                    Span::styled(
+                        text,
+                        Style::new().fg(if ok { Color::Green } else { Color::Red }),
+                    )
+                })
+                .collect(),
+        };
         let counters = match (&s.counters.data, &s.counters.error) {
             (Some(c), None) => [c.consumed, c.duplicates, c.skipped].map(|v| v.to_string()),
             (Some(c), Some(_)) => [c.consumed, c.duplicates, c.skipped].map(|v| format!("{v}?")),
@@ -76,7 +82,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(23),
-            Constraint::Length(26),
+            Constraint::Length(10),
             Constraint::Min(24),
             Constraint::Length(9),
             Constraint::Length(6),

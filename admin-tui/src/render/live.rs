@@ -42,7 +42,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
         let mut lines = vec![Line::from(match &state.stream {
             StreamStatus::Down { error, .. } => {
                 format!(
-                    "The operator stream cannot be opened: {error}. Retrying; the other views keep working."
+                    "The operator stream cannot be opened ({error}). Retrying; the other views keep working."
                 )
             }
             _ if live.rows.is_empty() => {
@@ -61,6 +61,9 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
     let height = usize::from(area.height.saturating_sub(3)).max(1);
     let selected = live.selected_position(&visible).unwrap_or(0);
     let offset = (selected + 1).saturating_sub(height);
+    // Narrow terminals get the task id's first block, which is enough to
+    // tell tasks apart and to filter with `task:`.
+    let task_width = if area.width >= 110 { 36 } else { 8 };
     let items = visible[offset..visible.len().min(offset + height)]
         .iter()
         .map(|&i| match &live.rows[i] {
@@ -76,7 +79,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
                     Span::raw(format!(
                         "{} {} {}",
                         fit(&env.user_id, 12),
-                        env.task_id,
+                        &env.task_id.to_string()[..task_width],
                         event.title().unwrap_or("")
                     )),
                 ]))
@@ -95,7 +98,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
             }
         });
     let header = format!(
-        "{:>7} {:<12} {:<22} {:<12} {:<36} title",
+        "{:>7} {:<12} {:<22} {:<12} {:<task_width$} title",
         "seq", "time (UTC)", "event", "user", "task"
     );
     let inner = block.inner(area);
