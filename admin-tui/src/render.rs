@@ -15,6 +15,7 @@ use ratatui::layout::{Constraint, Flex, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
+use unicode_width::UnicodeWidthChar;
 
 use crate::client::FetchError;
 use crate::keys::HELP;
@@ -273,14 +274,60 @@ fn draw_help(frame: &mut Frame, area: Rect) {
     );
 }
 
-/// `text` cut or padded to exactly `width` characters (`…` where cut).
+/// `text` made safe to draw (control characters, which would move the
+/// cursor, become `�`) and cut or padded to exactly `width` columns, wide
+/// characters counted as two (`…` where cut).
 pub(crate) fn fit(text: &str, width: usize) -> String {
-    let count = text.chars().count();
-    if count <= width {
-        format!("{text:<width$}")
-    } else {
-        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
+    let text = clean(text);
+    let total: usize = text.chars().map(|c| c.width().unwrap_or(0)).sum();
+    let mut out = String::with_capacity(width + 3);
+    let mut used = 0;
+    if total <= width {
+        out.push_str(&text);
+        used = total;
+    } else if width > 0 {
+        for c in text.chars() {
+            let w = c.width().unwrap_or(0);
+            if used + w > width - 1 {
+                break;
+            }
+            out.push(c);
+            used += w;
+        }
+        out.push('…');
+        used += 1;
+    }
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
+    out
+}
+
+/// `text` with control characters made visible, for free-running text
+/// (titles at the end of a row, errors).
+pub(crate) fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '�' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_pads_cuts_and_counts_wide_characters_as_two() {
+        assert_eq!(fit("bob", 5), "bob  ");
+        assert_eq!(fit("alexandra", 5), "alex…");
+        assert_eq!(fit("日本語テキスト", 7), "日本語…");
+        assert_eq!(fit("日本語", 6), "日本語");
+        assert_eq!(fit("a\u{1b}[2Jb", 6), "a�[2Jb");
+        assert_eq!(fit("x", 0), "");
+    }
+
+    #[test]
+    fn spans_read_as_an_operator_would_say_them() {
+        assert_eq!(span(TimeDelta::seconds(42)), "42s");
+        assert_eq!(span(TimeDelta::seconds(252)), "4m 12s");
+        assert_eq!(span(TimeDelta::minutes(125)), "2h 05m");
+        assert_eq!(span(TimeDelta::hours(76)), "3d 4h");
     }
 }

@@ -1,5 +1,5 @@
 //! Debian packages the stack needs from the machine (PostgreSQL, kcat, Java,
-//! Maven, and Chromium with its WebDriver for the live-page tests), installed
+//! Maven; Chromium with its WebDriver and tmux for the system tests), installed
 //! with apt-get when missing.
 
 use std::path::PathBuf;
@@ -56,7 +56,8 @@ pub(crate) fn is_root() -> bool {
 pub(crate) struct Needs {
     pub pg_server: bool,
     pub kafka_jars: bool,
-    /// Chromium and ChromeDriver, for the live-page tests only.
+    /// Chromium and ChromeDriver (the live-page tests) and tmux (the
+    /// console tests): the system tests' own tools.
     pub browser: bool,
 }
 
@@ -80,6 +81,10 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
     }
     if needs.browser && chromedriver_path().is_none() {
         packages.push("chromium-driver");
+    }
+    // The console tests run `todo-admin` in a real terminal.
+    if needs.browser && which("tmux").is_none() {
+        packages.push("tmux");
     }
     if needs.kafka_jars && which("mvn").is_none() {
         packages.push("maven");

@@ -30,7 +30,8 @@ pub struct StackOptions {
     /// Services to build and start (each with its sidecar), in start order.
     pub services: Vec<&'static ServiceSpec>,
     /// Install Chromium and ChromeDriver too (about 440 MB), for the
-    /// live-page tests; the platform itself does not need them.
+    /// live-page tests, and tmux for the console tests; the platform itself
+    /// does not need them.
     pub browser: bool,
     /// How many replicas of a service to run, by app id (absent: one).
     pub replicas: BTreeMap<&'static str, u16>,

@@ -15,10 +15,12 @@
 //! while a dependency is down. Kafka is read with `kcat`, a client that is not
 //! Dapr, so what the tests see is what is really on the topics. WebSocket
 //! streams are read with `tokio-tungstenite`, and the live page in headless
-//! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`).
+//! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`),
+//! and the operator console in a real terminal (Debian's `tmux`).
 
 mod access;
 mod audit_trail;
+mod console;
 mod http_contract;
 mod live_updates;
 mod recurring_tasks;
@@ -197,6 +199,7 @@ fn main() {
                 .into_iter()
                 .chain(access::trials(ctx))
                 .chain(http_contract::trials(ctx))
+                .chain(console::trials(ctx))
                 .collect()
         },
     );

@@ -1,6 +1,6 @@
 //! What the system tests share to act as a user and to look at the stack from
 //! outside: clients of the services' HTTP APIs and WebSocket streams, a
-//! headless browser for the live page, forged tokens, `kcat` on the topics, a superuser
+//! headless browser for the live page, a terminal (tmux) for the console, forged tokens, `kcat` on the topics, a superuser
 //! connection to PostgreSQL, and polling with a deadline. The story modules
 //! import from here; nothing here asserts a story's behaviour.
 
@@ -8,6 +8,7 @@ mod browser;
 mod db;
 mod http;
 mod kafka;
+pub mod terminal;
 mod todo_api;
 mod tokens;
 mod wait;

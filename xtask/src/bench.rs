@@ -376,3 +376,17 @@ pub async fn run(o: Options) -> Result<()> {
     stack.shutdown().await?;
     Ok(())
 }
+
+/// The CPU's model name (`/proc/cpuinfo`), printed with every benchmark's
+/// figures: they differ several times between machines.
+pub(crate) fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".to_owned())
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod bench_console;
 mod bench_recurring;
 mod bench_websocket;
 mod openapi;
@@ -45,7 +46,7 @@ enum Command {
     Sqlx(sqlx::Options),
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
     /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
-    /// for recurrence and reminders.
+    /// for recurrence and reminders, `bench console` for the operator console.
     #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
@@ -61,6 +62,9 @@ enum Bench {
     Websocket(bench_websocket::Options),
     /// Completion → next instance, and reminder due time → notification sent.
     Recurring(bench_recurring::Options),
+    /// The operator console's update loop and drawing, fed in process (no
+    /// stack): messages/s absorbed, time per frame, lag at 1 000 updates/s.
+    Console(bench_console::Options),
 }
 
 #[tokio::main]
@@ -82,6 +86,10 @@ async fn main() -> ExitCode {
             which: Some(Bench::Recurring(o)),
             ..
         } => bench_recurring::run(o).await,
+        Command::Bench {
+            which: Some(Bench::Console(o)),
+            ..
+        } => bench_console::run(o).await,
         Command::Bench {
             which: None,
             options,

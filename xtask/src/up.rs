@@ -111,6 +111,11 @@ fn print_urls(stack: &Stack, dev_trust_user_header: bool) {
     rows.push(("PostgreSQL (admin)".into(), stack.pg_admin_url()));
     rows.push(("logs".into(), stack.logs_dir().display().to_string()));
     rows.push((
+        "admin console".into(),
+        "cargo run --release -p admin-tui (in another terminal; or target/release/todo-admin)"
+            .into(),
+    ));
+    rows.push((
         "watch events".into(),
         format!(
             "kcat -b {} -C -t task-events -o beginning",

@@ -7,7 +7,7 @@ use ratatui::style::{Color, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, List, ListItem, ListState, Paragraph, Wrap};
 
-use super::{date_time, fit, placeholder, relative, trouble, view_block};
+use super::{clean, date_time, fit, placeholder, relative, trouble, view_block};
 use crate::state::{Remote, SchedulePane, State};
 
 fn status_style(status: &str) -> Style {
@@ -95,7 +95,7 @@ pub(super) fn draw_notifications(state: &State, frame: &mut Frame, area: Rect) {
         };
         let outcome = match (&x.sent_at, &x.last_error) {
             (Some(sent), _) => format!("sent {}", date_time(*sent)),
-            (None, Some(e)) => e.lines().next().unwrap_or_default().to_owned(),
+            (None, Some(e)) => clean(e.lines().next().unwrap_or_default()),
             (None, None) => String::new(),
         };
         ListItem::new(Line::from(vec![
@@ -136,7 +136,7 @@ pub(super) fn draw_notifications(state: &State, frame: &mut Frame, area: Rect) {
         if let Some(e) = &x.last_error {
             lines.push(Line::from(vec![
                 Span::styled("last error: ", Style::new().fg(Color::Red).bold()),
-                Span::raw(e.clone()),
+                Span::raw(clean(e)),
             ]));
         }
         let hint = if x.status == "failed" {

@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState};
 use todo_contract::EventType;
 
-use super::{clock_ms, fit, placeholder, view_block};
+use super::{clean, clock_ms, fit, placeholder, view_block};
 use crate::state::{LiveRow, State, StreamStatus};
 
 fn type_color(t: EventType) -> Color {
@@ -80,7 +80,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
                         "{} {} {}",
                         fit(&env.user_id, 12),
                         &env.task_id.to_string()[..task_width],
-                        event.title().unwrap_or("")
+                        clean(event.title().unwrap_or(""))
                     )),
                 ]))
             }

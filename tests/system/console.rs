@@ -1,0 +1,255 @@
+//! The operator console `todo-admin`, the real binary in a real terminal
+//! (tmux), against the real stack: what an operator sees and does with it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, ensure};
+use chrono::{DateTime, TimeDelta, Utc};
+use libtest_mimic::Trial;
+use serde_json::json;
+use todo_local_stack::Stack;
+
+use crate::support::terminal::Terminal;
+use crate::support::{TodoClient, admin_db, claims, eventually, get_json, hs256, text, with};
+use crate::{Ctx, exclusive, shared};
+
+pub fn trials(ctx: &Ctx) -> Vec<Trial> {
+    vec![
+        shared!(
+            ctx,
+            a_task_created_through_the_api_appears_live_within_2s_and_opens_its_audit_history
+        ),
+        shared!(ctx, a_failed_notification_is_retried_with_r_and_shows_sent),
+        shared!(
+            ctx,
+            a_refused_token_is_said_in_the_status_line_not_shown_as_empty_views
+        ),
+        exclusive!(
+            ctx,
+            with_the_audit_service_stopped_health_shows_it_down_while_live_keeps_streaming
+        ),
+    ]
+}
+
+/// The console's flags for this stack's services.
+fn urls(stack: &Stack) -> Vec<String> {
+    [
+        ("--todo-url", "todo-service"),
+        ("--audit-url", "audit-service"),
+        ("--websocket-url", "websocket-service"),
+        ("--notification-url", "notification-service"),
+        ("--recurring-url", "recurring-task-service"),
+    ]
+    .into_iter()
+    .flat_map(|(flag, app)| [flag.to_owned(), stack.app_url(app)])
+    .collect()
+}
+
+/// A terminal running the console with `token`, its stream open.
+async fn console(stack: &Stack, token: &str) -> Result<Terminal> {
+    let term = Terminal::open(160, 45, &[("TODO_ADMIN_TOKEN", token)]).await?;
+    term.start_console(&urls(stack)).await?;
+    Ok(term)
+}
+
+async fn live_console(stack: &Stack) -> Result<Terminal> {
+    let term = console(stack, &stack.operator_token()).await?;
+    term.shows("● live", Duration::from_secs(10)).await?;
+    Ok(term)
+}
+
+/// Types `/`, clears what the prompt holds, types `filter`, Enter.
+async fn filter(term: &Terminal, filter: &str) -> Result<()> {
+    term.keys(&["/"]).await?;
+    term.keys(&["C-u"]).await.ok();
+    for _ in 0..60 {
+        term.keys(&["BSpace"]).await?;
+    }
+    term.line(filter).await
+}
+
+async fn a_task_created_through_the_api_appears_live_within_2s_and_opens_its_audit_history(
+    stack: &Stack,
+) -> Result<()> {
+    let term = live_console(stack).await?;
+    let client = TodoClient::new(stack);
+    let title = format!(
+        "console {}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let created = Instant::now();
+    let (_, id) = client.create_task(&title).await?;
+    term.shows(&title, Duration::from_secs(2)).await?;
+    eprintln!(
+        "    created → shown in the console's Live view: {} ms",
+        created.elapsed().as_millis()
+    );
+    // Only this task's updates, so the newest row (selected) is its own.
+    filter(&term, &format!("task:{id}")).await?;
+    term.showing("only the task's update", Duration::from_secs(5), |s| {
+        s.contains(&format!("task:{id}")) && s.contains(&title) && s.contains("task-created")
+    })
+    .await?;
+    term.keys(&["t"]).await?;
+    let screen = term
+        .showing("its audit history", Duration::from_secs(10), |s| {
+            s.contains(&format!("Task {id}"))
+                && s.contains("1 audit record")
+                && s.contains("task-created")
+        })
+        .await?;
+    ensure!(screen.contains(&title), "{screen}");
+    // A change to the task shows up in the open history by itself.
+    client
+        .patch(&id, json!({ "title": format!("{title} (renamed)") }))
+        .await?
+        .expect(200)?;
+    term.showing("the change in the history", Duration::from_secs(10), |s| {
+        s.contains("2 audit records")
+            && s.contains(&format!("title: \"{title}\" → \"{title} (renamed)\""))
+    })
+    .await?;
+    term.keys(&["q"]).await?;
+    term.left_clean().await
+}
+
+fn whole_second_in(secs: i64) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    (Utc::now() + TimeDelta::seconds(secs + 1))
+        .duration_trunc(TimeDelta::seconds(1))
+        .expect("truncating to a second")
+}
+
+async fn a_failed_notification_is_retried_with_r_and_shows_sent(stack: &Stack) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let title = format!("retry {}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let task = client
+        .create(json!({ "title": title, "reminder_time": whole_second_in(1).to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let task_id = text(&task, "/id").to_owned();
+    let base = stack.app_url("notification-service");
+    let list = format!("{base}/api/v1/notifications?task_id={task_id}");
+    let sent =
+        eventually(Duration::from_secs(20), "the reminder is sent", || async {
+            let page = get_json(&list, &stack.operator_token())
+                .await?
+                .expect(200)?;
+            Ok((page["notifications"][0]["status"] == "sent")
+                .then(|| page["notifications"][0].clone()))
+        })
+        .await?;
+    let id: uuid::Uuid = text(&sent, "/id").parse()?;
+    // The failed state as an operator finds it after 7 failed attempts
+    // (seeded: the failure itself is tested with Kafka down in reminders.rs).
+    sqlx::query(
+        "update notification.notification set status = 'failed', sent_at = null, \
+         last_error = 'kafka: client has run out of available brokers' where id = $1",
+    )
+    .bind(id)
+    .execute(&admin_db(stack).await?)
+    .await?;
+
+    let term = live_console(stack).await?;
+    term.keys(&["3"]).await?;
+    filter(&term, &format!("task:{task_id}")).await?;
+    term.showing(
+        "the failed notification and its error",
+        Duration::from_secs(10),
+        |s| {
+            s.contains("failed")
+                && s.contains(&title)
+                && s.contains("client has run out of available brokers")
+        },
+    )
+    .await?;
+    term.keys(&["r"]).await?;
+    let screen = term
+        .showing(
+            "the retried notification sent",
+            Duration::from_secs(30),
+            |s| {
+                s.lines()
+                    .any(|l| l.contains(&title) && l.trim_start_matches('│').starts_with("sent "))
+            },
+        )
+        .await?;
+    ensure!(
+        !screen.contains("last error"),
+        "a sent one has no error left: {screen}"
+    );
+    let now = get_json(
+        &format!("{base}/api/v1/notifications/{id}"),
+        &stack.operator_token(),
+    )
+    .await?
+    .expect(200)?;
+    ensure!(now["status"] == "sent" && now["attempts"] == 2, "{now}");
+    term.keys(&["C-c"]).await?;
+    term.left_clean().await
+}
+
+async fn a_refused_token_is_said_in_the_status_line_not_shown_as_empty_views(
+    stack: &Stack,
+) -> Result<()> {
+    let claims = with(claims("operator"), "roles", json!(["operator"]));
+    let forged = hs256(b"not the stack's signing key, but long enough.", &claims);
+    let term = console(stack, &forged).await?;
+    term.shows("TOKEN REFUSED by", Duration::from_secs(10))
+        .await?;
+    term.keys(&["3"]).await?;
+    term.showing(
+        "the view says why it is empty",
+        Duration::from_secs(10),
+        |s| s.contains("notification-service refused the console's token"),
+    )
+    .await?;
+    term.keys(&["q"]).await?;
+    term.left_clean().await
+}
+
+async fn with_the_audit_service_stopped_health_shows_it_down_while_live_keeps_streaming(
+    stack: &mut Stack,
+) -> Result<()> {
+    let term = live_console(stack).await?;
+    term.keys(&["5"]).await?;
+    let audit_row = |s: &str, state: &str| {
+        s.lines()
+            .any(|l| l.contains("audit-service") && l.contains(state))
+    };
+    term.showing("audit-service ready", Duration::from_secs(10), |s| {
+        audit_row(s, " ready ")
+    })
+    .await?;
+    stack.stop_service("audit-service").await?;
+    let outcome = async {
+        term.showing("audit-service DOWN", Duration::from_secs(10), |s| {
+            audit_row(s, "DOWN")
+        })
+        .await?;
+        let client = TodoClient::new(stack);
+        let title = format!(
+            "while audit is down {}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        client.create_task(&title).await?;
+        term.keys(&["1"]).await?;
+        term.shows(&title, Duration::from_secs(5)).await?;
+        term.keys(&["5"]).await?;
+        let screen = term.screen().await?;
+        ensure!(
+            audit_row(&screen, "DOWN") && screen.matches(" ready ").count() >= 4,
+            "only the audit service is down: {screen}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    stack.start_service("audit-service").await?;
+    outcome?;
+    term.showing("audit-service ready again", Duration::from_secs(15), |s| {
+        audit_row(s, " ready ")
+    })
+    .await?;
+    term.keys(&["q"]).await?;
+    term.left_clean().await
+}
