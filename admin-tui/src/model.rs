@@ -11,28 +11,51 @@ use serde_json::Value;
 use todo_contract::{EventEnvelope, EventType};
 use uuid::Uuid;
 
-/// One update of the operator stream: the envelope as the contract types
-/// it, its cursor, and the message as received (shown pretty on Enter).
+/// One update of the operator stream: what the console shows of the typed
+/// envelope, its cursor, and the message as received (shown pretty on
+/// Enter). The payload is not kept parsed: a full buffer stays small.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveEvent {
     pub seq: i64,
-    pub envelope: EventEnvelope,
+    pub event_id: Uuid,
+    pub event_type: EventType,
+    pub timestamp: DateTime<Utc>,
+    pub task_id: Uuid,
+    pub user_id: String,
+    /// The task's title (every event type's payload carries one).
+    pub title: Option<String>,
     /// The message text exactly as the WebSocket service sent it.
-    pub raw: String,
+    pub raw: Box<str>,
 }
 
 impl LiveEvent {
-    /// The task's title, when the payload carries one (every event type does).
+    fn new(seq: i64, envelope: EventEnvelope, raw: &str) -> Self {
+        LiveEvent {
+            seq,
+            event_id: envelope.event_id,
+            event_type: envelope.event_type,
+            timestamp: envelope.timestamp.get(),
+            task_id: envelope.task_id,
+            title: envelope
+                .payload
+                .get("title")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            user_id: envelope.user_id,
+            raw: raw.into(),
+        }
+    }
+
     pub fn title(&self) -> Option<&str> {
-        self.envelope.payload.get("title").and_then(Value::as_str)
+        self.title.as_deref()
     }
 
     pub fn event_type(&self) -> EventType {
-        self.envelope.event_type
+        self.event_type
     }
 
     pub fn timestamp(&self) -> DateTime<Utc> {
-        self.envelope.timestamp.get()
+        self.timestamp
     }
 }
 
@@ -92,11 +115,7 @@ impl Frame {
             return unreadable("an update without seq".to_owned());
         };
         match serde_json::from_value::<EventEnvelope>(value) {
-            Ok(envelope) => Frame::Update(Box::new(LiveEvent {
-                seq,
-                envelope,
-                raw: text.to_owned(),
-            })),
+            Ok(envelope) => Frame::Update(Box::new(LiveEvent::new(seq, envelope, text))),
             Err(e) => unreadable(format!("not an event envelope: {e}")),
         }
     }
@@ -290,7 +309,7 @@ mod tests {
         };
         assert_eq!(event.seq, 7);
         assert_eq!(event.event_type(), EventType::TaskCreated);
-        assert_eq!(event.envelope.user_id, "alice");
+        assert_eq!(event.user_id, "alice");
         assert_eq!(event.title(), Some("Buy milk"));
     }
 

@@ -236,7 +236,7 @@ impl LiveFilter {
     }
 
     pub fn matches(&self, event: &LiveEvent) -> bool {
-        let env = &event.envelope;
+        let env = event;
         if self.event_type.is_some_and(|t| t != env.event_type) {
             return false;
         }

@@ -341,7 +341,7 @@ fn selected_task(state: &State) -> Option<Uuid> {
     }
     match state.view {
         View::Live => match state.live.selected_row()? {
-            LiveRow::Event { event, .. } => Some(event.envelope.task_id),
+            LiveRow::Event { event, .. } => Some(event.task_id),
             LiveRow::Marker { .. } => None,
         },
         View::Task => state.task.task_id,
@@ -398,17 +398,17 @@ fn open(state: &mut State, commands: &mut Vec<Command>) {
             Some(LiveRow::Event { event, .. }) => {
                 let body = serde_json::from_str::<serde_json::Value>(&event.raw)
                     .map(|v| pretty(&v))
-                    .unwrap_or_else(|_| event.raw.clone());
+                    .unwrap_or_else(|_| event.raw.to_string());
                 Some(Detail {
                     title: format!(
                         "seq {} · {} · task {}",
                         event.seq,
                         event.event_type().as_str(),
-                        event.envelope.task_id
+                        event.task_id
                     ),
                     body,
                     scroll: 0,
-                    task_id: Some(event.envelope.task_id),
+                    task_id: Some(event.task_id),
                 })
             }
             Some(LiveRow::Marker { text, .. }) => Some(Detail {
@@ -693,7 +693,7 @@ fn receive(state: &mut State, frame: Frame) {
                 r.replayed += 1;
             }
             let event_type = event.event_type();
-            if state.task.task_id == Some(event.envelope.task_id) {
+            if state.task.task_id == Some(event.task_id) {
                 state.task.records.stale = true;
             }
             if event_type == EventType::NotificationDelivered {

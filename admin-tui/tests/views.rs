@@ -14,6 +14,9 @@ use todo_admin::render::render;
 use todo_admin::state::{NotificationQuery, State, TokenInfo, View};
 use todo_admin::update::update;
 
+/// A view's fixture state, by kind (`normal`, `empty`, `down`).
+type StateOf = fn(&str) -> State;
+
 const SIZES: [(u16, u16); 2] = [(120, 32), (80, 24)];
 
 fn base() -> State {
@@ -256,7 +259,7 @@ fn snapshot(name: &str, state: &State) {
 
 #[test]
 fn every_view_in_every_state_at_two_sizes() {
-    let views: [(&str, fn(&str) -> State); 5] = [
+    let views: [(&str, StateOf); 5] = [
         ("live", live),
         ("task", task),
         ("notifications", notifications),

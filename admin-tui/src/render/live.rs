@@ -68,7 +68,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
         .iter()
         .map(|&i| match &live.rows[i] {
             LiveRow::Event { event, .. } => {
-                let env = &event.envelope;
+                let env = &**event;
                 let t = event.event_type();
                 ListItem::new(Line::from(vec![
                     Span::raw(format!("{:>7} {} ", event.seq, clock_ms(event.timestamp()))),
