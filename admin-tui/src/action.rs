@@ -91,10 +91,11 @@ pub enum StreamEvent {
         since: Option<i64>,
     },
     Frame(Frame),
-    /// Closed by the server (with its code and reason) or dropped.
+    /// Closed by the server (with its code and reason) or dropped, at `at`.
     Closed {
         code: Option<u16>,
         reason: String,
+        at: DateTime<Utc>,
     },
     /// The connection could not be opened; the next attempt is at `retry_at`.
     Failed {

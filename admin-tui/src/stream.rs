@@ -141,7 +141,13 @@ pub async fn follow(
                 None => break (None, String::new()),
             }
         };
-        if !send(StreamEvent::Closed { code, reason }).await {
+        if !send(StreamEvent::Closed {
+            code,
+            reason,
+            at: Utc::now(),
+        })
+        .await
+        {
             return;
         }
         let delay = delays.next().unwrap_or(Duration::from_millis(200));

@@ -649,7 +649,7 @@ fn stream(state: &mut State, event: StreamEvent) {
             }
         }
         StreamEvent::Frame(frame) => receive(state, frame),
-        StreamEvent::Closed { code, reason } => {
+        StreamEvent::Closed { code, reason, at } => {
             let code_text = code.map_or("no close frame".to_owned(), |c| format!("code {c}"));
             let text = if reason.is_empty() {
                 format!("connection lost ({code_text}); reconnecting")
@@ -660,7 +660,7 @@ fn stream(state: &mut State, event: StreamEvent) {
                 state.auth_problem = Some(format!("websocket-service: token expired ({reason})"));
             }
             state.live.resume = None;
-            state.live.push_marker(now, text, code != Some(1000));
+            state.live.push_marker(at, text, code != Some(1000));
             state.stream = StreamStatus::Connecting {
                 attempt: 1,
                 since: state.live.last_seq,

@@ -67,6 +67,7 @@ fn live(kind: &str) -> State {
                     Action::Stream(StreamEvent::Closed {
                         code: Some(1006),
                         reason: String::new(),
+                        at: fixture::now(),
                     }),
                     Action::Stream(StreamEvent::Opened { since: Some(40) }),
                 ],

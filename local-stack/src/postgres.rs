@@ -15,6 +15,7 @@ use crate::cmd;
 use crate::creds::{Credentials, DbEndpoint};
 use crate::install;
 use crate::proc::{self, Launch, Managed};
+use crate::spec::DAPR_SCHEMA;
 use crate::spec::DATABASE;
 
 pub const ADMIN_URL_ENV: &str = "TODO_PLATFORM_PG_ADMIN_URL";
@@ -327,6 +328,20 @@ fn provisioning_sql(creds: &Credentials, roles: &[&str]) -> String {
              REVOKE ALL ON SCHEMA {role} FROM PUBLIC;\n"
         ));
     }
+    if roles.contains(&DAPR_SCHEMA) {
+        // The workflow state store's bookkeeping table, made here, before any
+        // sidecar starts. Every sidecar of a workflow-hosting app creates it
+        // at start-up with `CREATE TABLE IF NOT EXISTS`, and two of them
+        // doing so at the same moment on a fresh database make one fail with
+        // `type "dapr_metadata" already exists` (42710), which daprd does not
+        // retry: that sidecar exits. Same columns as daprd's (components-contrib
+        // `postgres_migrations.go`), owned by the role daprd connects as.
+        sql.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {DAPR_SCHEMA}.dapr_metadata \
+             (key text NOT NULL PRIMARY KEY, value text NOT NULL);\n\
+             ALTER TABLE {DAPR_SCHEMA}.dapr_metadata OWNER TO {DAPR_SCHEMA};\n"
+        ));
+    }
     sql
 }
 
@@ -374,4 +389,23 @@ pub(crate) async fn provision(
     cmd::run_capture(&mut command, Some(&sql)).await?;
     cmd::done("postgres: provisioned", started);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workflow_state_stores_metadata_table_is_made_before_any_sidecar_starts() {
+        let state = std::env::temp_dir().join(format!("todo-pg-sql-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&state).unwrap();
+        let creds = Credentials::load_or_create(&state, &["todo", DAPR_SCHEMA]).unwrap();
+        std::fs::remove_dir_all(&state).unwrap();
+        let with_dapr = provisioning_sql(&creds, &["todo", DAPR_SCHEMA]);
+        assert!(with_dapr.contains(
+            "CREATE TABLE IF NOT EXISTS dapr.dapr_metadata (key text NOT NULL PRIMARY KEY, value text NOT NULL);"
+        ));
+        assert!(with_dapr.contains("ALTER TABLE dapr.dapr_metadata OWNER TO dapr;"));
+        assert!(!provisioning_sql(&creds, &["todo"]).contains("dapr_metadata"));
+    }
 }

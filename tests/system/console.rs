@@ -17,16 +17,23 @@ pub fn trials(ctx: &Ctx) -> Vec<Trial> {
     vec![
         shared!(
             ctx,
-            a_task_created_through_the_api_appears_live_within_2s_and_opens_its_audit_history
+            the_console_shows_a_task_created_through_the_api_within_2s_and_opens_its_audit_history
         ),
-        shared!(ctx, a_failed_notification_is_retried_with_r_and_shows_sent),
         shared!(
             ctx,
-            a_refused_token_is_said_in_the_status_line_not_shown_as_empty_views
+            the_console_retries_a_failed_notification_with_r_and_shows_it_sent
+        ),
+        shared!(
+            ctx,
+            the_console_says_a_refused_token_in_its_status_line_instead_of_showing_empty_views
         ),
         exclusive!(
             ctx,
-            with_the_audit_service_stopped_health_shows_it_down_while_live_keeps_streaming
+            the_console_shows_the_stopped_audit_service_down_in_health_while_live_keeps_streaming
+        ),
+        exclusive!(
+            ctx,
+            the_console_resumes_a_dropped_stream_after_its_last_seq_and_marks_the_gap
         ),
     ]
 }
@@ -68,7 +75,7 @@ async fn filter(term: &Terminal, filter: &str) -> Result<()> {
     term.line(filter).await
 }
 
-async fn a_task_created_through_the_api_appears_live_within_2s_and_opens_its_audit_history(
+async fn the_console_shows_a_task_created_through_the_api_within_2s_and_opens_its_audit_history(
     stack: &Stack,
 ) -> Result<()> {
     let term = live_console(stack).await?;
@@ -120,7 +127,9 @@ fn whole_second_in(secs: i64) -> DateTime<Utc> {
         .expect("truncating to a second")
 }
 
-async fn a_failed_notification_is_retried_with_r_and_shows_sent(stack: &Stack) -> Result<()> {
+async fn the_console_retries_a_failed_notification_with_r_and_shows_it_sent(
+    stack: &Stack,
+) -> Result<()> {
     let client = TodoClient::new(stack);
     let title = format!("retry {}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let task = client
@@ -175,7 +184,7 @@ async fn a_failed_notification_is_retried_with_r_and_shows_sent(stack: &Stack) -
         )
         .await?;
     ensure!(
-        !screen.contains("last error"),
+        !screen.contains("last error:"),
         "a sent one has no error left: {screen}"
     );
     let now = get_json(
@@ -189,7 +198,7 @@ async fn a_failed_notification_is_retried_with_r_and_shows_sent(stack: &Stack) -
     term.left_clean().await
 }
 
-async fn a_refused_token_is_said_in_the_status_line_not_shown_as_empty_views(
+async fn the_console_says_a_refused_token_in_its_status_line_instead_of_showing_empty_views(
     stack: &Stack,
 ) -> Result<()> {
     let claims = with(claims("operator"), "roles", json!(["operator"]));
@@ -208,7 +217,7 @@ async fn a_refused_token_is_said_in_the_status_line_not_shown_as_empty_views(
     term.left_clean().await
 }
 
-async fn with_the_audit_service_stopped_health_shows_it_down_while_live_keeps_streaming(
+async fn the_console_shows_the_stopped_audit_service_down_in_health_while_live_keeps_streaming(
     stack: &mut Stack,
 ) -> Result<()> {
     let term = live_console(stack).await?;
@@ -250,6 +259,51 @@ async fn with_the_audit_service_stopped_health_shows_it_down_while_live_keeps_st
         audit_row(s, " ready ")
     })
     .await?;
+    term.keys(&["q"]).await?;
+    term.left_clean().await
+}
+
+async fn the_console_resumes_a_dropped_stream_after_its_last_seq_and_marks_the_gap(
+    stack: &mut Stack,
+) -> Result<()> {
+    let term = live_console(stack).await?;
+    let client = TodoClient::new(stack);
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let before = format!("before the drop {tag}");
+    client.create_task(&before).await?;
+    term.shows(&before, Duration::from_secs(5)).await?;
+    stack.stop_service("websocket-service").await?;
+    let missed: Vec<String> = (1..=3).map(|i| format!("missed {i} {tag}")).collect();
+    let outcome = async {
+        term.shows("; reconnecting", Duration::from_secs(10))
+            .await?;
+        for title in &missed {
+            client.create_task(title).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    stack.start_service("websocket-service").await?;
+    outcome?;
+    let screen = term
+        .showing(
+            "the missed updates after the gap marker",
+            Duration::from_secs(30),
+            |s| s.contains("resumed after seq") && missed.iter().all(|t| s.contains(t.as_str())),
+        )
+        .await?;
+    // Each update once, the gap's marker after the last one seen before it.
+    for title in missed.iter().chain([&before]) {
+        ensure!(
+            screen.matches(title.as_str()).count() == 1,
+            "{title} shown once: {screen}"
+        );
+    }
+    let row = |needle: &str| screen.lines().position(|l| l.contains(needle));
+    ensure!(
+        row(&before) < row("; reconnecting") && row("; reconnecting") < row("resumed after seq"),
+        "the marks are where the stream dropped and resumed: {screen}"
+    );
     term.keys(&["q"]).await?;
     term.left_clean().await
 }

@@ -109,6 +109,7 @@ fn a_resumed_stream_marks_the_gap_it_filled() {
         Action::Stream(StreamEvent::Closed {
             code: None,
             reason: String::new(),
+            at: fixture::now(),
         }),
     );
     assert_eq!(
@@ -176,6 +177,7 @@ fn an_expired_token_closing_the_stream_is_said_in_the_status_line() {
         Action::Stream(StreamEvent::Closed {
             code: Some(4401),
             reason: "token expired, reconnect with a fresh token and since=8".to_owned(),
+            at: fixture::now(),
         }),
     );
     assert!(

@@ -191,14 +191,19 @@ impl Terminal {
             let got = self.pane(format).await?;
             ensure!(got == want, "after quitting, {format} is {got}, not {want}");
         }
+        // The answer's line starts with `tty:`, which the typed command does not.
         self.line(
-            "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' '; echo :stty",
+            "printf 'tty:%s\\n' \"$(stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)' | tr '\\n' ' ')\"",
         )
         .await?;
-        let screen = self.shows(":stty", Duration::from_secs(5)).await?;
+        let screen = self
+            .showing("the shell's tty modes", Duration::from_secs(5), |s| {
+                s.lines().any(|l| l.starts_with("tty:"))
+            })
+            .await?;
         let modes = screen
             .lines()
-            .find(|l| l.ends_with(":stty") && !l.contains("grep"))
+            .find(|l| l.starts_with("tty:"))
             .unwrap_or_default();
         ensure!(
             modes.contains("icanon echo") && !modes.contains("-icanon") && !modes.contains("-echo"),
