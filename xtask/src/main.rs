@@ -6,6 +6,7 @@
 mod bench;
 mod bench_recurring;
 mod bench_websocket;
+mod deploy_tools;
 mod openapi;
 mod sqlx;
 mod test;
@@ -43,6 +44,11 @@ enum Command {
     /// Write (or `--check`) the compile-checked queries' offline data, the
     /// `.sqlx/` folder of each crate, against the migrations.
     Sqlx(sqlx::Options),
+    /// Install or build the tools that check the deployment files (Helm,
+    /// kubeconform with the Kubernetes and Dapr CRD schemas, helm-unittest,
+    /// actionlint, shellcheck, hadolint) into the cache, and print each
+    /// one's version and path.
+    DeployTools,
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
     /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
     /// for recurrence and reminders.
@@ -74,6 +80,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::Openapi => openapi::run().await,
         Command::Sqlx(options) => sqlx::run(options).await,
+        Command::DeployTools => deploy_tools::run().await,
         Command::Bench {
             which: Some(Bench::Websocket(o)),
             ..
