@@ -11,6 +11,9 @@
 
 mod schemas;
 
+#[cfg(test)]
+mod proofs;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
