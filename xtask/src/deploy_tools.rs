@@ -347,8 +347,12 @@ pub async fn helm_unittest() -> Result<HelmUnittest> {
                 c
             };
             cmd::run(go_cmd().args(["mod", "init", "todo-platform.invalid/helm-unittest-build"])).await?;
-            for replace in schemas::go_mod_replaces(&go_mod) {
-                cmd::run(go_cmd().args(["mod", "edit"]).arg(format!("-replace={replace}"))).await?;
+            let replaces = gomod::replaces(&go_mod);
+            if !replaces.is_empty() {
+                let mut edit = go_cmd();
+                edit.args(["mod", "edit"]);
+                edit.args(replaces.iter().map(gomod::Replace::edit_flag));
+                cmd::run(&mut edit).await?;
             }
             cmd::run(
                 go_cmd()

@@ -3,8 +3,7 @@
 //! `https://kubernetes.io/api/...` and are made to point at the file beside
 //! them) and the Dapr CRDs' `openAPIV3Schema`s (turned into JSON Schema,
 //! with a strict variant that refuses unknown fields as the API server's
-//! strict field validation does). Also reads `replace` lines from a `go.mod`
-//! for the helm-unittest wrapper module. Pure file and value work, no tools.
+//! strict field validation does). Pure file and value work, no tools.
 
 use std::path::Path;
 
@@ -259,38 +258,6 @@ pub fn write_crd_schemas(crds: &Path, root: &Path) -> Result<Vec<String>> {
     Ok(written)
 }
 
-/// The `replace` directives of a `go.mod`, each as `go mod edit -replace`
-/// takes it: `old[@version]=new[@version]`.
-pub fn go_mod_replaces(go_mod: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_block = false;
-    for line in go_mod.lines() {
-        let line = line.split("//").next().unwrap_or("").trim();
-        let directive = if in_block {
-            if line == ")" {
-                in_block = false;
-                continue;
-            }
-            line
-        } else if let Some(rest) = line.strip_prefix("replace") {
-            let rest = rest.trim();
-            if rest == "(" {
-                in_block = true;
-                continue;
-            }
-            rest
-        } else {
-            continue;
-        };
-        let Some((old, new)) = directive.split_once("=>") else {
-            continue;
-        };
-        let side = |s: &str| s.split_whitespace().collect::<Vec<_>>().join("@");
-        out.push(format!("{}={}", side(old), side(new)));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,23 +391,6 @@ spec:
             schemas[0].strict["properties"]["metadata"]
                 .get("additionalProperties")
                 .is_none()
-        );
-    }
-
-    #[test]
-    fn go_mod_replaces_reads_single_lines_and_blocks() {
-        let go_mod = "module x\n\
-                      replace github.com/a/b v0.3.2 => github.com/c/b v0.4.0 // fork\n\
-                      replace (\n\
-                      \tgithub.com/d/e => github.com/f/e v1.0.0\n\
-                      )\n\
-                      require github.com/g/h v1.0.0\n";
-        assert_eq!(
-            go_mod_replaces(go_mod),
-            vec![
-                "github.com/a/b@v0.3.2=github.com/c/b@v0.4.0",
-                "github.com/d/e=github.com/f/e@v1.0.0"
-            ]
         );
     }
 }
