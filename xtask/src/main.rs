@@ -48,7 +48,7 @@ enum Command {
     /// kubeconform with the Kubernetes and Dapr CRD schemas, helm-unittest,
     /// actionlint, shellcheck, hadolint) into the cache, and print each
     /// one's version and path.
-    DeployTools,
+    DeployTools(deploy_tools::Options),
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
     /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
     /// for recurrence and reminders.
@@ -80,7 +80,7 @@ async fn main() -> ExitCode {
         Command::Token(args) => token::run(args),
         Command::Openapi => openapi::run().await,
         Command::Sqlx(options) => sqlx::run(options).await,
-        Command::DeployTools => deploy_tools::run().await,
+        Command::DeployTools(options) => deploy_tools::run(options).await,
         Command::Bench {
             which: Some(Bench::Websocket(o)),
             ..
