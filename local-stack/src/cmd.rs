@@ -1,5 +1,7 @@
 //! Progress lines and logged external commands (short-lived ones: installs,
-//! builds, provisioning). Long-running processes live in [`crate::proc`].
+//! builds, provisioning). Long-running processes live in `crate::proc`.
+//! Public so that xtask's installs (`cargo xtask deploy-tools`) print their
+//! steps and commands the same way.
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -11,12 +13,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 /// One progress line per step, on stderr so it shows under `cargo test` too.
-pub(crate) fn step(msg: impl std::fmt::Display) {
+pub fn step(msg: impl std::fmt::Display) {
     eprintln!("[stack] {msg}");
 }
 
 /// A step that finished, with its duration.
-pub(crate) fn done(msg: impl std::fmt::Display, started: Instant) {
+pub fn done(msg: impl std::fmt::Display, started: Instant) {
     eprintln!("[stack] {msg} ({:.1}s)", started.elapsed().as_secs_f64());
 }
 
@@ -33,7 +35,7 @@ fn quote(s: &OsStr) -> String {
 }
 
 /// `program arg1 'arg 2'` for logs.
-pub(crate) fn display(program: &OsStr, args: &[&OsStr]) -> String {
+pub fn display(program: &OsStr, args: &[&OsStr]) -> String {
     let mut out = quote(program);
     for a in args {
         out.push(' ');
@@ -42,7 +44,7 @@ pub(crate) fn display(program: &OsStr, args: &[&OsStr]) -> String {
     out
 }
 
-pub(crate) fn display_cmd(cmd: &Command) -> String {
+pub fn display_cmd(cmd: &Command) -> String {
     let std = cmd.as_std();
     let args: Vec<&OsStr> = std.get_args().collect();
     let mut line = display(std.get_program(), &args);
@@ -53,13 +55,13 @@ pub(crate) fn display_cmd(cmd: &Command) -> String {
 }
 
 /// Logs the command line (indented under the current step).
-pub(crate) fn log_cmd(line: &str) {
+pub fn log_cmd(line: &str) {
     eprintln!("[stack]     $ {line}");
 }
 
 /// Runs a command with the terminal's stdout/stderr (builds, installs), fails on
 /// a non-zero exit. Killed if the future is dropped.
-pub(crate) async fn run(cmd: &mut Command) -> Result<()> {
+pub async fn run(cmd: &mut Command) -> Result<()> {
     let line = display_cmd(cmd);
     log_cmd(&line);
     cmd.stdin(Stdio::null()).kill_on_drop(true);
@@ -75,7 +77,7 @@ pub(crate) async fn run(cmd: &mut Command) -> Result<()> {
 
 /// Runs a command capturing its output; optional stdin text. Fails on a non-zero
 /// exit with stderr/stdout in the error.
-pub(crate) async fn run_capture(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
+pub async fn run_capture(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
     let out = run_capture_status(cmd, stdin).await?;
     if !out.status.success() {
         bail!(
@@ -90,14 +92,14 @@ pub(crate) async fn run_capture(cmd: &mut Command, stdin: Option<&str>) -> Resul
 }
 
 /// Like [`run_capture`] but returns the output whatever the exit status.
-pub(crate) async fn run_capture_status(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
+pub async fn run_capture_status(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
     let line = display_cmd(cmd);
     log_cmd(&line);
     run_quiet(cmd, stdin).await
 }
 
 /// Runs without logging the command line (readiness probes run many times).
-pub(crate) async fn run_quiet(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
+pub async fn run_quiet(cmd: &mut Command, stdin: Option<&str>) -> Result<Output> {
     let line = display_cmd(cmd);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
@@ -122,14 +124,14 @@ pub(crate) async fn run_quiet(cmd: &mut Command, stdin: Option<&str>) -> Result<
 }
 
 /// Finds an executable on PATH.
-pub(crate) fn which(name: &str) -> Option<std::path::PathBuf> {
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }
 
-pub(crate) fn is_executable(p: &Path) -> bool {
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -137,7 +139,7 @@ pub(crate) fn is_executable(p: &Path) -> bool {
 }
 
 /// Last `n` lines of a log file, for error messages.
-pub(crate) fn tail(path: &Path, n: usize) -> String {
+pub fn tail(path: &Path, n: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

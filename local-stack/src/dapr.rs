@@ -10,9 +10,9 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::cmd;
 use crate::proc::{self, Launch, Managed};
 use crate::spec::*;
+use crate::{cmd, gomod};
 
 pub const BIN_DIR_ENV: &str = "DAPR_BIN_DIR";
 const BINARIES: [&str; 3] = ["daprd", "placement", "scheduler"];
@@ -129,36 +129,22 @@ pub(crate) async fn ensure_binaries(cache: &Path, repo: &Path) -> Result<DaprBin
     if plan.missing.is_empty() {
         return Ok(DaprBins { dir: bin });
     }
-    let go = crate::install::require(
-        cmd::which("go"),
-        "go (the Go toolchain, 1.24 or newer, to build the Dapr runtime)",
-    )?;
+    let go = gomod::go("the Dapr runtime")?;
     let src = plan.root.join("src");
     if !src.join("go.mod").exists() {
         let started = Instant::now();
         cmd::step(format!(
             "dapr: fetching github.com/dapr/dapr@v{DAPR_VERSION} with the Go module proxy"
         ));
-        let out = cmd::run_capture(
-            Command::new(&go)
-                .args(["mod", "download", "-json"])
-                .arg(format!("github.com/dapr/dapr@v{DAPR_VERSION}")),
-            None,
-        )
-        .await?;
-        let info: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .context("parsing `go mod download -json` output")?;
-        let dir = info["Dir"]
-            .as_str()
-            .context("`go mod download -json` gave no Dir")?;
+        let module = gomod::download(&go, &format!("github.com/dapr/dapr@v{DAPR_VERSION}")).await?;
         let tmp = plan.root.join("src.tmp");
         if tmp.exists() {
-            make_writable(&tmp).await?;
+            gomod::make_writable(&tmp).await?;
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&plan.root)?;
-        cmd::run(Command::new("cp").arg("-r").arg(dir).arg(&tmp)).await?;
-        make_writable(&tmp).await?;
+        cmd::run(Command::new("cp").arg("-r").arg(&module.dir).arg(&tmp)).await?;
+        gomod::make_writable(&tmp).await?;
         std::fs::rename(&tmp, &src)?;
         cmd::done("dapr: source ready", started);
     }
@@ -199,11 +185,6 @@ pub(crate) async fn ensure_binaries(cache: &Path, repo: &Path) -> Result<DaprBin
         cmd::done(format!("dapr: {b} built"), started);
     }
     Ok(DaprBins { dir: bin })
-}
-
-async fn make_writable(path: &Path) -> Result<()> {
-    cmd::run_quiet(Command::new("chmod").arg("-R").arg("u+w").arg(path), None).await?;
-    Ok(())
 }
 
 async fn http_status(client: &reqwest::Client, url: &str) -> Option<u16> {

