@@ -12,7 +12,8 @@ use crate::client::FetchError;
 use crate::model::Frame;
 use crate::state::{
     Detail, LiveFilter, LiveRow, Mode, Note, NotificationQuery, NotificationStatus, Prompt,
-    PromptKind, Remote, Resume, SchedulePane, State, StreamStatus, TaskHistory, View,
+    PromptKind, Remote, Resume, SchedulePane, ServiceHealth, State, StreamStatus, TaskHistory,
+    View,
 };
 
 /// Health, counters and connections are asked for this often.
@@ -114,23 +115,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         }
         Action::ReadinessLoaded { app_id, result } => {
             let now = state.now;
-            if let Some(s) = state
-                .health
-                .services
-                .iter_mut()
-                .find(|s| s.app_id == app_id)
-            {
+            if let Some(s) = service(state, app_id) {
                 s.ready.finish(result, now);
             }
         }
         Action::CountersLoaded { app_id, result } => {
             let now = state.now;
-            if let Some(s) = state
-                .health
-                .services
-                .iter_mut()
-                .find(|s| s.app_id == app_id)
-            {
+            if let Some(s) = service(state, app_id) {
                 s.counters.finish(result, now);
             }
         }
@@ -142,6 +133,15 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         Action::Token(info) => state.token = info,
     }
     commands
+}
+
+/// The Health view's row of `app_id`.
+fn service<'a>(state: &'a mut State, app_id: &str) -> Option<&'a mut ServiceHealth> {
+    state
+        .health
+        .services
+        .iter_mut()
+        .find(|s| s.app_id == app_id)
 }
 
 /// Records an answer, unless it was asked under a filter that has changed
