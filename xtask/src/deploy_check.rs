@@ -9,8 +9,9 @@
 //! the test command.
 //!
 //! The tests here run in `cargo test --workspace`: `proofs` (lint, schemas,
-//! unit tests, the values schema) and `agreement` (the chart says what
-//! `deploy/local/` and the local stack's service table say).
+//! unit tests, the values schema), `agreement` (the chart says what
+//! `deploy/local/` and the local stack's service table say) and `snapshots`
+//! (the rendered manifests, pinned for review).
 
 mod install;
 
@@ -18,6 +19,8 @@ mod install;
 mod agreement;
 #[cfg(test)]
 mod proofs;
+#[cfg(test)]
+mod snapshots;
 // `mod lint;` — shellcheck, actionlint and hadolint proofs of deploy/minikube,
 // .github/workflows and the Dockerfile (issue 13), kept in their own module.
 
