@@ -152,3 +152,71 @@ async fn values_schema_refuses_a_short_signing_key() {
     let out = refused(&["auth.signingKey=short"]).await;
     assert!(out.contains("/auth/signingKey"), "{out}");
 }
+
+/// The scripts of the `helm test` pods, as the chart renders them with
+/// `sets`: file name -> text.
+async fn helm_test_scripts(sets: &[&str]) -> Vec<(String, String)> {
+    let helm = helm().await;
+    let mut c = helm.template(&[], sets);
+    c.args(["-s", "templates/tests/roundtrip-configmap.yaml"]);
+    let out = cmd::run_capture(&mut c, None).await.unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    doc["data"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().unwrap().to_owned(),
+                v.as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn helm_test_scripts_compile_and_mint_a_token_the_services_accept() {
+    let key = "helm-test-signing-key-0123456789abcdef-0123456789";
+    let set_key = format!("auth.signingKey={key}");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in helm_test_scripts(&[&set_key]).await {
+        let path = dir.path().join(&name);
+        std::fs::write(&path, text).unwrap();
+        cmd::run_capture(
+            Command::new("python3")
+                .args(["-m", "py_compile"])
+                .arg(&path),
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    // The round trip's user token, minted as the test pod mints it (key from
+    // Secret auth-signing-key, issuer and audience from the values).
+    let out = cmd::run_capture(
+        Command::new("python3")
+            .arg(dir.path().join("roundtrip.py"))
+            .args(["--mint", "helm-test-alice"])
+            .env("NAMESPACE", NAMESPACE)
+            .env("AUTH_ISSUER", "todo-platform")
+            .env("AUTH_AUDIENCE", "todo-platform")
+            .env("SIGNING_KEY", key)
+            .env("TIMEOUT_SECS", "5"),
+        None,
+    )
+    .await
+    .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap();
+    let settings = todo_core::auth::AuthSettings::default();
+    let auth = todo_core::auth::Authenticator::with_secret(key.as_bytes(), &settings).unwrap();
+    let identity = auth.verify(token.trim()).await.unwrap();
+    assert_eq!(identity.subject, "helm-test-alice");
+    assert!(!identity.operator);
+    // And one signed with another key is refused.
+    let other = todo_core::auth::Authenticator::with_secret(
+        b"another-key-0123456789abcdef-0123456789abcdef",
+        &settings,
+    )
+    .unwrap();
+    assert!(other.verify(token.trim()).await.is_err());
+}
