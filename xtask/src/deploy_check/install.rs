@@ -4,8 +4,9 @@
 //! (`charts/dapr/crds` of its Go module), then `helm install`, `helm upgrade`
 //! with other replicas (and checks that the generated secrets survived it:
 //! `lookup` against a real API), `helm rollback`, `helm uninstall`, and
-//! `kubectl apply --dry-run=server` of the manifests rendered for each values
-//! file; prints how long each step took. There is no kubelet, scheduler or
+//! a second install (which must adopt the database secrets the uninstall
+//! kept), and `kubectl apply --dry-run=server` of the manifests rendered for
+//! each values file; prints how long each step took. There is no kubelet, scheduler or
 //! controller manager: objects are stored and validated, no pod ever runs.
 
 use std::time::{Duration, Instant};
@@ -268,6 +269,33 @@ async fn prove(
             unexpected.join("\n")
         );
     }
+
+    // A new install adopts the kept database secrets, passwords and all
+    // (the in-chart PostgreSQL's volume outlives an uninstall too).
+    let started = Instant::now();
+    output(
+        "helm install (again)",
+        &mut helm_on(
+            helm,
+            loopback,
+            &["install", RELEASE, chart, "-n", NAMESPACE],
+        ),
+    )
+    .await?;
+    timed("helm install again (adopts the kept secrets)", started);
+    if secret_value(loopback, "todo-db", "url").await? != db {
+        bail!("a new install changed the kept todo-db secret");
+    }
+    output(
+        "helm uninstall",
+        &mut helm_on(
+            helm,
+            loopback,
+            &["uninstall", RELEASE, "-n", NAMESPACE, "--wait"],
+        ),
+    )
+    .await?;
+    println!("reinstall: todo-db adopted unchanged");
 
     // What the controller manager's service-account controller would have
     // made: pods (the helm test hooks) are admitted only with one.
