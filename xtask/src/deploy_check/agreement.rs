@@ -295,3 +295,33 @@ async fn the_sidecar_configuration_is_deploy_locals_but_for_name_resolution() {
         );
     }
 }
+
+/// SQL as lines with their whitespace runs collapsed, blank lines dropped.
+fn sql_lines(sql: &str) -> Vec<String> {
+    sql.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_database_is_provisioned_as_the_local_stack_provisions_it() {
+    let docs = chart().await;
+    let script = str_of(&named(&docs, "ConfigMap", "todo-db-provision")["data"]["provision.sh"]);
+    let sql = script
+        .split_once("<<'SQL'\n")
+        .and_then(|(_, rest)| rest.rsplit_once("\nSQL"))
+        .map(|(sql, _)| sql)
+        .expect("the script's SQL here-document");
+    assert_eq!(
+        sql_lines(sql),
+        sql_lines(&todo_local_stack::provisioning_sql_with_password_variables())
+    );
+    // Each variable is passed from the role's Secret (PW_<ROLE>).
+    for role in SERVICES.iter().map(|s| s.schema).chain([DAPR_SCHEMA]) {
+        assert!(
+            script.contains(&format!("-v pw_{role}=\"$PW_{}\"", role.to_uppercase())),
+            "{role}"
+        );
+    }
+}
