@@ -71,6 +71,7 @@ pub use kafka::BROKERS_ENV as KAFKA_BROKERS_ENV;
 pub use kafka::{TopicRecord, read_topic};
 pub use options::{StackOptions, cache_dir};
 pub use postgres::ADMIN_URL_ENV as PG_ADMIN_URL_ENV;
+pub use postgres::provisioning_sql_with_password_variables;
 pub use pypi::{
     SCHEMATHESIS_VERSION, SQLX_CLI_VERSION, cargo_sqlx, schemathesis, tool as pypi_tool,
 };

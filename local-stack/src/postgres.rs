@@ -345,6 +345,23 @@ fn provisioning_sql(creds: &Credentials, roles: &[&str]) -> String {
     sql
 }
 
+/// The provisioning SQL of every service's role plus `dapr`, with each
+/// role's password left as the psql variable `:'pw_<role>'`: what the Helm
+/// chart's provisioning script must run (a test in xtask compares them).
+pub fn provisioning_sql_with_password_variables() -> String {
+    let roles = crate::start::db_roles();
+    let marker = |role: &str| format!("@@pw_{role}@@");
+    let creds = Credentials {
+        role_passwords: roles.iter().map(|r| ((*r).to_owned(), marker(r))).collect(),
+        ..Credentials::default()
+    };
+    let mut sql = provisioning_sql(&creds, &roles);
+    for role in &roles {
+        sql = sql.replace(&format!("'{}'", marker(role)), &format!(":'pw_{role}'"));
+    }
+    sql
+}
+
 /// Runs the provisioning SQL with the machine's psql, as the superuser.
 pub(crate) async fn provision(
     target: &PgTarget,

@@ -7,9 +7,10 @@
 //!
 //! Called by `cargo xtask deploy-tools` (provisions everything and prints each
 //! tool's path and version) and by the tests that lint charts, workflows,
-//! scripts and Dockerfiles. The schema conversions are in `schemas`.
+//! scripts and Dockerfiles, and by `cargo xtask deploy-check`. The schema
+//! conversions are in `schemas`; the local kube-apiserver in `apiserver`.
 
-mod apiserver;
+pub(crate) mod apiserver;
 mod schemas;
 
 #[cfg(test)]

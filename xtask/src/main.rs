@@ -7,6 +7,7 @@ mod bench;
 mod bench_console;
 mod bench_recurring;
 mod bench_websocket;
+mod deploy_check;
 mod deploy_tools;
 mod openapi;
 mod sqlx;
@@ -50,6 +51,11 @@ enum Command {
     /// actionlint, shellcheck, hadolint) into the cache, and print each
     /// one's version and path.
     DeployTools(deploy_tools::Options),
+    /// Prove the Helm chart: `helm lint --strict`, kubeconform `-strict` of
+    /// its manifests for the default, Minikube and external values, its
+    /// helm-unittest suites; `--apiserver` also installs, upgrades, rolls
+    /// back and uninstalls it on a local kube-apiserver.
+    DeployCheck(deploy_check::Options),
     /// Load benchmark on a fresh stack: Todo writes to Kafka, audit lag and
     /// catch-up; `bench websocket` for the WebSocket fan-out, `bench recurring`
     /// for recurrence and reminders, `bench console` for the operator console.
@@ -85,6 +91,7 @@ async fn main() -> ExitCode {
         Command::Openapi => openapi::run().await,
         Command::Sqlx(options) => sqlx::run(options).await,
         Command::DeployTools(options) => deploy_tools::run(options).await,
+        Command::DeployCheck(options) => deploy_check::run(options).await,
         Command::Bench {
             which: Some(Bench::Websocket(o)),
             ..

@@ -179,12 +179,14 @@ impl Connected {
         .boxed()
     }
 
-    /// Binds 127.0.0.1 on `APP_PORT`, or `default_port` (0 picks a free port).
+    /// Binds `APP_LISTEN_ADDRESS` (127.0.0.1 unless set) on `APP_PORT`, or
+    /// `default_port` (0 picks a free port).
     pub async fn bind(&self, default_port: u16) -> anyhow::Result<tokio::net::TcpListener> {
         let port = self.settings.app_port.unwrap_or(default_port);
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
+        let address = self.settings.app_listen_address;
+        tokio::net::TcpListener::bind((address, port))
             .await
-            .with_context(|| format!("binding 127.0.0.1:{port}"))
+            .with_context(|| format!("binding {address}:{port}"))
     }
 }
 

@@ -17,6 +17,11 @@ pub struct DaprSettings {
     /// The port the app listens on (`APP_PORT`); each service has its default.
     #[serde(default)]
     pub app_port: Option<u16>,
+    /// The address the app listens on (`APP_LISTEN_ADDRESS`): loopback by
+    /// default, where its own sidecar reaches it; `0.0.0.0` in a Kubernetes
+    /// pod, so the kubelet's probes, the Service and the ingress reach it too.
+    #[serde(default = "default_listen_address")]
+    pub app_listen_address: std::net::IpAddr,
     /// The sidecar's HTTP API port (health, service invocation).
     #[serde(default = "default_http_port")]
     pub dapr_http_port: u16,
@@ -44,6 +49,9 @@ impl DaprSettings {
     }
 }
 
+fn default_listen_address() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
 fn default_http_port() -> u16 {
     3500
 }

@@ -196,12 +196,54 @@ async fn wait_for(
     }
 }
 
+/// etcd and kube-apiserver running on loopback, and a kubeconfig for them
+/// (an admin bearer token). Both processes are killed when it is dropped;
+/// [`Loopback::stop`] waits for them.
+pub struct Loopback {
+    etcd: Child,
+    apiserver: Child,
+    /// `<dir>/kubeconfig`, for kubectl and helm (`--kubeconfig`).
+    pub kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+impl Loopback {
+    /// `kubectl --kubeconfig <ours> <args>`.
+    pub fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.kubectl);
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        c
+    }
+
+    /// Stops kube-apiserver, then etcd.
+    pub async fn stop(mut self) -> Result<()> {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            child.start_kill()?;
+            child.wait().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Starts etcd and kube-apiserver on loopback and returns what `kubectl
+/// version` and `kubectl get namespaces` print. Both processes are stopped on
+/// return.
+pub async fn check_on_loopback(bins: &ApiserverBins, dir: &Path) -> Result<String> {
+    let loopback = start_on_loopback(bins, dir).await?;
+    let version = cmd::run_capture(&mut loopback.kubectl(&["version"]), None).await?;
+    let namespaces = cmd::run_capture(&mut loopback.kubectl(&["get", "namespaces"]), None).await?;
+    loopback.stop().await?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&version.stdout),
+        String::from_utf8_lossy(&namespaces.stdout)
+    ))
+}
+
 /// Starts etcd and kube-apiserver on loopback (fresh data in `dir`, free
 /// ports, a self-signed serving certificate, a bearer token in
-/// `system:masters`), waits until `/readyz` answers, and returns what
-/// `kubectl version` and `kubectl get namespaces` print. Both processes are
-/// stopped on return.
-pub async fn check_on_loopback(bins: &ApiserverBins, dir: &Path) -> Result<String> {
+/// `system:masters`) and waits until `/readyz` answers.
+pub async fn start_on_loopback(bins: &ApiserverBins, dir: &Path) -> Result<Loopback> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -332,15 +374,10 @@ pub async fn check_on_loopback(bins: &ApiserverBins, dir: &Path) -> Result<Strin
     )
     .await?;
     cmd::done("apiserver check: kube-apiserver ready", started);
-    let version = cmd::run_capture(&mut kubectl(&["version"]), None).await?;
-    let namespaces = cmd::run_capture(&mut kubectl(&["get", "namespaces"]), None).await?;
-    for child in [&mut apiserver, &mut etcd] {
-        child.start_kill()?;
-        child.wait().await?;
-    }
-    Ok(format!(
-        "{}{}",
-        String::from_utf8_lossy(&version.stdout),
-        String::from_utf8_lossy(&namespaces.stdout)
-    ))
+    Ok(Loopback {
+        etcd,
+        apiserver,
+        kubeconfig,
+        kubectl: bins.kubectl.clone(),
+    })
 }
