@@ -7,6 +7,7 @@ mod bench;
 mod bench_console;
 mod bench_recurring;
 mod bench_websocket;
+mod deploy_check;
 mod deploy_tools;
 mod openapi;
 mod sqlx;
