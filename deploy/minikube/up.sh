@@ -4,8 +4,9 @@
 # 1.18.2 from its official Helm chart, builds the six images inside Minikube,
 # installs the chart deploy/helm/todo-platform with values-minikube.yaml (its
 # own PostgreSQL and single-node Kafka), times how long the five services take
-# to be ready (SC-001: within 60 s) and runs smoke.sh. See README, "Deploy on
-# Minikube". `--dry-run` prints every command without running any.
+# to be ready (SC-001: within 60 s), then runs the chart's `helm test` and
+# smoke.sh. See README, "Deploy on Minikube". `--dry-run` prints every command
+# without running any.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,7 +33,7 @@ usage: deploy/minikube/up.sh [--dry-run] [--skip-build] [--skip-smoke]
 
   --dry-run     print every step and command, run nothing
   --skip-build  use the images already in Minikube (todo-platform/<target>:$IMAGE_TAG)
-  --skip-smoke  do not run smoke.sh at the end
+  --skip-smoke  run neither helm test nor smoke.sh at the end
 
 Settings (environment): MINIKUBE_PROFILE=$MINIKUBE_PROFILE MINIKUBE_CPUS=$MINIKUBE_CPUS
 MINIKUBE_MEMORY=$MINIKUBE_MEMORY (MB) MINIKUBE_DRIVER=${MINIKUBE_DRIVER:-<chosen by minikube>}
@@ -61,7 +62,7 @@ while [ $# -gt 0 ]; do
 done
 export DRY_RUN
 
-STEP_TOTAL=8
+STEP_TOTAL=9
 STARTED=$SECONDS
 
 # Memory of this machine in MB (Linux or macOS), or nothing if unknown.
@@ -217,7 +218,7 @@ if [ "$left" -lt 1 ]; then
   left=1
 fi
 run "${KUBECTL[@]}" -n "$NAMESPACE" wait pod --all --for condition=Ready \
-  --field-selector status.phase!=Succeeded --timeout "${left}s"
+  --field-selector status.phase!=Succeeded,status.phase!=Failed --timeout "${left}s"
 ALL_READY=$((SECONDS - DEPLOY_STARTED))
 run "${KUBECTL[@]}" -n "$NAMESPACE" get pods -o wide
 if [ "$DRY_RUN" != 1 ]; then
@@ -229,6 +230,14 @@ if [ "$DRY_RUN" != 1 ]; then
   say "the five services were ready (readiness: /health/ready, sidecar included) ${SERVICES_READY} s after helm install"
   say "every pod was ready ${ALL_READY} s after helm install"
   say "SC-001 (${SC001_SECONDS} s): $verdict"
+fi
+
+step "the chart's own tests (helm test: readiness, create -> audit -> WebSocket)" \
+  "kubectl --context $KUBE_CONTEXT -n $NAMESPACE get pods; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs -l helm.sh/hook --all-containers --prefix"
+if [ "$SKIP_SMOKE" = 1 ]; then
+  say "skipped (--skip-smoke)"
+else
+  run "${HELM[@]}" test "$RELEASE" --namespace "$NAMESPACE" --logs --timeout 5m
 fi
 
 step "smoke test (smoke.sh)" "deploy/minikube/smoke.sh; deploy/minikube/logs.sh"

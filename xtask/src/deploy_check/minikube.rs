@@ -136,7 +136,7 @@ async fn up_refuses_less_than_the_minimum_resources_and_names_the_step() {
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("below the minimum"), "{said}");
     assert!(
-        said.contains("FAILED: up, step 1/8 \"check the tools and the CPU and memory"),
+        said.contains("FAILED: up, step 1/9 \"check the tools and the CPU and memory"),
         "{said}"
     );
     assert!(said.contains("inspect with:"), "{said}");
@@ -223,6 +223,8 @@ async fn websocket_server(messages: Vec<String>) -> u16 {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
+        // The callback's type is tungstenite's, error response and all.
+        #[allow(clippy::result_large_err)]
         let check = |request: &Request, mut response: Response| {
             let authorized = request
                 .headers()
