@@ -37,6 +37,11 @@ fn text(out: &Output) -> String {
 /// Runs a script under bash with the given arguments, with none of the
 /// scripts' settings inherited from the caller's environment.
 async fn bash(args: &[&str]) -> Output {
+    bash_with(args, &[]).await
+}
+
+/// [`bash`] with some of the scripts' settings given.
+async fn bash_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new("bash");
     c.args(args);
     for var in [
@@ -50,9 +55,11 @@ async fn bash(args: &[&str]) -> Output {
         "DRY_RUN",
         "MINIKUBE_CPUS",
         "MINIKUBE_MEMORY",
+        "IMAGE_BUILDER",
     ] {
         c.env_remove(var);
     }
+    c.envs(env.iter().copied());
     c.output().await.unwrap()
 }
 
@@ -75,7 +82,11 @@ fn assert_steps_numbered(out: &str, script: &str) {
 
 #[tokio::test]
 async fn up_dry_run_installs_dapr_builds_six_images_and_installs_the_chart() {
-    let out = bash(&[script("up.sh").to_str().unwrap(), "--dry-run"]).await;
+    let out = bash_with(
+        &[script("up.sh").to_str().unwrap(), "--dry-run"],
+        &[("IMAGE_BUILDER", "minikube")],
+    )
+    .await;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert_steps_numbered(&said, "up");
@@ -102,7 +113,7 @@ async fn up_dry_run_installs_dapr_builds_six_images_and_installs_the_chart() {
         "todo-admin",
     ] {
         let build = format!(
-            "minikube -p todo-platform image build -t todo-platform/{target}:0.1.0 --build-opt target={target} "
+            "minikube -p todo-platform image build -t todo-platform/{target}:0.1.0 --build-opt target={target} --build-env DOCKER_BUILDKIT=1 "
         );
         assert!(said.contains(&build), "missing {build:?} in:\n{said}");
     }
@@ -123,6 +134,31 @@ async fn up_dry_run_installs_dapr_builds_six_images_and_installs_the_chart() {
     let build = said.find("image build").unwrap();
     let wait = said.find("rollout status").unwrap();
     assert!(dapr < build && build < install && install < wait, "{said}");
+}
+
+#[tokio::test]
+async fn up_dry_run_builds_through_minikubes_docker_daemon_with_buildkit() {
+    let out = bash_with(
+        &[script("up.sh").to_str().unwrap(), "--dry-run"],
+        &[("IMAGE_BUILDER", "docker")],
+    )
+    .await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("$ eval \"$(minikube -p todo-platform docker-env --shell bash)\""),
+        "{said}"
+    );
+    let builds: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("$ docker build --load --target "))
+        .collect();
+    assert_eq!(builds.len(), 6, "{said}");
+    assert!(
+        builds[0].contains("--target todo-service -t todo-platform/todo-service:0.1.0 "),
+        "{said}"
+    );
+    assert!(!said.contains("image build"), "{said}");
 }
 
 #[tokio::test]
