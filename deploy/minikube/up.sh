@@ -224,10 +224,14 @@ images=("ghcr.io/dapr/daprd:$DAPR_VERSION")
 if [ "$DRY_RUN" = 1 ]; then
   show helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${values[@]}"
 else
+  # Rendered for the cluster's version (the chart asks for 1.29 or newer).
+  server=$("${KUBECTL[@]}" version -o json | jq -r .serverVersion.gitVersion)
+  show helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$server" "${values[@]}"
+  rendered=$(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --kube-version "$server" "${values[@]}")
   while IFS= read -r image; do
     images+=("$image")
-  done < <(helm template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${values[@]}" |
-    sed -n 's/^[[:space:]-]*image:[[:space:]]*//p' | tr -d "\"'" | grep -v "^$IMAGE_REPOSITORY/" | sort -u)
+  done < <(sed -n 's/^[[:space:]-]*image:[[:space:]]*//p' <<<"$rendered" | tr -d "\"'" |
+    grep -v "^$IMAGE_REPOSITORY/" | sort -u)
 fi
 for image in "${images[@]}"; do
   run minikube -p "$MINIKUBE_PROFILE" image pull "$image"
