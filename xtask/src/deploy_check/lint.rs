@@ -13,12 +13,9 @@ use tokio::process::Command;
 
 use crate::deploy_tools;
 
-/// The repository's root (xtask's parent folder).
+/// The repository's root.
 pub(super) fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the repository")
-        .to_path_buf()
+    todo_local_stack::workspace_root()
 }
 
 /// Every file git lists (tracked, or untracked and not ignored) that exists,
