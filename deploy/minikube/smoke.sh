@@ -28,12 +28,17 @@ esac
 STEP_TOTAL=5
 WORK=$(mktemp -d)
 FORWARDS=()
+# Ends the port-forwards; keeps their logs when the smoke test failed.
 cleanup() {
-  local pid
+  local code=$? pid
   for pid in "${FORWARDS[@]+"${FORWARDS[@]}"}"; do
     kill "$pid" 2>/dev/null || true
   done
-  rm -rf "$WORK"
+  if [ "$code" = 0 ]; then
+    rm -rf "$WORK"
+  else
+    printf '  port-forward logs kept in %s\n' "$WORK" >&2
+  fi
 }
 trap cleanup EXIT
 
@@ -110,7 +115,7 @@ if [ "$DRY_RUN" != 1 ]; then
   for service in "${SERVICES[@]}"; do
     port=$(local_port "$service")
     inspect_with "cat $WORK/forward-$service.log; $ctx logs deploy/$service -c $service"
-    forwarded() { curl -fsS -o /dev/null "http://127.0.0.1:$port/health"; }
+    forwarded() { curl -fs -o /dev/null "http://127.0.0.1:$port/health"; }
     until_ok "$service /health on 127.0.0.1:$port" forwarded
   done
 fi
