@@ -10,19 +10,24 @@
 //!
 //! The tests here run in `cargo test --workspace`: `proofs` (lint, schemas,
 //! unit tests, the values schema), `agreement` (the chart says what
-//! `deploy/local/` and the local stack's service table say) and `snapshots`
-//! (the rendered manifests, pinned for review).
+//! `deploy/local/` and the local stack's service table say), `snapshots`
+//! (the rendered manifests, pinned for review), `lint` (hadolint,
+//! actionlint and shellcheck over every Dockerfile, workflow and shell script
+//! of the repository) and `minikube` (the Minikube scripts' dry runs and the
+//! pieces of `smoke.sh` that need no cluster).
 
 mod install;
 
 #[cfg(test)]
 mod agreement;
 #[cfg(test)]
+mod lint;
+#[cfg(test)]
+mod minikube;
+#[cfg(test)]
 mod proofs;
 #[cfg(test)]
 mod snapshots;
-// `mod lint;` — shellcheck, actionlint and hadolint proofs of deploy/minikube,
-// .github/workflows and the Dockerfile (issue 13), kept in their own module.
 
 use std::path::PathBuf;
 use std::process::Output;
