@@ -46,6 +46,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "AUDIT_";
     const SCHEMA: &'static str = "audit";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
     const DEFAULT_SIDECAR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
     type Config = AuditConfig;
 
@@ -74,7 +75,7 @@ impl bootstrap::Service for Application {
         );
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, AuditService::new(pool)));
-        let listener = connected.bind(DEFAULT_PORT).await?;
+        let listener = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application { listener, app })
     }
 

@@ -66,6 +66,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "NOTIFICATION_";
     const SCHEMA: &'static str = "notification";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
     type Config = NotificationConfig;
 
     fn openapi_spec() -> String {
@@ -106,7 +107,7 @@ impl bootstrap::Service for Application {
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let service = NotificationService::new(pool.clone(), waker.clone());
         let app = app.data(service).boxed();
-        let listener = connected.bind(DEFAULT_PORT).await?;
+        let listener = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,

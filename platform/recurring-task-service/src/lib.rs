@@ -74,6 +74,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "RECURRING_";
     const SCHEMA: &'static str = "recurring";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
     type Config = RecurringConfig;
 
     fn openapi_spec() -> String {
@@ -125,7 +126,7 @@ impl bootstrap::Service for Application {
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(service).boxed();
-        let listener = connected.bind(DEFAULT_PORT).await?;
+        let listener = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,

@@ -179,14 +179,13 @@ impl Connected {
         .boxed()
     }
 
-    /// Binds `APP_LISTEN_ADDRESS` (127.0.0.1 unless set) on `APP_PORT`, or
+    /// Binds `APP_LISTEN_ADDRESS` (default 127.0.0.1) on `APP_PORT`, or
     /// `default_port` (0 picks a free port).
     pub async fn bind(&self, default_port: u16) -> anyhow::Result<tokio::net::TcpListener> {
-        let port = self.settings.app_port.unwrap_or(default_port);
-        let address = self.settings.app_listen_address;
-        tokio::net::TcpListener::bind((address, port))
+        let addr = self.settings.listen_address(default_port);
+        tokio::net::TcpListener::bind(addr)
             .await
-            .with_context(|| format!("binding {address}:{port}"))
+            .with_context(|| format!("binding {addr} (APP_LISTEN_ADDRESS, APP_PORT)"))
     }
 }
 
@@ -198,6 +197,8 @@ pub trait Service: Sized {
     const CONFIG_PREFIX: &'static str;
     /// The schema (and login role) it owns; its database secret defaults to `<schema>-db`.
     const SCHEMA: &'static str;
+    /// The port it listens on without `APP_PORT`.
+    const DEFAULT_PORT: u16;
     /// Default of `<PREFIX>MAX_BODY_BYTES`.
     const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
     /// Default of `<PREFIX>DB_MAX_CONNECTIONS`.
@@ -225,13 +226,18 @@ pub trait Service: Sized {
 }
 
 /// The whole `main` of a service: `<binary> openapi` prints the OpenAPI
-/// document; otherwise JSON logs, settings from the environment, build, and
-/// serve until SIGINT/SIGTERM.
+/// document; `<binary> health` checks a running instance's liveness (the
+/// container images' `HEALTHCHECK`); otherwise JSON logs, settings from the
+/// environment, build, and serve until SIGINT/SIGTERM.
 pub async fn main<S: Service>() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("openapi") {
-        let mut out = std::io::stdout().lock();
-        std::io::Write::write_all(&mut out, S::openapi_spec().as_bytes())?;
-        return Ok(());
+    match std::env::args().nth(1).as_deref() {
+        Some("openapi") => {
+            let mut out = std::io::stdout().lock();
+            std::io::Write::write_all(&mut out, S::openapi_spec().as_bytes())?;
+            return Ok(());
+        }
+        Some("health") => return check_liveness::<S>().await,
+        _ => {}
     }
     crate::telemetry::init_logging(S::APP_ID);
     let settings = crate::settings::from_env("")?;
@@ -245,6 +251,30 @@ pub async fn main<S: Service>() -> anyhow::Result<()> {
     service.run(shutdown).await
 }
 
+/// `<binary> health`: `GET /health` of the instance this environment
+/// describes (`APP_LISTEN_ADDRESS`, `APP_PORT`), reached from inside its
+/// container, within 3 s. Succeeds on 200; fails naming what it got. A
+/// subcommand of the binary, so the images need no curl or shell for their
+/// `HEALTHCHECK`.
+async fn check_liveness<S: Service>() -> anyhow::Result<()> {
+    let settings: DaprSettings = crate::settings::from_env("")?;
+    let url = format!("http://{}/health", settings.local_address(S::DEFAULT_PORT));
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    anyhow::ensure!(
+        response.status() == reqwest::StatusCode::OK,
+        "GET {url}: {}",
+        response.status()
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +284,7 @@ mod tests {
         const APP_ID: &'static str = "sample";
         const CONFIG_PREFIX: &'static str = "SAMPLE_";
         const SCHEMA: &'static str = "sample";
+        const DEFAULT_PORT: u16 = 8000;
         type Config = NoConfig;
         fn openapi_spec() -> String {
             String::new()

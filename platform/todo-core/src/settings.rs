@@ -3,9 +3,11 @@
 //! Variable names are the ones the Dapr CLI and the local stack set for an app
 //! (`APP_PORT`, `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `APP_API_TOKEN`,
 //! `DAPR_API_TOKEN`), so a service runs the same under `cargo xtask up`,
-//! `dapr run -f deploy/local/dapr.yaml` and Kubernetes. Service-specific
+//! `dapr run -f deploy/local/dapr.yaml` and Kubernetes; `APP_LISTEN_ADDRESS`
+//! is ours (the container images set it to `0.0.0.0`). Service-specific
 //! settings live in each service's own config, read with [`from_env`].
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -17,11 +19,12 @@ pub struct DaprSettings {
     /// The port the app listens on (`APP_PORT`); each service has its default.
     #[serde(default)]
     pub app_port: Option<u16>,
-    /// The address the app listens on (`APP_LISTEN_ADDRESS`): loopback by
-    /// default, where its own sidecar reaches it; `0.0.0.0` in a Kubernetes
-    /// pod, so the kubelet's probes, the Service and the ingress reach it too.
+    /// The address the app's HTTP server binds (`APP_LISTEN_ADDRESS`):
+    /// loopback by default, where only the machine's own processes (the
+    /// sidecar) reach it; `0.0.0.0` in a container, where the kubelet's
+    /// probes and the Kubernetes Service reach it on the pod's address.
     #[serde(default = "default_listen_address")]
-    pub app_listen_address: std::net::IpAddr,
+    pub app_listen_address: IpAddr,
     /// The sidecar's HTTP API port (health, service invocation).
     #[serde(default = "default_http_port")]
     pub dapr_http_port: u16,
@@ -47,11 +50,35 @@ impl DaprSettings {
     pub fn sidecar_wait(&self) -> Duration {
         Duration::from_secs(self.sidecar_wait_secs)
     }
+
+    /// Where the app listens: `APP_LISTEN_ADDRESS` and `APP_PORT`, or
+    /// `default_port` (0 picks a free port).
+    pub fn listen_address(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(
+            self.app_listen_address,
+            self.app_port.unwrap_or(default_port),
+        )
+    }
+
+    /// Where a process on the same machine (or in the same container)
+    /// reaches the app: the listen address, or loopback when the app listens
+    /// on every address. What `<binary> health` calls.
+    pub fn local_address(&self, default_port: u16) -> SocketAddr {
+        let mut addr = self.listen_address(default_port);
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            });
+        }
+        addr
+    }
 }
 
-fn default_listen_address() -> std::net::IpAddr {
-    std::net::Ipv4Addr::LOCALHOST.into()
+fn default_listen_address() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
+
 fn default_http_port() -> u16 {
     3500
 }
@@ -76,4 +103,40 @@ pub fn from_env<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<T, Setti
     envy::prefixed(prefix)
         .from_env::<T>()
         .map_err(|e| SettingsError(format!("{e} (variables are read with prefix `{prefix}`)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> DaprSettings {
+        envy::from_iter(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).unwrap()
+    }
+
+    #[test]
+    fn the_app_listens_on_loopback_unless_told_otherwise() {
+        let s = settings(&[]);
+        assert_eq!(s.listen_address(8001).to_string(), "127.0.0.1:8001");
+        assert_eq!(s.local_address(8001).to_string(), "127.0.0.1:8001");
+    }
+
+    #[test]
+    fn a_container_listens_everywhere_and_checks_itself_on_loopback() {
+        let s = settings(&[("APP_LISTEN_ADDRESS", "0.0.0.0"), ("APP_PORT", "8101")]);
+        assert_eq!(s.listen_address(8001).to_string(), "0.0.0.0:8101");
+        assert_eq!(s.local_address(8001).to_string(), "127.0.0.1:8101");
+        let v6 = settings(&[("APP_LISTEN_ADDRESS", "::")]);
+        assert_eq!(v6.local_address(8002).to_string(), "[::1]:8002");
+    }
+
+    #[test]
+    fn a_malformed_listen_address_is_refused_by_name() {
+        let err = envy::from_iter::<_, DaprSettings>([(
+            "APP_LISTEN_ADDRESS".to_owned(),
+            "everywhere".to_owned(),
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("app_listen_address"), "{err}");
+    }
 }

@@ -51,6 +51,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "TODO_";
     const SCHEMA: &'static str = "todo";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
     const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
     const DEFAULT_DB_MAX_CONNECTIONS: u32 = 20;
     /// Longer than the sidecar's own bounded publish retries, so the relay
@@ -85,7 +86,7 @@ impl bootstrap::Service for Application {
             app,
             api::refuse_unreadable_headers,
         ));
-        let listener = connected.bind(DEFAULT_PORT).await?;
+        let listener = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,

@@ -78,6 +78,7 @@ impl bootstrap::Service for Application {
     const APP_ID: &'static str = APP_ID;
     const CONFIG_PREFIX: &'static str = "WEBSOCKET_";
     const SCHEMA: &'static str = "websocket";
+    const DEFAULT_PORT: u16 = DEFAULT_PORT;
     const DEFAULT_SIDECAR_TIMEOUT: Duration = Duration::from_secs(5);
     type Config = WebsocketConfig;
 
@@ -117,7 +118,7 @@ impl bootstrap::Service for Application {
         callbacks.push(("/live", get(routes::live_page).boxed()));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(hub).data(streams.clone()).boxed();
-        let listener = connected.bind(DEFAULT_PORT).await?;
+        let listener = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listener,
             app,
