@@ -1,8 +1,9 @@
 //! Debian packages the stack needs from the machine (PostgreSQL, kcat, Java,
-//! Maven; Chromium with its WebDriver and tmux for the system tests), installed
-//! with apt-get when missing.
+//! Maven; Chromium with its WebDriver and tmux for the system tests; podman,
+//! runc and debootstrap for the container images), installed with apt-get
+//! when missing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -97,6 +98,32 @@ pub(crate) async fn ensure_packages(needs: &Needs) -> Result<bool> {
         bail!("apt-get installed postgresql but no /usr/lib/postgresql/*/bin/initdb exists");
     }
     Ok(packages.contains(&"postgresql"))
+}
+
+/// The container images' tools (`crate::images`): podman with runc (its
+/// default runtime, crun, is not what this machine's containers.conf names),
+/// debootstrap for the base image, and objcopy (binutils, there wherever Rust
+/// links) to strip the prebuilt binaries' line tables. Installed with apt-get
+/// when missing.
+pub(crate) async fn ensure_image_tools() -> Result<()> {
+    let mut missing = Vec::new();
+    for (program, package) in [
+        ("podman", "podman"),
+        ("runc", "runc"),
+        ("debootstrap", "debootstrap"),
+        ("objcopy", "binutils"),
+    ] {
+        // debootstrap lives in /usr/sbin, not on every PATH.
+        let found =
+            which(program).is_some() || is_executable(&Path::new("/usr/sbin").join(program));
+        if !found {
+            missing.push(package);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing).await
 }
 
 /// Installs Debian packages with `apt-get update` then `apt-get install -y

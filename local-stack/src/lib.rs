@@ -36,7 +36,8 @@
 //! pid files, ports), `cmd` (logging what runs; public, so xtask's own
 //! installs log the same way) and `pypi` (tools from PyPI: Schemathesis,
 //! sqlx-cli, and [`pypi_tool`] for any other); `database` is PostgreSQL alone, for
-//! the database-level tests.
+//! the database-level tests; `images` builds the container images with podman
+//! on a debootstrapped Debian base (the image proof of the system tests).
 
 pub mod cmd;
 mod creds;
@@ -44,6 +45,7 @@ mod dapr;
 mod database;
 mod faults;
 pub mod gomod;
+pub mod images;
 mod install;
 mod kafka;
 mod options;

@@ -16,12 +16,15 @@
 //! Dapr, so what the tests see is what is really on the topics. WebSocket
 //! streams are read with `tokio-tungstenite`, and the live page in headless
 //! Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`),
-//! and the operator console in a real terminal (Debian's `tmux`).
+//! and the operator console in a real terminal (Debian's `tmux`). The
+//! container images are built with podman and run against the first pass's
+//! stack (`images`).
 
 mod access;
 mod audit_trail;
 mod console;
 mod http_contract;
+mod images;
 mod live_updates;
 mod recurring_tasks;
 mod reminders;
@@ -200,6 +203,7 @@ fn main() {
                 .chain(access::trials(ctx))
                 .chain(http_contract::trials(ctx))
                 .chain(console::trials(ctx))
+                .chain(images::trials(ctx))
                 .collect()
         },
     );
