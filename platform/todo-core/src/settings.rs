@@ -23,7 +23,10 @@ pub struct DaprSettings {
     /// loopback by default, where only the machine's own processes (the
     /// sidecar) reach it; `0.0.0.0` in a container, where the kubelet's
     /// probes and the Kubernetes Service reach it on the pod's address.
-    #[serde(default = "default_listen_address")]
+    #[serde(
+        default = "default_listen_address",
+        deserialize_with = "listen_address"
+    )]
     pub app_listen_address: IpAddr,
     /// The sidecar's HTTP API port (health, service invocation).
     #[serde(default = "default_http_port")]
@@ -77,6 +80,16 @@ impl DaprSettings {
 
 fn default_listen_address() -> IpAddr {
     IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+/// `APP_LISTEN_ADDRESS`, with an error that names it.
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "APP_LISTEN_ADDRESS={text:?} is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)"
+        ))
+    })
 }
 
 fn default_http_port() -> u16 {
@@ -137,6 +150,6 @@ mod tests {
         )])
         .unwrap_err()
         .to_string();
-        assert!(err.contains("app_listen_address"), "{err}");
+        assert!(err.contains("APP_LISTEN_ADDRESS"), "{err}");
     }
 }
