@@ -147,8 +147,11 @@ async fn every_dockerfile_passes_hadolint() {
         .into_iter()
         .filter(|f| is_dockerfile(f))
         .collect();
-    // None is allowed only while the repository has no image yet; the image
-    // proof (issue 13) needs the root Dockerfile, and finds it missing itself.
+    assert!(
+        files.iter().any(|f| f == Path::new("Dockerfile")),
+        "the root Dockerfile (every image's) was not found: {}",
+        listed(&files)
+    );
     eprintln!(
         "hadolint: {} Dockerfile(s): {}",
         files.len(),
