@@ -255,13 +255,17 @@ run "${HELM[@]}" upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" 
 step "wait until every workload is ready and time it (SC-001: five services ready within ${SC001_SECONDS} s)" \
   "kubectl --context $KUBE_CONTEXT -n $NAMESPACE get pods; kubectl --context $KUBE_CONTEXT -n $NAMESPACE describe pods"
 deadline=$((DEPLOY_STARTED + READY_TIMEOUT))
-for service in "${SERVICES[@]}"; do
-  inspect_with "kubectl --context $KUBE_CONTEXT -n $NAMESPACE describe deploy/$service; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs deploy/$service -c $service; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs deploy/$service -c daprd"
-  left=$((deadline - SECONDS))
+# Waits for one workload's rollout within what is left until the deadline.
+wait_rollout() {
+  local left=$((deadline - SECONDS))
   if [ "$left" -lt 1 ]; then
     left=1
   fi
-  run "${KUBECTL[@]}" -n "$NAMESPACE" rollout status "deployment/$service" --timeout "${left}s"
+  run "${KUBECTL[@]}" -n "$NAMESPACE" rollout status "$1" --timeout "${left}s"
+}
+for service in "${SERVICES[@]}"; do
+  inspect_with "kubectl --context $KUBE_CONTEXT -n $NAMESPACE describe deploy/$service; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs deploy/$service -c $service; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs deploy/$service -c daprd"
+  wait_rollout "deployment/$service"
 done
 SERVICES_READY=$((SECONDS - DEPLOY_STARTED))
 # Then every other workload (PostgreSQL, Kafka): waiting on workloads, not on
@@ -276,11 +280,7 @@ else
 fi
 for workload in "${workloads[@]+"${workloads[@]}"}"; do
   inspect_with "kubectl --context $KUBE_CONTEXT -n $NAMESPACE describe $workload; kubectl --context $KUBE_CONTEXT -n $NAMESPACE logs $workload --all-containers"
-  left=$((deadline - SECONDS))
-  if [ "$left" -lt 1 ]; then
-    left=1
-  fi
-  run "${KUBECTL[@]}" -n "$NAMESPACE" rollout status "$workload" --timeout "${left}s"
+  wait_rollout "$workload"
 done
 ALL_READY=$((SECONDS - DEPLOY_STARTED))
 inspect_with "kubectl --context $KUBE_CONTEXT -n $NAMESPACE get pods; kubectl --context $KUBE_CONTEXT -n $NAMESPACE describe pods"

@@ -36,6 +36,20 @@ fn helm_on(helm: &Helm, loopback: &Loopback, args: &[&str]) -> Command {
     c
 }
 
+/// `helm uninstall` of the release, waiting until its objects are gone.
+async fn uninstall(helm: &Helm, loopback: &Loopback) -> Result<()> {
+    output(
+        "helm uninstall",
+        &mut helm_on(
+            helm,
+            loopback,
+            &["uninstall", RELEASE, "-n", NAMESPACE, "--wait"],
+        ),
+    )
+    .await
+    .map(drop)
+}
+
 /// `kubectl -n todo-dev get <what> -o jsonpath=<path>`.
 async fn get(loopback: &Loopback, what: &[&str], jsonpath: &str) -> Result<String> {
     let mut args = vec!["-n", NAMESPACE, "get"];
@@ -228,15 +242,7 @@ async fn prove(
     println!("{history}");
 
     let started = Instant::now();
-    output(
-        "helm uninstall",
-        &mut helm_on(
-            helm,
-            loopback,
-            &["uninstall", RELEASE, "-n", NAMESPACE, "--wait"],
-        ),
-    )
-    .await?;
+    uninstall(helm, loopback).await?;
     timed("helm uninstall", started);
     let left = output(
         "kubectl get",
@@ -286,15 +292,7 @@ async fn prove(
     if secret_value(loopback, "todo-db", "url").await? != db {
         bail!("a new install changed the kept todo-db secret");
     }
-    output(
-        "helm uninstall",
-        &mut helm_on(
-            helm,
-            loopback,
-            &["uninstall", RELEASE, "-n", NAMESPACE, "--wait"],
-        ),
-    )
-    .await?;
+    uninstall(helm, loopback).await?;
     println!("reinstall: todo-db adopted unchanged");
 
     // What the controller manager's service-account controller would have
