@@ -50,6 +50,15 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             ctx,
             a_cursor_older_than_the_retention_window_gets_resync_required
         ),
+        exclusive!(
+            ctx,
+            updates_pruned_while_a_stream_replays_are_announced_never_skipped
+        ),
+        shared!(
+            ctx,
+            a_cursor_beyond_the_end_of_the_log_gets_resync_required_then_live_updates
+        ),
+        shared!(ctx, a_user_may_hold_only_so_many_streams_on_a_replica),
     ]
 }
 
@@ -718,4 +727,158 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
     stack.stop_service("websocket-service").await?;
     stack.start_service("websocket-service").await?;
     result
+}
+
+/// Pruning that lands between a stream's reading of the retention horizon and
+/// its reading of the log must not make updates vanish without a word. The
+/// stream's read of `update_log` is held on a table lock while the superuser
+/// prunes the first of two missed updates; the client must then be told
+/// (`resync-required`) or get both.
+async fn updates_pruned_while_a_stream_replays_are_announced_never_skipped(
+    stack: &mut Stack,
+) -> Result<()> {
+    let stack = &*stack;
+    let alice = TodoClient::new(stack);
+    let mut ws = WsClient::user(stack, &alice.token, None).await?;
+    let cursor = ws.ready_seq;
+    let (_, first) = alice.create_task("pruned during the replay").await?;
+    let first_seq = ws
+        .until(&first, "task-created", Duration::from_secs(10))
+        .await?["seq"]
+        .as_i64()
+        .context("seq")?;
+    let (_, second) = alice.create_task("kept").await?;
+    ws.until(&second, "task-created", Duration::from_secs(10))
+        .await?;
+    drop(ws);
+
+    let db = admin_db(stack).await?;
+    let mut pruner = db.begin().await?;
+    sqlx::query("lock table websocket.update_log in access exclusive mode")
+        .execute(&mut *pruner)
+        .await?;
+    // Every replica's log follower queues on the lock within a second; the
+    // new stream's replay is the one more reader to wait for.
+    let replay_reads = "select count(*) from pg_stat_activity \
+         where wait_event_type = 'Lock' and query like 'select %from update_log%'";
+    let followers = stack.app_urls("websocket-service").len() as i64;
+    eventually(
+        Duration::from_secs(10),
+        "the log followers wait",
+        || async {
+            let n: i64 = sqlx::query_scalar(replay_reads).fetch_one(&db).await?;
+            Ok((n >= followers).then_some(()))
+        },
+    )
+    .await?;
+    let url = ws_url(stack, &format!("/ws?since={cursor}"));
+    let token = alice.token.clone();
+    let opening = tokio::spawn(async move { WsClient::open_url(&url, &token).await });
+    eventually(
+        Duration::from_secs(10),
+        "the replay waits on the lock",
+        || async {
+            let n: i64 = sqlx::query_scalar(replay_reads).fetch_one(&db).await?;
+            Ok((n > followers).then_some(()))
+        },
+    )
+    .await?;
+    sqlx::query("delete from websocket.update_log where seq <= $1")
+        .bind(first_seq)
+        .execute(&mut *pruner)
+        .await?;
+    sqlx::query("update websocket.log_horizon set pruned_through = greatest(pruned_through, $1)")
+        .bind(first_seq)
+        .execute(&mut *pruner)
+        .await?;
+    pruner.commit().await?;
+    let resumed = opening.await??;
+    let told = resumed
+        .controls
+        .iter()
+        .any(|c| c["type"] == "resync-required" && c["pruned_through"].as_i64() >= Some(first_seq));
+    let got_both = [&first, &second]
+        .iter()
+        .all(|t| resumed.replayed.iter().any(|u| u["task_id"] == t.as_str()));
+    ensure!(
+        told || got_both,
+        "an update after the cursor was pruned during the replay and skipped silently: \
+         controls {:?}, replayed {:?}",
+        resumed.controls,
+        resumed
+            .replayed
+            .iter()
+            .map(|u| (u["seq"].clone(), u["task_id"].clone()))
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// A cursor the log never reached (the database was restored from an earlier
+/// backup, say) is announced, and the stream goes on from the log's real end
+/// instead of skipping every update until the log catches up with it.
+async fn a_cursor_beyond_the_end_of_the_log_gets_resync_required_then_live_updates(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let ahead = 1_000_000_000_000_i64;
+    let mut ws = WsClient::user(stack, &alice.token, Some(ahead)).await?;
+    let first = ws.controls.first().context("a control message")?;
+    ensure!(
+        first["type"] == "resync-required" && first["since"] == ahead,
+        "a cursor beyond the end of the log is told so: {:?}",
+        ws.controls
+    );
+    ensure!(
+        ws.ready_seq < ahead,
+        "ready names the log's real end, not the client's cursor: {}",
+        ws.ready_seq
+    );
+    let (_, task) = alice.create_task("after a restore").await?;
+    ws.until(&task, "task-created", Duration::from_secs(10))
+        .await?;
+    Ok(())
+}
+
+/// One user cannot hold every connection of a replica: past the per-user
+/// limit the upgrade is refused with 429 and a JSON error, and a closed
+/// stream frees its place.
+async fn a_user_may_hold_only_so_many_streams_on_a_replica(stack: &Stack) -> Result<()> {
+    const PER_USER: usize = 16;
+    let base = stack.app_urls("websocket-service")[0].clone();
+    let url = ws_url_at(&base, "/ws");
+    let alice = stack.user_token(&format!("user-{}", uuid::Uuid::new_v4()));
+    let mut open = Vec::new();
+    for _ in 0..PER_USER {
+        open.push(WsClient::open_url(&url, &alice).await?);
+    }
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/ws"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .bearer_auth(&alice)
+        .send()
+        .await?;
+    let status = refused.status();
+    let body: Value = refused.json().await.unwrap_or(Value::Null);
+    ensure!(
+        status == 429 && body["error"].is_string() && body["message"].is_string(),
+        "stream {} of one user on one replica: {status} {body}",
+        PER_USER + 1
+    );
+    let bob = stack.user_token(&format!("user-{}", uuid::Uuid::new_v4()));
+    WsClient::open_url(&url, &bob)
+        .await
+        .context("another user is not limited by alice's streams")?;
+    let mut closed = open.pop().context("a stream")?;
+    closed.socket.close(None).await?;
+    eventually(
+        Duration::from_secs(10),
+        "a closed stream frees its place",
+        || async { Ok(WsClient::open_url(&url, &alice).await.ok()) },
+    )
+    .await?;
+    Ok(())
 }

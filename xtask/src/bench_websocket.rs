@@ -217,7 +217,19 @@ async fn latency_level(
 pub async fn run(o: Options) -> Result<()> {
     raise_fd_limit()?;
     println!("bench websocket: bringing up a fresh stack (.state/bench-websocket)");
-    let stack = Stack::up(StackOptions::for_tests("bench-websocket")).await?;
+    let mut stack = Stack::up(StackOptions::for_tests("bench-websocket")).await?;
+    // Every client of a level is the same user (one user's fan-out is what
+    // is measured), far past the per-user limit a replica sets by default.
+    let streams = (o.levels.iter().copied().max().unwrap_or(0) + o.idle + 100).to_string();
+    stack.stop_service("websocket-service").await?;
+    stack.set_service_env(
+        "websocket-service",
+        &[
+            ("WEBSOCKET_MAX_STREAMS_PER_USER", streams.as_str()),
+            ("WEBSOCKET_MAX_STREAMS", streams.as_str()),
+        ],
+    )?;
+    stack.start_service("websocket-service").await?;
     let result = async {
         let port = stack.service("websocket-service").app_port;
         let pid = stack

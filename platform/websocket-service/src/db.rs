@@ -50,7 +50,7 @@ pub async fn append(
 /// Up to `limit` updates after `after`, oldest first; only `user`'s unless
 /// `user` is None.
 pub async fn replay(
-    db: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     user: Option<&str>,
     after: i64,
     limit: i64,
@@ -70,15 +70,52 @@ pub async fn replay(
         .collect())
 }
 
+/// A page of the log read in one snapshot with the horizon and the end it
+/// was read against: every update after `pruned_through` and up to `end`
+/// that the page's filter admits is in it or after it, whatever pruning
+/// commits meanwhile.
+#[derive(Debug)]
+pub struct Page {
+    /// The highest seq pruned when the page was read.
+    pub pruned_through: i64,
+    /// The highest seq logged or pruned when the page was read.
+    pub end: i64,
+    /// Up to the asked number of updates after the cursor, oldest first.
+    pub entries: Vec<LogEntry>,
+}
+
+/// Up to `limit` updates after `after` (only `user`'s unless None), with the
+/// horizon and end of the log, all in one repeatable-read snapshot.
+pub async fn replay_page(
+    db: &PgPool,
+    user: Option<&str>,
+    after: i64,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
+    let end = last_seq(&mut *tx).await?;
+    let pruned_through = pruned_through(&mut *tx).await?;
+    let entries = replay(&mut *tx, user, after, limit).await?;
+    tx.commit().await?;
+    Ok(Page {
+        pruned_through,
+        end,
+        entries,
+    })
+}
+
 /// The highest seq ever pruned (0 when nothing was).
-pub async fn pruned_through(db: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn pruned_through(db: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!("select pruned_through from log_horizon")
         .fetch_one(db)
         .await
 }
 
 /// The end of the log: the highest seq logged or pruned.
-pub async fn last_seq(db: &PgPool) -> Result<i64, sqlx::Error> {
+pub async fn last_seq(db: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"select greatest((select max(seq) from update_log), (select pruned_through from log_horizon), 0) as "seq!""#,
     )

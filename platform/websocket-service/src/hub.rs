@@ -1,7 +1,9 @@
 //! Fan-out of committed updates to the open streams, without ever waiting for
 //! one: each stream has a bounded queue; publishing never blocks, and a stream
 //! whose queue is full is cut off (its [`Subscription::kicked`] token fires),
-//! so a slow or stalled client never delays the others.
+//! so a slow or stalled client never delays the others. It also admits
+//! connections: at most so many in all and per holder (the token's subject),
+//! so one user cannot take every connection a replica can hold.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,12 +38,33 @@ struct Subscriber {
     kicked: CancellationToken,
 }
 
+/// How many streams a replica holds at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// In all.
+    pub total: usize,
+    /// Opened by one holder (a user, or an operator for the operator stream).
+    pub per_holder: usize,
+}
+
+/// Why a stream was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("this replica holds its most streams ({0}); retry later or on another replica")]
+    Full(usize),
+    #[error("`{holder}` already holds {limit} streams on this replica; close one first")]
+    HolderFull { holder: String, limit: usize },
+}
+
 /// The registry of live streams.
 pub struct Hub {
     capacity: usize,
+    limits: Limits,
     next_id: AtomicUsize,
     subscribers: Mutex<HashMap<usize, Subscriber>>,
     connections: AtomicUsize,
+    /// Open connections by holder; the sum is `connections`.
+    holders: Mutex<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -71,38 +94,81 @@ impl Drop for Subscription {
     }
 }
 
-/// Counts an open WebSocket connection while it lives.
+/// Holds an admitted connection's place while it lives.
 pub struct ConnectionGuard {
     hub: Arc<Hub>,
     kind: StreamKind,
+    holder: String,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        let mut holders = self.hub.holders();
+        if let Some(n) = holders.get_mut(&self.holder) {
+            *n -= 1;
+            if *n == 0 {
+                holders.remove(&self.holder);
+            }
+        }
         self.hub.connections.fetch_sub(1, Ordering::Relaxed);
+        drop(holders);
         metrics::gauge!("websocket_connections", "stream" => self.kind.label()).decrement(1.0);
     }
 }
 
 impl Hub {
-    /// A hub whose streams may queue `capacity` updates each.
-    pub fn new(capacity: usize) -> Arc<Hub> {
+    /// A hub whose streams may queue `capacity` updates each, holding at
+    /// most `limits` connections.
+    pub fn new(capacity: usize, limits: Limits) -> Arc<Hub> {
         Arc::new(Hub {
             capacity: capacity.max(1),
+            limits,
             next_id: AtomicUsize::new(0),
             subscribers: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
+            holders: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Counts a connection until the guard is dropped.
-    pub fn connection(self: &Arc<Self>, kind: StreamKind) -> ConnectionGuard {
+    fn holders(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.holders.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a connection of `holder` within the limits, counted until the
+    /// guard is dropped; refused (and counted in
+    /// `websocket_streams_refused_total`) past either limit.
+    pub fn admit(
+        self: &Arc<Self>,
+        kind: StreamKind,
+        holder: &str,
+    ) -> Result<ConnectionGuard, Refused> {
+        let mut holders = self.holders();
+        let refused = |reason: &'static str, e: Refused| {
+            metrics::counter!("websocket_streams_refused_total", "reason" => reason).increment(1);
+            Err(e)
+        };
+        if self.connections.load(Ordering::Relaxed) >= self.limits.total {
+            return refused("replica_full", Refused::Full(self.limits.total));
+        }
+        let held = holders.entry(holder.to_owned()).or_default();
+        if *held >= self.limits.per_holder {
+            return refused(
+                "holder_full",
+                Refused::HolderFull {
+                    holder: holder.to_owned(),
+                    limit: self.limits.per_holder,
+                },
+            );
+        }
+        *held += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
+        drop(holders);
         metrics::gauge!("websocket_connections", "stream" => kind.label()).increment(1.0);
-        ConnectionGuard {
+        Ok(ConnectionGuard {
             hub: self.clone(),
             kind,
-        }
+            holder: holder.to_owned(),
+        })
     }
 
     /// Open WebSocket connections.
@@ -164,13 +230,23 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn hub(capacity: usize) -> Arc<Hub> {
+        Hub::new(
+            capacity,
+            Limits {
+                total: 100,
+                per_holder: 100,
+            },
+        )
+    }
+
     fn entry(seq: i64, user: &str) -> Arc<LogEntry> {
         Arc::new(LogEntry::new(seq, user, &json!({})))
     }
 
     #[test]
     fn a_stream_gets_only_its_users_updates() {
-        let hub = Hub::new(8);
+        let hub = hub(8);
         let mut alice = hub.subscribe(Some("alice".into()));
         let mut operator = hub.subscribe(None);
         hub.publish(&entry(1, "bob"));
@@ -183,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_cuts_off_only_that_stream() {
-        let hub = Hub::new(2);
+        let hub = hub(2);
         let slow = hub.subscribe(Some("alice".into()));
         let mut fast = hub.subscribe(Some("alice".into()));
         for seq in 1..=2 {
@@ -200,13 +276,55 @@ mod tests {
 
     #[test]
     fn dropping_a_subscription_unregisters_it() {
-        let hub = Hub::new(2);
+        let hub = hub(2);
         let s = hub.subscribe(None);
         drop(s);
         assert_eq!(hub.subscribers.lock().unwrap().len(), 0);
-        let guard = hub.connection(StreamKind::User);
+        let guard = hub.admit(StreamKind::User, "alice").unwrap();
         assert_eq!(hub.active_connections(), 1);
         drop(guard);
         assert_eq!(hub.active_connections(), 0);
+        assert!(hub.holders().is_empty(), "no holder is remembered forever");
+    }
+
+    #[test]
+    fn a_holder_gets_at_most_its_share_and_a_closed_stream_frees_a_place() {
+        let hub = Hub::new(
+            2,
+            Limits {
+                total: 10,
+                per_holder: 2,
+            },
+        );
+        let a1 = hub.admit(StreamKind::User, "alice").unwrap();
+        let _a2 = hub.admit(StreamKind::User, "alice").unwrap();
+        assert_eq!(
+            hub.admit(StreamKind::User, "alice").err(),
+            Some(Refused::HolderFull {
+                holder: "alice".into(),
+                limit: 2
+            })
+        );
+        let _b = hub.admit(StreamKind::User, "bob").unwrap();
+        drop(a1);
+        assert!(hub.admit(StreamKind::User, "alice").is_ok());
+    }
+
+    #[test]
+    fn a_full_replica_refuses_everyone() {
+        let hub = Hub::new(
+            2,
+            Limits {
+                total: 2,
+                per_holder: 5,
+            },
+        );
+        let _a = hub.admit(StreamKind::User, "alice").unwrap();
+        let _b = hub.admit(StreamKind::Operator, "ops").unwrap();
+        assert_eq!(
+            hub.admit(StreamKind::User, "carol").err(),
+            Some(Refused::Full(2))
+        );
+        assert_eq!(hub.active_connections(), 2);
     }
 }

@@ -95,7 +95,7 @@ impl bootstrap::Service for Application {
         let app_token = settings.app_api_token.clone();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
-        let hub = Hub::new(config.queue_capacity);
+        let hub = Hub::new(config.queue_capacity, config.limits());
         let consumer = Consumer::new(
             APP_ID,
             pool.clone(),

@@ -15,10 +15,10 @@ use poem::{
 use serde::Deserialize;
 use todo_core::{
     auth::{AuthError, Authenticator, Identity, valid_user_id},
-    problem::ApiError,
+    problem::{ApiError, Problem},
 };
 
-use crate::hub::StreamKind;
+use crate::hub::{ConnectionGuard, StreamKind};
 use crate::service::{self, Streams};
 
 /// The live page (static; it builds its list from `/ws`).
@@ -169,6 +169,28 @@ fn socket_config() -> WebSocketConfig {
         .max_frame_size(Some(64 * 1024))
 }
 
+/// A place for `who`'s stream within the replica's limits, or 429.
+fn admit(
+    streams: &Streams,
+    kind: StreamKind,
+    who: &Identity,
+) -> Result<ConnectionGuard, poem::Error> {
+    streams.hub.admit(kind, &who.subject).map_err(|e| {
+        tracing::info!(holder = %who.subject, reason = %e, "stream refused");
+        let problem = Problem {
+            error: "too_many_streams".to_owned(),
+            message: e.to_string(),
+        };
+        poem::Error::from_response(
+            (
+                poem::http::StatusCode::TOO_MANY_REQUESTS,
+                poem::web::Json(problem),
+            )
+                .into_response(),
+        )
+    })
+}
+
 /// `GET /ws?since=…`: the caller's own updates (an operator may add
 /// `user_id=` to follow one user).
 #[handler]
@@ -182,12 +204,14 @@ pub async fn user_stream(
     let (who, until) = identify(req, &query, &auth).await?;
     let user = stream_user(&who, query.user_id.as_deref())?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
+    let ws = ws?;
+    let admitted = admit(&streams, StreamKind::User, &who)?;
     let streams = streams.clone();
-    Ok(ws?
+    Ok(ws
         .protocols([PROTOCOL])
         .config(socket_config())
         .on_upgrade(move |socket| {
-            service::serve(socket, streams, StreamKind::User, Some(user), since, until)
+            service::serve(socket, streams, admitted, Some(user), since, until)
         })
         .into_response())
 }
@@ -204,13 +228,13 @@ pub async fn operator_stream(
     let (who, until) = identify(req, &query, &auth).await?;
     who.require_operator()?;
     let since = parse_cursor(query.since.as_deref()).map_err(reject)?;
+    let ws = ws?;
+    let admitted = admit(&streams, StreamKind::Operator, &who)?;
     let streams = streams.clone();
-    Ok(ws?
+    Ok(ws
         .protocols([PROTOCOL])
         .config(socket_config())
-        .on_upgrade(move |socket| {
-            service::serve(socket, streams, StreamKind::Operator, None, since, until)
-        })
+        .on_upgrade(move |socket| service::serve(socket, streams, admitted, None, since, until))
         .into_response())
 }
 

@@ -29,8 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WebsocketConfig;
 use crate::db;
-use crate::hub::{Hub, StreamKind, Subscription};
-use crate::update::{self, Start};
+use crate::hub::{ConnectionGuard, Hub, Subscription};
+use crate::update::{self, Gap};
 
 /// Updates read from the log per query while replaying.
 const REPLAY_PAGE: i64 = 500;
@@ -86,18 +86,17 @@ async fn send(sink: &mut Sink, text: &str, s: &Signals<'_>) -> Result<(), End> {
     }
 }
 
-/// Serves one stream: `user`'s updates (None: everyone's) after `since`,
-/// until the client goes, the service stops, or `until` (when its token
-/// expires) passes.
+/// Serves one admitted stream (its place held by `_admitted` until it
+/// ends): `user`'s updates (None: everyone's) after `since`, until the client
+/// goes, the service stops, or `until` (when its token expires) passes.
 pub async fn serve(
     socket: WebSocketStream,
     streams: Streams,
-    kind: StreamKind,
+    _admitted: ConnectionGuard,
     user: Option<String>,
     since: Option<i64>,
     until: Option<tokio::time::Instant>,
 ) {
-    let _counted = streams.hub.connection(kind);
     let mut subscription = streams.hub.subscribe(user.clone());
     let (mut sink, mut incoming) = socket.split();
     // Reading keeps pings answered and notices the client leaving.
@@ -206,7 +205,10 @@ async fn run(
 }
 
 /// Steps 2 and 3 of the seam: the replay (or the current end of the log),
-/// then `ready`.
+/// then `ready`. Each page is read in one snapshot with the retention horizon
+/// and the end of the log, so pruning that commits during the replay, or a
+/// cursor beyond the end of a restored log, is announced
+/// (`resync-required`), never skipped silently.
 async fn replay(
     sink: &mut Sink,
     streams: &Streams,
@@ -215,41 +217,55 @@ async fn replay(
     signals: &Signals<'_>,
     last_sent: &mut i64,
 ) -> Result<(), End> {
-    let horizon = match since {
-        Some(_) => db::pruned_through(&streams.pool).await?,
-        None => 0,
+    let Some(since) = since else {
+        *last_sent = db::last_seq(&streams.pool).await?;
+        return send(sink, &update::ready_text(*last_sent), signals).await;
     };
-    let after = match update::plan(since, horizon) {
-        Start::Live => {
-            *last_sent = db::last_seq(&streams.pool).await?;
-            None
-        }
-        Start::Replay { after } => Some(after),
-        Start::Resync {
-            since,
-            pruned_through,
-        } => {
-            send(
-                sink,
-                &update::resync_required_text(since, pruned_through),
-                signals,
-            )
-            .await?;
-            Some(since)
-        }
-    };
-    if let Some(after) = after {
-        *last_sent = after;
-        loop {
-            let page = db::replay(&streams.pool, user, *last_sent, REPLAY_PAGE).await?;
-            let full = page.len() as i64 == REPLAY_PAGE;
-            for entry in page {
-                send(sink, &entry.text, signals).await?;
-                *last_sent = entry.seq;
+    *last_sent = since;
+    let mut announced = since;
+    loop {
+        let page = db::replay_page(&streams.pool, user, *last_sent, REPLAY_PAGE).await?;
+        match update::gap(*last_sent, announced, page.pruned_through, page.end) {
+            Some(Gap::Pruned {
+                since,
+                pruned_through,
+            }) => {
+                metrics::counter!("websocket_resyncs_total", "reason" => "pruned").increment(1);
+                send(
+                    sink,
+                    &update::resync_required_text(since, pruned_through),
+                    signals,
+                )
+                .await?;
+                announced = pruned_through;
             }
-            if !full {
-                break;
+            Some(Gap::Ahead { since, log_end }) => {
+                metrics::counter!("websocket_resyncs_total", "reason" => "ahead_of_log")
+                    .increment(1);
+                tracing::warn!(
+                    since,
+                    log_end,
+                    "a client's cursor is beyond the end of the update log (restored?)"
+                );
+                send(
+                    sink,
+                    &update::cursor_ahead_text(since, log_end, page.pruned_through),
+                    signals,
+                )
+                .await?;
+                *last_sent = log_end;
+                announced = log_end;
+                continue;
             }
+            None => {}
+        }
+        let full = page.entries.len() as i64 == REPLAY_PAGE;
+        for entry in page.entries {
+            send(sink, &entry.text, signals).await?;
+            *last_sent = entry.seq;
+        }
+        if !full {
+            break;
         }
     }
     send(sink, &update::ready_text(*last_sent), signals).await

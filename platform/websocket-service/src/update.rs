@@ -1,6 +1,7 @@
 //! What a client receives, as plain functions: an update (the event envelope
 //! plus its `seq` cursor), the control messages (`ready`, `resync-required`),
-//! where a replay starts, and which live updates the seam lets through.
+//! what a replay must announce before a page, and which live updates the
+//! seam lets through.
 
 use std::sync::Arc;
 
@@ -53,12 +54,14 @@ pub fn ready_text(seq: i64) -> String {
     json!({ "type": "ready", "seq": seq }).to_string()
 }
 
-/// Sent instead of silently skipping when the cursor is older than the
-/// retained log: updates up to `pruned_through` are gone; the client should
-/// rebuild its state. What follows is everything still retained.
+/// Sent instead of silently skipping when updates after the cursor were
+/// pruned (the cursor is older than the retained log, or pruning caught up
+/// with a replay): updates after `since` up to `pruned_through` are gone; the
+/// client should rebuild its state. What follows is everything still retained.
 pub fn resync_required_text(since: i64, pruned_through: i64) -> String {
     json!({
         "type": "resync-required",
+        "reason": "pruned",
         "since": since,
         "pruned_through": pruned_through,
         "message": format!(
@@ -69,28 +72,52 @@ pub fn resync_required_text(since: i64, pruned_through: i64) -> String {
     .to_string()
 }
 
-/// Where a connection's stream starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// No cursor: live updates only, from the current end of the log.
-    Live,
-    /// Replay everything after the cursor, then live.
-    Replay { after: i64 },
-    /// The cursor is older than the retained log: say so, then replay what is
-    /// retained, then live.
-    Resync { since: i64, pruned_through: i64 },
+/// Sent when the cursor is beyond the end of the log, which happens only when
+/// the log was restored to an earlier state: the stream goes on from the
+/// log's real end (`log_end`), and the client should rebuild its state.
+pub fn cursor_ahead_text(since: i64, log_end: i64, pruned_through: i64) -> String {
+    json!({
+        "type": "resync-required",
+        "reason": "ahead_of_log",
+        "since": since,
+        "log_end": log_end,
+        "pruned_through": pruned_through,
+        "message": format!(
+            "the cursor {since} is beyond the end of the update log ({log_end}); the log was \
+             restored to an earlier state: rebuild your state from what follows"
+        ),
+    })
+    .to_string()
 }
 
-/// Decides the start of a stream from the client's cursor and the highest
-/// seq ever pruned. A cursor at or after the horizon loses nothing.
-pub fn plan(since: Option<i64>, pruned_through: i64) -> Start {
-    match since {
-        None => Start::Live,
-        Some(since) if since < pruned_through => Start::Resync {
-            since,
+/// What a replaying stream must tell its client before sending a page read
+/// after `after`, given the page's snapshot of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// Updates after `after` up to `pruned_through` are gone.
+    Pruned { since: i64, pruned_through: i64 },
+    /// The cursor is past the end of the log (a restored log): go on from
+    /// `log_end`.
+    Ahead { since: i64, log_end: i64 },
+}
+
+/// The gap, if any, between what a stream has sent (`after`, and the
+/// horizon it already announced) and a page read with `pruned_through` and
+/// `log_end` in one snapshot. A cursor at or after the horizon and within
+/// the log loses nothing.
+pub fn gap(after: i64, announced: i64, pruned_through: i64, log_end: i64) -> Option<Gap> {
+    if after > log_end {
+        Some(Gap::Ahead {
+            since: after,
+            log_end,
+        })
+    } else if after < pruned_through && announced < pruned_through {
+        Some(Gap::Pruned {
+            since: after,
             pruned_through,
-        },
-        Some(after) => Start::Replay { after },
+        })
+    } else {
+        None
     }
 }
 
@@ -134,30 +161,54 @@ mod tests {
     }
 
     #[test]
-    fn without_a_cursor_the_stream_is_live_only() {
-        assert_eq!(plan(None, 0), Start::Live);
-        assert_eq!(plan(None, 50), Start::Live);
+    fn a_cursor_within_the_retained_log_loses_nothing() {
+        assert_eq!(gap(0, 0, 0, 10), None);
+        assert_eq!(gap(50, 50, 50, 80), None);
+        assert_eq!(gap(70, 70, 50, 80), None);
+        assert_eq!(gap(80, 80, 50, 80), None);
     }
 
     #[test]
-    fn a_cursor_within_the_retained_log_replays_after_it() {
-        assert_eq!(plan(Some(0), 0), Start::Replay { after: 0 });
-        assert_eq!(plan(Some(50), 50), Start::Replay { after: 50 });
-        assert_eq!(plan(Some(70), 50), Start::Replay { after: 70 });
-    }
-
-    #[test]
-    fn a_cursor_older_than_the_retained_log_requires_a_resync() {
+    fn a_cursor_older_than_the_retained_log_requires_a_resync_once() {
         assert_eq!(
-            plan(Some(10), 50),
-            Start::Resync {
+            gap(10, 10, 50, 80),
+            Some(Gap::Pruned {
                 since: 10,
                 pruned_through: 50
-            }
+            })
+        );
+        // Told once: the next page of the same replay is not a new gap...
+        assert_eq!(gap(10, 50, 50, 80), None);
+        // ...unless pruning moved on again meanwhile.
+        assert_eq!(
+            gap(55, 50, 60, 80),
+            Some(Gap::Pruned {
+                since: 55,
+                pruned_through: 60
+            })
         );
         let msg: Value = serde_json::from_str(&resync_required_text(10, 50)).unwrap();
         assert_eq!(msg["type"], "resync-required");
+        assert_eq!(msg["since"], 10);
         assert_eq!(msg["pruned_through"], 50);
+    }
+
+    #[test]
+    fn a_cursor_beyond_the_end_of_the_log_goes_on_from_the_end() {
+        assert_eq!(
+            gap(1000, 1000, 0, 500),
+            Some(Gap::Ahead {
+                since: 1000,
+                log_end: 500
+            })
+        );
+        let msg: Value = serde_json::from_str(&cursor_ahead_text(1000, 500, 20)).unwrap();
+        assert_eq!(msg["type"], "resync-required");
+        assert_eq!(msg["reason"], "ahead_of_log");
+        assert_eq!(msg["log_end"], 500);
+        // The console reads `since` and `pruned_through` of every resync.
+        assert_eq!(msg["since"], 1000);
+        assert_eq!(msg["pruned_through"], 20);
     }
 
     #[test]
