@@ -11,7 +11,7 @@ use todo_core::consumer::{Consumer, InboxRetention, Subscription};
 use todo_service::db::{idempotency, outbox};
 use uuid::Uuid;
 
-use crate::{AUDIT, Ctx, TODO, trial};
+use crate::{AUDIT, Ctx, TODO, WEBSOCKET, trial};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
     vec![
@@ -22,6 +22,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         trial!(
             ctx,
             a_consumers_inbox_forgets_only_what_is_past_its_retention
+        ),
+        trial!(
+            ctx,
+            the_update_log_prune_never_waits_for_rows_another_pruner_holds
         ),
     ]
 }
@@ -141,5 +145,53 @@ async fn a_consumers_inbox_forgets_only_what_is_past_its_retention(ctx: &Ctx) ->
         "only the 13-day-old id is kept ({} rows left)",
         left.len()
     );
+    Ok(())
+}
+
+/// The update log is pruned in short batches that skip rows another
+/// replica's pruner holds, instead of one statement that waits for them
+/// (and holds every row it deletes until the end); the horizon covers every
+/// row that went.
+async fn the_update_log_prune_never_waits_for_rows_another_pruner_holds(ctx: &Ctx) -> Result<()> {
+    let pool = ctx.fresh_schema(&WEBSOCKET).await?;
+    sqlx::query(
+        "insert into update_log (event_id, user_id, envelope, received_at) \
+         select gen_random_uuid(), 'alice', '{}'::jsonb, now() - interval '2 days' from generate_series(1, 2500)",
+    )
+    .execute(&pool)
+    .await?;
+    let fresh: i64 = sqlx::query_scalar(
+        "insert into update_log (event_id, user_id, envelope) values (gen_random_uuid(), 'alice', '{}') returning seq",
+    )
+    .fetch_one(&pool)
+    .await?;
+    // Another pruner is deleting the oldest row right now.
+    let mut other = pool.begin().await?;
+    let held: i64 = sqlx::query_scalar(
+        "select seq from update_log order by seq limit 1 for update",
+    )
+    .fetch_one(&mut *other)
+    .await?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(1);
+    let pruned = tokio::time::timeout(
+        Duration::from_secs(10),
+        websocket_service::db::prune(&pool, cutoff),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("pruning waited for the row another pruner holds"))??;
+    ensure!(pruned == 2499, "every other old update went: {pruned}");
+    let horizon = websocket_service::db::pruned_through(&pool).await?;
+    ensure!(
+        horizon == fresh - 1,
+        "the horizon covers the highest seq pruned: {horizon}, expected {}",
+        fresh - 1
+    );
+    other.rollback().await?;
+    let pruned = websocket_service::db::prune(&pool, cutoff).await?;
+    ensure!(pruned == 1, "the row once held goes next time: {pruned}");
+    let left: Vec<i64> = sqlx::query_scalar("select seq from update_log")
+        .fetch_all(&pool)
+        .await?;
+    ensure!(left == [fresh], "only the fresh update stays: {left:?} (held {held})");
     Ok(())
 }

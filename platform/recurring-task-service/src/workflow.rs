@@ -144,6 +144,7 @@ enum CreateError {
 }
 
 /// What the Todo service answered to the create call.
+#[derive(Debug)]
 enum Answer {
     Created(Uuid),
     /// Created by an earlier attempt and deleted since (409 `deleted_since`).
@@ -287,6 +288,19 @@ async fn invoke_create(deps: &Deps, input: &RecurrenceInput) -> Result<Answer, C
         .map_err(|e| CreateError::Todo(format!("invoking {}: {e}", deps.todo_app_id)))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
+    let answer = classify(status, &text);
+    if let Ok(Answer::Refused { .. }) = &answer {
+        tracing::error!(status = %status, body = %text, "the Todo service refused the next instance");
+    }
+    answer.map_err(|e| match e {
+        CreateError::Todo(e) => CreateError::Todo(format!("{}: {e}", deps.todo_app_id)),
+        e => e,
+    })
+}
+
+/// What an answer of the Todo service (through its sidecar) to the create
+/// call means.
+fn classify(status: reqwest::StatusCode, text: &str) -> Result<Answer, CreateError> {
     if status == reqwest::StatusCode::CONFLICT && text.contains("deleted_since") {
         return Ok(Answer::Gone);
     }
@@ -294,19 +308,15 @@ async fn invoke_create(deps: &Deps, input: &RecurrenceInput) -> Result<Answer, C
         && status != reqwest::StatusCode::REQUEST_TIMEOUT
         && status != reqwest::StatusCode::TOO_MANY_REQUESTS
     {
-        tracing::error!(status = %status, body = %text, "the Todo service refused the next instance");
         return Ok(Answer::Refused {
             status: status.as_u16(),
-            reason: text,
+            reason: text.to_owned(),
         });
     }
     if !status.is_success() {
-        return Err(CreateError::Todo(format!(
-            "{} answered {status}: {text}",
-            deps.todo_app_id
-        )));
+        return Err(CreateError::Todo(format!("answered {status}: {text}")));
     }
-    let created: serde_json::Value = serde_json::from_str(&text)
+    let created: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| CreateError::Todo(format!("reading the created task: {e}")))?;
     created["id"]
         .as_str()
@@ -366,6 +376,63 @@ mod tests {
             instance_id(id),
             instance_id(Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964fe").unwrap())
         );
+    }
+
+    fn problem(code: &str) -> String {
+        json!({"error": code, "message": "…"}).to_string()
+    }
+
+    #[test]
+    fn authentication_and_availability_failures_are_retried_and_never_end_the_series() {
+        use reqwest::StatusCode as S;
+        let dapr_error =
+            json!({"errorCode": "ERR_DIRECT_INVOKE", "message": "failed to resolve address"})
+                .to_string();
+        for (status, body) in [
+            (S::UNAUTHORIZED, problem("unauthorized")),
+            (S::FORBIDDEN, problem("forbidden")),
+            (S::REQUEST_TIMEOUT, String::new()),
+            (S::TOO_MANY_REQUESTS, String::new()),
+            (S::INTERNAL_SERVER_ERROR, dapr_error.clone()),
+            (S::BAD_GATEWAY, String::new()),
+            (S::SERVICE_UNAVAILABLE, problem("dependency_unavailable")),
+            // Not the Todo service's answer: its sidecar found no such app or route.
+            (S::NOT_FOUND, dapr_error.clone()),
+            (S::NOT_FOUND, String::new()),
+        ] {
+            let answer = classify(status, &body);
+            assert!(
+                answer.is_err(),
+                "{status} {body}: retried, not {answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_of_the_request_itself_ends_it() {
+        use reqwest::StatusCode as S;
+        for (status, code) in [
+            (S::BAD_REQUEST, "invalid_json"),
+            (S::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (S::CONFLICT, "idempotency_key_reused"),
+            (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (S::NOT_FOUND, "not_found"),
+        ] {
+            let answer = classify(status, &problem(code));
+            assert!(
+                matches!(answer, Ok(Answer::Refused { status: s, .. }) if s == status.as_u16()),
+                "{status} {code}: refused, not {answer:?}"
+            );
+        }
+        assert!(matches!(
+            classify(S::CONFLICT, &problem("deleted_since")),
+            Ok(Answer::Gone)
+        ));
+        let id = Uuid::from_u128(9);
+        assert!(matches!(
+            classify(S::CREATED, &json!({"id": id}).to_string()),
+            Ok(Answer::Created(created)) if created == id
+        ));
     }
 
     #[test]
