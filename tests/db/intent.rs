@@ -72,7 +72,12 @@ impl Done {
         self.0.lock().expect("done").push(v);
     }
     fn count(&self, v: &Value) -> usize {
-        self.0.lock().expect("done").iter().filter(|d| *d == v).count()
+        self.0
+            .lock()
+            .expect("done")
+            .iter()
+            .filter(|d| *d == v)
+            .count()
     }
 }
 
@@ -151,9 +156,11 @@ async fn a_holder_whose_lease_ran_out_never_deletes_a_newer_decision_of_its_key(
         Ok(a_done.count(&v2) == 1)
     })
     .await?;
-    until(Duration::from_secs(10), "the row of v2 goes once done", || async {
-        Ok(intent::pending(&pool).await? == 0)
-    })
+    until(
+        Duration::from_secs(10),
+        "the row of v2 goes once done",
+        || async { Ok(intent::pending(&pool).await? == 0) },
+    )
     .await?;
     a_stop.cancel();
     a.await?;
@@ -189,9 +196,11 @@ async fn a_call_that_outlasts_its_lease_keeps_it_while_it_runs(ctx: &Ctx) -> Res
             stop.clone(),
         )));
     }
-    until(Duration::from_secs(10), "one dispatcher claims it", || async {
-        Ok(calls.count(&payload) == 1)
-    })
+    until(
+        Duration::from_secs(10),
+        "one dispatcher claims it",
+        || async { Ok(calls.count(&payload) == 1) },
+    )
     .await?;
     let claimed_until = || async {
         sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(
@@ -219,9 +228,11 @@ async fn a_call_that_outlasts_its_lease_keeps_it_while_it_runs(ctx: &Ctx) -> Res
         calls.count(&payload)
     );
     release.notify_waiters();
-    until(Duration::from_secs(10), "the row goes once done", || async {
-        Ok(intent::pending(&pool).await? == 0)
-    })
+    until(
+        Duration::from_secs(10),
+        "the row goes once done",
+        || async { Ok(intent::pending(&pool).await? == 0) },
+    )
     .await?;
     ensure!(calls.count(&payload) == 1, "one call in all");
     stop.cancel();

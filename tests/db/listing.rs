@@ -16,7 +16,10 @@ use crate::{Ctx, NOTIFICATION, RECURRING, trial};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
     vec![
-        trial!(ctx, a_users_notifications_and_their_count_are_found_by_index),
+        trial!(
+            ctx,
+            a_users_notifications_and_their_count_are_found_by_index
+        ),
         trial!(
             ctx,
             a_users_series_and_reminders_and_their_counts_are_found_by_index
@@ -47,9 +50,7 @@ async fn a_users_notifications_and_their_count_are_found_by_index(ctx: &Ctx) -> 
     expect_user_index(&pool, "notification-service", "notification", 2).await
 }
 
-async fn a_users_series_and_reminders_and_their_counts_are_found_by_index(
-    ctx: &Ctx,
-) -> Result<()> {
+async fn a_users_series_and_reminders_and_their_counts_are_found_by_index(ctx: &Ctx) -> Result<()> {
     let pool = ctx.fresh_schema(&RECURRING).await?;
     sqlx::query(
         "insert into recurrence_schedule (id, user_id, title, frequency, timezone, anchor_day, anchor_time, \
@@ -73,8 +74,7 @@ async fn a_users_series_and_reminders_and_their_counts_are_found_by_index(
     .bind(USERS * PER_USER)
     .execute(&pool)
     .await?;
-    expect_user_index(&pool, "recurring-task-service", "recurrence_schedule", 2)
-        .await?;
+    expect_user_index(&pool, "recurring-task-service", "recurrence_schedule", 2).await?;
     expect_user_index(&pool, "recurring-task-service", "reminder", 2).await
 }
 
@@ -109,7 +109,9 @@ async fn expect_user_index(
         );
         ensure!(
             nodes.iter().any(|n| n["Index Name"].is_string()
-                && n["Index Cond"].as_str().is_some_and(|c| c.contains("user_id"))),
+                && n["Index Cond"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("user_id"))),
             "no index condition on user_id:\n{sql}\n{shown}"
         );
     }
@@ -137,12 +139,19 @@ fn user_scoped_queries(crate_dir: &Path, table: &str) -> Result<Vec<(String, Vec
         let main_table = [format!("from {table} "), format!("from {table}\n")]
             .iter()
             .any(|f| lower.contains(f.as_str()) || lower.ends_with(f.trim_end()));
-        if !lower.trim_start().starts_with("select") || !main_table || !lower.contains("user_id = $") {
+        if !lower.trim_start().starts_with("select")
+            || !main_table
+            || !lower.contains("user_id = $")
+        {
             continue;
         }
         let params = data["describe"]["parameters"]["Left"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         found.push((sql, params));
     }
