@@ -299,14 +299,17 @@ pub(crate) async fn start_scheduler(
     Ok(m)
 }
 
-/// The sidecar of one service. cwd = the state folder, so `localsecrets` finds
-/// `secrets.json` and name resolution its SQLite file there.
+/// The sidecar of one service, with the configuration file `config`
+/// (normally `deploy/local/config.yaml`). cwd = the state folder, so
+/// `localsecrets` finds `secrets.json` and name resolution its SQLite file
+/// there.
 pub(crate) fn daprd_launch(
     state: &Path,
     repo: &Path,
     bins: &DaprBins,
     replica: &Replica,
     app_api_token: &str,
+    config: &Path,
 ) -> Launch {
     let mut launch = Launch::new(format!("{}-daprd", replica.name()), bins.daprd(), state)
         .args(["--app-id", replica.spec.app_id])
@@ -338,7 +341,7 @@ pub(crate) fn daprd_launch(
         .arg("--resources-path")
         .arg(repo.join("deploy/local/components"))
         .arg("--config")
-        .arg(repo.join("deploy/local/config.yaml"))
+        .arg(config)
         .arg("--log-as-json")
         .env("DAPR_HOST_IP", "127.0.0.1")
         .env("APP_API_TOKEN", app_api_token);

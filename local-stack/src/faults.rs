@@ -1,7 +1,9 @@
 //! Faults on a running stack, for the system tests and benchmarks: stopping,
 //! starting, pausing and resuming Kafka, pausing and resuming a service, restarting the Dapr scheduler, stopping, starting or
 //! killing a service or its sidecar (every replica of it), and changing a service's environment
-//! for its next start. Each start waits until the part is ready again.
+//! or its sidecar's configuration file for its next start. Each start waits until the part is ready again.
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
@@ -184,6 +186,18 @@ impl Stack {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         );
+        Ok(())
+    }
+
+    /// Another sidecar configuration file for a service's sidecars from their
+    /// next start on (None: `deploy/local/config.yaml` again), e.g. a short
+    /// workflow state retention in a test.
+    pub fn set_sidecar_config(&mut self, app_id: &str, config: Option<PathBuf>) -> Result<()> {
+        let spec = self.spec(app_id)?;
+        match config {
+            Some(path) => self.sidecar_config.insert(spec.app_id, path),
+            None => self.sidecar_config.remove(spec.app_id),
+        };
         Ok(())
     }
 

@@ -115,6 +115,9 @@ pub struct Stack {
     processes: Processes,
     /// Extra environment per service, applied when it (re)starts.
     app_env: BTreeMap<&'static str, Vec<(String, String)>>,
+    /// Another sidecar configuration file per service than
+    /// `deploy/local/config.yaml`, applied when its sidecar (re)starts.
+    sidecar_config: BTreeMap<&'static str, PathBuf>,
     /// Services trust `X-User-Id` without a token ([`StackOptions::dev_trust_user_header`]).
     dev_trust_user_header: bool,
     _lock: nix::fcntl::Flock<File>,

@@ -126,6 +126,7 @@ impl Stack {
                 .context("building the HTTP client")?,
             processes: Processes::default(),
             app_env: BTreeMap::new(),
+            sidecar_config: BTreeMap::new(),
             dev_trust_user_header: opts.dev_trust_user_header,
             _lock: lock,
         };
@@ -259,12 +260,18 @@ impl Stack {
     pub(crate) fn spawn_sidecar(&mut self, replica: &Replica) -> Result<()> {
         dapr::ensure_sidecar_ports_free(replica)?;
         cmd::step(format!("{}: starting sidecar", replica.name()));
+        let config = self
+            .sidecar_config
+            .get(replica.spec.app_id)
+            .cloned()
+            .unwrap_or_else(|| self.repo.join("deploy/local/config.yaml"));
         let launch = dapr::daprd_launch(
             &self.state,
             &self.repo,
             &self.dapr_bins,
             replica,
             &self.creds.app_api_token,
+            &config,
         );
         let m = proc::spawn(&self.state, launch)?;
         self.processes.put(Role::Sidecar(*replica), m);

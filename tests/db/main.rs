@@ -1,5 +1,6 @@
 //! Database-level tests: the services' own code (relay waiters, idempotency,
-//! the consumer's inbox, pruning) against a real PostgreSQL, without Kafka, Dapr or a
+//! the consumer's inbox, intents and their leases, pruning, the indexes of
+//! user-scoped lists) against a real PostgreSQL, without Kafka, Dapr or a
 //! running service. PostgreSQL comes up once for this binary
 //! (`todo_local_stack::Database`, state in `.state/db-tests`), and every trial
 //! gets a fresh schema with its service's migrations, so trials run in
@@ -7,6 +8,8 @@
 
 mod consumer;
 mod idempotency;
+mod intent;
+mod listing;
 mod pruning;
 mod relay;
 
@@ -25,6 +28,12 @@ type BoxFut = std::pin::Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 pub static TODO: Migrator = sqlx::migrate!("../../db/todo");
 /// The audit service's migrations.
 pub static AUDIT: Migrator = sqlx::migrate!("../../db/audit");
+/// The WebSocket service's migrations.
+pub static WEBSOCKET: Migrator = sqlx::migrate!("../../db/websocket");
+/// The notification service's migrations.
+pub static NOTIFICATION: Migrator = sqlx::migrate!("../../db/notification");
+/// The recurring-task service's migrations.
+pub static RECURRING: Migrator = sqlx::migrate!("../../db/recurring");
 
 /// What every trial gets: where PostgreSQL is.
 #[derive(Clone)]
@@ -102,6 +111,8 @@ fn main() {
         .chain(idempotency::trials(&ctx))
         .chain(consumer::trials(&ctx))
         .chain(pruning::trials(&ctx))
+        .chain(intent::trials(&ctx))
+        .chain(listing::trials(&ctx))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(Err(e)) = database.map(|db| runtime.block_on(db.shutdown())) {

@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
-use crate::support::{TodoClient, admin_db, eventually, get_json, produce, text};
+use crate::support::{
+    TodoClient, admin_db, eventually, get_json, metric, produce, service_metric, text,
+};
 use crate::{Ctx, exclusive, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
@@ -46,6 +48,14 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         exclusive!(
             ctx,
             a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_the_series_at_once_and_no_instance_survives
+        ),
+        exclusive!(
+            ctx,
+            a_series_outlives_the_todo_service_refusing_the_recurring_service_until_trust_returns
+        ),
+        exclusive!(
+            ctx,
+            a_finished_workflows_state_is_purged_after_the_retention
         ),
     ]
 }
@@ -698,4 +708,197 @@ async fn a_deletion_while_the_next_instance_waits_on_a_slow_todo_service_ends_th
         "{s}"
     );
     Ok(())
+}
+
+/// Internal calls the Todo service refused (401 or 403 to the create route),
+/// summed over its replicas.
+async fn refused_creates(stack: &Stack) -> Result<f64> {
+    let mut total = 0.0;
+    for base in stack.app_urls("todo-service") {
+        for status in ["401", "403"] {
+            let sample = format!(
+                "http_requests_total{{method=\"POST\",route=\"/api/v1/tasks\",status=\"{status}\"}}"
+            );
+            total += metric(&base, &sample).await?;
+        }
+    }
+    Ok(total)
+}
+
+/// A Todo service that does not trust the recurring service (a typo in
+/// `TODO_TRUSTED_CALLERS`, a rotated token) refuses its calls with 401/403:
+/// the series waits, the failure is logged at error level and counted, and
+/// the next instance is created once trust is back.
+async fn a_series_outlives_the_todo_service_refusing_the_recurring_service_until_trust_returns(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(
+        &client,
+        "water plants",
+        "daily",
+        "2026-06-01T08:00:00Z",
+        "UTC",
+    )
+    .await?;
+    let id = text(&task, "/id").to_owned();
+    series_becomes(stack, &id, true, Value::Null).await?;
+    let auth_failures_before = service_metric(
+        stack,
+        "recurring-task-service",
+        "recurrence_todo_auth_failures_total",
+    )
+    .await?;
+    stack.set_service_env("todo-service", &[("TODO_TRUSTED_CALLERS", "someone-else")])?;
+    stack.stop_service("todo-service").await?;
+    let refused = async {
+        stack.start_service("todo-service").await?;
+        client.complete(&id, None).await?.expect(200)?;
+        eventually(
+            Duration::from_secs(30),
+            "the Todo service refuses the recurring service's create call",
+            || async { Ok((refused_creates(stack).await? > 0.0).then_some(())) },
+        )
+        .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    // Trust returns (the stack stays whole for the next test, whatever happened).
+    stack.set_service_env("todo-service", &[])?;
+    stack.stop_service("todo-service").await?;
+    stack.start_service("todo-service").await?;
+    refused?;
+    let (next, waited) = next_instance(&client, &id, Duration::from_secs(90)).await?;
+    eprintln!(
+        "    next instance {} ms after trust returned",
+        waited.as_millis()
+    );
+    ensure!(
+        time_of(&next, "/due_date")? == at("2026-06-02T08:00:00Z"),
+        "{next}"
+    );
+    let s = schedule(stack, &id).await?;
+    ensure!(
+        s["is_active"] == true && s["current_task_id"] == next["id"],
+        "{s}"
+    );
+    let auth_failures = service_metric(
+        stack,
+        "recurring-task-service",
+        "recurrence_todo_auth_failures_total",
+    )
+    .await?;
+    ensure!(
+        auth_failures > auth_failures_before,
+        "each refusal is counted: {auth_failures_before} -> {auth_failures}"
+    );
+    let logged = crate::support::service_log_lines(stack, "recurring-task-service")?
+        .into_iter()
+        .any(|(_, l)| {
+            l.contains("\"level\":\"ERROR\"") && l.contains(&id) && l.contains("refused")
+        });
+    ensure!(
+        logged,
+        "the refusal is logged at error level with the task id"
+    );
+    Ok(())
+}
+
+/// `deploy/local/config.yaml` with every workflow state retention set to
+/// `retention`, written into the stack's state folder.
+fn config_with_workflow_retention(stack: &Stack, retention: &str) -> Result<std::path::PathBuf> {
+    let local = todo_local_stack::workspace_root().join("deploy/local/config.yaml");
+    let text = std::fs::read_to_string(&local)?;
+    let mut in_policy = false;
+    let mut changed = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("stateRetentionPolicy:") {
+                in_policy = true;
+            } else if in_policy && trimmed.contains(": ") && !trimmed.starts_with('#') {
+                let indent = &line[..line.len() - trimmed.len()];
+                if indent.len() <= 4 {
+                    in_policy = false;
+                } else if let Some((key, _)) = trimmed.split_once(": ") {
+                    changed += 1;
+                    return format!("{indent}{key}: {retention}");
+                }
+            }
+            line.to_owned()
+        })
+        .collect();
+    ensure!(
+        changed > 0,
+        "no stateRetentionPolicy in {}",
+        local.display()
+    );
+    let path = stack
+        .state_dir()
+        .join("config-short-workflow-retention.yaml");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    Ok(path)
+}
+
+/// With a workflow state retention of 2 s on the recurring service's
+/// sidecar, a completed recurrence workflow is gone from Dapr's state
+/// (404) soon after it completed; its effect (the next instance) stays.
+async fn a_finished_workflows_state_is_purged_after_the_retention(stack: &mut Stack) -> Result<()> {
+    let config = config_with_workflow_retention(stack, "2s")?;
+    stack.set_sidecar_config("recurring-task-service", Some(config))?;
+    stack.stop_sidecar("recurring-task-service").await?;
+    let result = async {
+        stack.start_sidecar("recurring-task-service").await?;
+        let client = TodoClient::new(stack);
+        let task = recurring_task(
+            &client,
+            "take out bins",
+            "weekly",
+            "2026-05-04T07:00:00Z",
+            "UTC",
+        )
+        .await?;
+        let id = text(&task, "/id").to_owned();
+        series_becomes(stack, &id, true, Value::Null).await?;
+        client.complete(&id, None).await?.expect(200)?;
+        let (next, _) = next_instance(&client, &id, Duration::from_secs(30)).await?;
+        let instance = format!("recurrence-{id}");
+        let url = format!(
+            "{}/v1.0/workflows/dapr/{instance}",
+            stack.dapr_http_url("recurring-task-service")
+        );
+        let started = Instant::now();
+        let gone = eventually(
+            Duration::from_secs(60),
+            "the completed workflow's state is purged",
+            || async {
+                let w = get_json(&url, &stack.operator_token()).await?;
+                ensure!(
+                    w.status == 404 || w.body["runtimeStatus"] == "COMPLETED",
+                    "{} {}",
+                    w.status,
+                    w.body
+                );
+                Ok((w.status == 404).then_some(w.body))
+            },
+        )
+        .await?;
+        eprintln!(
+            "    workflow state purged {} ms after the next instance was seen: {gone}",
+            started.elapsed().as_millis()
+        );
+        ensure!(
+            children(&client, &id).await?.len() == 1 && stored_children(stack, &id).await? == 1,
+            "its effect stays: one next instance ({})",
+            next["id"]
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    // The stack's own configuration again, whatever happened.
+    stack.set_sidecar_config("recurring-task-service", None)?;
+    stack.stop_sidecar("recurring-task-service").await?;
+    stack.start_sidecar("recurring-task-service").await?;
+    result
 }

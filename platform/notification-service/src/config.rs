@@ -1,7 +1,25 @@
-//! The notification service's settings: only the common ones of
-//! `todo_core::bootstrap::Common`, from `NOTIFICATION_*` variables
-//! (`NOTIFICATION_MAX_BODY_BYTES`, `NOTIFICATION_DB_MAX_CONNECTIONS`,
-//! `NOTIFICATION_DB_SECRET`, `NOTIFICATION_SIDECAR_TIMEOUT_MS`).
+//! The notification service's own settings, from `NOTIFICATION_*` variables
+//! (all optional; body limit, pool size, database secret and sidecar timeout
+//! are the common ones of `todo_core::bootstrap::Common`).
 
-/// The notification service has no settings of its own.
-pub type NotificationConfig = todo_core::bootstrap::NoConfig;
+use serde::Deserialize;
+use todo_core::database::{Retention, default_prune_interval_secs, default_retention_hours};
+
+/// Tunables of the notification service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationConfig {
+    /// How long sent notifications are kept (`NOTIFICATION_RETENTION_HOURS`,
+    /// default 168, at least 1); pending and failed ones are never pruned.
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u64,
+    /// How often they are pruned (`NOTIFICATION_PRUNE_INTERVAL_SECS`, default 600).
+    #[serde(default = "default_prune_interval_secs")]
+    pub prune_interval_secs: u64,
+}
+
+impl NotificationConfig {
+    /// The retention of sent notifications.
+    pub fn retention(&self) -> Retention {
+        Retention::new(self.retention_hours, self.prune_interval_secs)
+    }
+}

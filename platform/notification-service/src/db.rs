@@ -1,4 +1,6 @@
-//! Rows of `notification`.
+//! Rows of `notification`, and the pruning of sent ones ([`prune_sent`]).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -190,5 +192,27 @@ pub async fn get(db: &PgPool, id: Uuid) -> Result<Option<Notification>, sqlx::Er
         id,
     )
     .fetch_optional(db)
+    .await
+}
+
+/// Deletes notifications sent more than `keep` ago, at most `batch` per
+/// statement (each its own short transaction, oldest first, skipping rows
+/// another pruner holds); pending and failed ones never go. Returns how
+/// many went. (A reminder delivered again after its notification was pruned
+/// is still recognised by the consumer's inbox, kept longer.)
+pub async fn prune_sent(db: &PgPool, keep: Duration, batch: i64) -> Result<u64, sqlx::Error> {
+    todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query!(
+            "delete from notification where id in ( \
+                 select id from notification \
+                 where status = 'sent' and sent_at < now() - make_interval(secs => $1) \
+                 order by sent_at limit $2 for update skip locked)",
+            keep.as_secs_f64(),
+            batch,
+        )
+        .execute(db)
+        .await
+        .map(|done| done.rows_affected())
+    })
     .await
 }

@@ -4,7 +4,9 @@
 //! `notification-delivered` on `task-updates` for the user's live clients
 //! ([`handler`], [`workflow`]). Serves `/api/v1/notifications` ([`api`],
 //! [`service`]). Workflow starts are recorded as intents in the transaction
-//! that decides them and made after its commit (`todo_core::intent`).
+//! that decides them and made after its commit (`todo_core::intent`). Sent
+//! notifications are pruned after `NOTIFICATION_RETENTION_HOURS`
+//! ([`service::prune`]).
 
 pub mod api;
 pub mod config;
@@ -21,6 +23,7 @@ use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
+    database::{self, Retention},
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
@@ -60,6 +63,7 @@ pub struct Application {
     pool: sqlx::PgPool,
     waker: Waker,
     dispatcher: DispatcherSettings,
+    retention: Retention,
 }
 
 impl bootstrap::Service for Application {
@@ -76,7 +80,7 @@ impl bootstrap::Service for Application {
     async fn build(
         settings: DaprSettings,
         common: bootstrap::Common,
-        _config: NotificationConfig,
+        config: NotificationConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/notification");
         let app_token = settings.app_api_token.clone();
@@ -115,12 +119,24 @@ impl bootstrap::Service for Application {
             pool,
             waker,
             dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
+            retention: config.retention(),
         })
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "notification-service listening");
         let starter: Starter = self.workflows.starter();
+        let pruner = {
+            let (pool, keep) = (self.pool.clone(), self.retention.keep);
+            tokio::spawn(database::prune_periodically(
+                self.retention.every,
+                shutdown.clone(),
+                move || {
+                    let pool = pool.clone();
+                    async move { service::prune(&pool, keep).await }
+                },
+            ))
+        };
         let dispatcher = tokio::spawn(intent::dispatch(
             self.pool,
             self.waker,
@@ -133,6 +149,7 @@ impl bootstrap::Service for Application {
         ));
         server::serve(self.listener, self.app, shutdown).await?;
         let _ = dispatcher.await;
+        let _ = pruner.await;
         self.workflows.shutdown().await;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! The notification service's use cases behind the API: reading
-//! notifications and retrying a failed one.
+//! notifications and retrying a failed one; and pruning sent ones ([`prune`]).
+
+use std::time::Duration;
 
 use sqlx::PgPool;
 use todo_core::intent::Waker;
@@ -70,5 +72,28 @@ impl NotificationService {
         self.waker.wake();
         tracing::info!(task_id = %n.task_id, attempt = n.attempts, "notification retry accepted");
         Ok(n)
+    }
+}
+
+/// Most rows one pruning statement deletes: short transactions, few locks.
+const PRUNE_BATCH: i64 = 2000;
+
+/// Deletes notifications sent more than `keep` ago ([`db::prune_sent`]);
+/// logs and counts what went (`notifications_pruned_total`). A failed run is
+/// logged and tried again at the next interval.
+pub async fn prune(pool: &PgPool, keep: Duration) {
+    match db::prune_sent(pool, keep, PRUNE_BATCH).await {
+        Ok(0) => {}
+        Ok(n) => {
+            metrics::counter!("notifications_pruned_total").increment(n);
+            tracing::info!(
+                rows = n,
+                retention_hours = keep.as_secs() / 3600,
+                "pruned sent notifications"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning sent notifications failed; trying again later")
+        }
     }
 }

@@ -1,6 +1,9 @@
 //! The recurring-task service's tables: series (`recurrence_schedule`), which
 //! series each task belongs to (`series_task`), the next instance after each
-//! completed task (`next_instance`), and reminders (`reminder`).
+//! completed task (`next_instance`), and reminders (`reminder`); and the
+//! pruning of their finished rows ([`prune_finished`]).
+
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -168,14 +171,23 @@ pub async fn end_series(conn: &mut PgConnection, series_id: Uuid) -> Result<(), 
     Ok(())
 }
 
-/// Locks a series row until the transaction ends; whether it is active
-/// (None: not stored).
+/// What [`lock_series`] reads of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesLock {
+    pub is_active: bool,
+    /// Due date of its newest instance.
+    pub next_due_date: DateTime<Utc>,
+}
+
+/// Locks a series row until the transaction ends; whether it is active and
+/// its newest instance's due date (None: not stored).
 pub async fn lock_series(
     conn: &mut PgConnection,
     series_id: Uuid,
-) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "select is_active from recurrence_schedule where id = $1 for no key update",
+) -> Result<Option<SeriesLock>, sqlx::Error> {
+    sqlx::query_as!(
+        SeriesLock,
+        "select is_active, next_due_date from recurrence_schedule where id = $1 for no key update",
         series_id,
     )
     .fetch_optional(conn)
@@ -534,4 +546,79 @@ pub async fn list_reminders(
     .fetch_one(db)
     .await?;
     Ok((rows, total))
+}
+
+/// Rows of each kind that [`prune_finished`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub reminders: u64,
+    pub next_instances: u64,
+    pub series: u64,
+}
+
+/// Deletes the rows finished more than `keep` ago, at most `batch` rows per
+/// statement (each its own short transaction, oldest first, skipping rows
+/// another pruner holds): reminders that fired or were cancelled, next
+/// instances created or withdrawn, and series ended by a deletion, with the
+/// rows linking their tasks and next instances to them. An active or paused
+/// series and a scheduled reminder never go. `keep` must be longer than
+/// [`todo_schedule::plan::late_reminder_grace`], so that a reminder's event
+/// seen again cannot schedule a reminder that fired.
+pub async fn prune_finished(
+    db: &PgPool,
+    keep: Duration,
+    batch: i64,
+) -> Result<Pruned, sqlx::Error> {
+    let keep = keep.as_secs_f64();
+    let reminders = todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query!(
+            "delete from reminder where task_id in ( \
+                 select task_id from reminder \
+                 where status <> 'scheduled' and updated_at < now() - make_interval(secs => $1) \
+                 order by updated_at limit $2 for update skip locked)",
+            keep,
+            batch,
+        )
+        .execute(db)
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await?;
+    let next_instances = todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query!(
+            "delete from next_instance where parent_task_id in ( \
+                 select parent_task_id from next_instance \
+                 where state in ('created', 'withdrawn') and updated_at < now() - make_interval(secs => $1) \
+                 order by updated_at limit $2 for update skip locked)",
+            keep,
+            batch,
+        )
+        .execute(db)
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .await?;
+    let series = todo_core::database::delete_in_batches(batch, || async {
+        sqlx::query_scalar!(
+            r#"with ended as (
+                   select id from recurrence_schedule
+                   where ended_reason = 'deleted' and updated_at < now() - make_interval(secs => $1)
+                   order by updated_at limit $2 for update skip locked),
+               tasks as (delete from series_task where series_id in (select id from ended)),
+               nexts as (delete from next_instance where series_id in (select id from ended)),
+               gone as (delete from recurrence_schedule where id in (select id from ended) returning id)
+               select count(*) as "n!" from gone"#,
+            keep,
+            batch,
+        )
+        .fetch_one(db)
+        .await
+        .map(|n| u64::try_from(n).unwrap_or(0))
+    })
+    .await?;
+    Ok(Pruned {
+        reminders,
+        next_instances,
+        series,
+    })
 }

@@ -10,7 +10,8 @@
 //!
 //! No remote call is made inside a transaction: Jobs API calls, workflow
 //! starts and the publishing of fired reminders are recorded as intents and
-//! carried out after the commit by a dispatcher ([`dispatch`]).
+//! carried out after the commit by a dispatcher ([`dispatch`]). Finished rows
+//! are pruned after `RECURRING_RETENTION_HOURS` ([`service::prune`]).
 
 pub mod api;
 pub mod config;
@@ -30,6 +31,7 @@ use todo_contract::Topic;
 use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription, require_app_token},
+    database::{self, Retention},
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
@@ -68,6 +70,7 @@ pub struct Application {
     actions: Actions,
     waker: Waker,
     dispatcher: DispatcherSettings,
+    retention: Retention,
 }
 
 impl bootstrap::Service for Application {
@@ -88,6 +91,7 @@ impl bootstrap::Service for Application {
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/recurring");
         let app_token = settings.app_api_token.clone();
+        let retention = config.retention();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let deps = Arc::new(workflow::Deps {
@@ -134,12 +138,14 @@ impl bootstrap::Service for Application {
             actions,
             waker,
             dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
+            retention,
         })
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "recurring-task-service listening");
         let actions = self.actions;
+        let pool = actions.pool.clone();
         let dispatcher = tokio::spawn(intent::dispatch(
             actions.pool.clone(),
             self.waker,
@@ -150,8 +156,20 @@ impl bootstrap::Service for Application {
             },
             shutdown.clone(),
         ));
+        let pruner = {
+            let keep = self.retention.keep;
+            tokio::spawn(database::prune_periodically(
+                self.retention.every,
+                shutdown.clone(),
+                move || {
+                    let pool = pool.clone();
+                    async move { service::prune(&pool, keep).await }
+                },
+            ))
+        };
         server::serve(self.listener, self.app, shutdown).await?;
         let _ = dispatcher.await;
+        let _ = pruner.await;
         self.workflows.shutdown().await;
         Ok(())
     }

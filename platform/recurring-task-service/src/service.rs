@@ -1,7 +1,9 @@
 //! The recurring-task service's use cases outside the event handler: firing
-//! a due reminder (the job trigger) and reading series and reminders (the API).
+//! a due reminder (the job trigger), reading series and reminders (the API),
+//! and pruning finished rows ([`prune`]).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use sqlx::PgPool;
 use todo_contract::{Reminder, Timestamp};
@@ -137,5 +139,31 @@ impl RecurringService {
         offset: i64,
     ) -> Result<(Vec<ReminderRow>, i64), sqlx::Error> {
         db::list_reminders(&self.pool, filter, limit, offset).await
+    }
+}
+
+/// Most rows one pruning statement deletes: short transactions, few locks.
+const PRUNE_BATCH: i64 = 2000;
+
+/// Deletes the rows finished more than `keep` ago ([`db::prune_finished`]);
+/// logs and counts what went (`reminders_pruned_total`,
+/// `next_instances_pruned_total`, `series_pruned_total`). A failed run is
+/// logged and tried again at the next interval.
+pub async fn prune(pool: &PgPool, keep: Duration) {
+    match db::prune_finished(pool, keep, PRUNE_BATCH).await {
+        Ok(p) if p == db::Pruned::default() => {}
+        Ok(p) => {
+            metrics::counter!("reminders_pruned_total").increment(p.reminders);
+            metrics::counter!("next_instances_pruned_total").increment(p.next_instances);
+            metrics::counter!("series_pruned_total").increment(p.series);
+            tracing::info!(
+                reminders = p.reminders,
+                next_instances = p.next_instances,
+                series = p.series,
+                retention_hours = keep.as_secs() / 3600,
+                "pruned finished rows"
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "pruning finished rows failed; trying again later"),
     }
 }

@@ -9,9 +9,9 @@
 //! Idempotency-Key ([`idempotency_key`]) so that a re-run after completion, or
 //! an activity retried after the task was created, gets the same task back.
 //!
-//! The activity never holds a lock across the call to the Todo service
-//! (issue 10 §4). Under a short lock on the series row it checks that the
-//! series is active and records that the instance is being created
+//! The activity never holds a lock across the call to the Todo service.
+//! Under a short lock on the series row it checks that the series is active
+//! (and not already past this instance) and records that it is being created
 //! (`next_instance`: 'creating'); it releases the lock, calls the Todo
 //! service; then, under the lock again, it records the instance as the
 //! series' newest if the series is still active, or else *withdraws* it
@@ -22,6 +22,14 @@
 //! and the deletion never waits for the Todo service. A retried, replayed or
 //! duplicated activity (on any replica) reads the recorded state and
 //! finishes what it says.
+//!
+//! The Todo service's answer decides whether to go on trying ([`classify`]):
+//! only a refusal of the request itself (a 4xx of the service's own, such as
+//! 400 or 422) ends the step; a 401 or 403 (a rotated token, a caller missing
+//! from `TODO_TRUSTED_CALLERS`), a 404 from its sidecar (no such app), 408,
+//! 429, 5xx and transport errors are retried with the activity's backoff, and
+//! a refused authentication is logged at error level and counted
+//! (`recurrence_todo_auth_failures_total`) so operators see it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,8 +75,13 @@ pub enum RecurrenceOutcome {
     /// The series ended while the instance was being created: it was
     /// created and deleted again, so none survives.
     Withdrawn { task_id: Uuid },
-    /// The Todo service refused the instance for good (4xx); logged, not retried.
+    /// The Todo service refused the request itself for good (a 4xx of its
+    /// own, not an authentication or availability failure); logged, not retried.
     Refused { status: u16, reason: String },
+    /// The series already has an instance due at or after this one: the
+    /// completion was of an older instance (reopened and completed again after
+    /// the record of its next instance was pruned). None is created.
+    Superseded,
 }
 
 /// The instance id for the completion of `completed_task_id`.
@@ -139,11 +152,16 @@ enum CreateError {
     Database(#[from] sqlx::Error),
     #[error("series {0} is not stored yet")]
     SeriesNotStored(Uuid),
+    /// The Todo service (or its sidecar) is away or failing.
     #[error("{0}")]
     Todo(String),
+    /// The Todo service does not accept this service's credentials (401/403).
+    #[error("refused authentication: {0}")]
+    Unauthorized(String),
 }
 
 /// What the Todo service answered to the create call.
+#[derive(Debug)]
 enum Answer {
     Created(Uuid),
     /// Created by an earlier attempt and deleted since (409 `deleted_since`).
@@ -155,9 +173,15 @@ enum Answer {
 }
 
 async fn create_next(deps: &Deps, input: &RecurrenceInput) -> Result<RecurrenceOutcome, String> {
-    create_next_instance(deps, input)
-        .await
-        .map_err(|e| e.to_string())
+    create_next_instance(deps, input).await.map_err(|e| {
+        if let CreateError::Unauthorized(_) = e {
+            metrics::counter!("recurrence_todo_auth_failures_total").increment(1);
+            tracing::error!(error = %e, todo_app_id = %deps.todo_app_id,
+                "the Todo service refused the recurring service's credentials; retrying \
+                 (check TODO_TRUSTED_CALLERS and the app API token)");
+        }
+        e.to_string()
+    })
 }
 
 async fn create_next_instance(
@@ -168,7 +192,8 @@ async fn create_next_instance(
     let parent = next.parent_task_id;
     // 1. Under a short lock: may it be created? Record that it is being.
     let mut tx = deps.pool.begin().await?;
-    let active = db::lock_series(&mut tx, input.series_id).await?;
+    let series = db::lock_series(&mut tx, input.series_id).await?;
+    let active = series.map(|s| s.is_active);
     match (db::next_instance(&mut tx, parent).await?, active) {
         (Some(NextState::Created(task_id)), _) => {
             tracing::info!(next_task_id = %task_id, "next instance already created");
@@ -191,7 +216,13 @@ async fn create_next_instance(
             tracing::info!("series ended before the next instance was created; none is");
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
-        (None, Some(true)) => db::begin_next(&mut tx, parent, input.series_id).await?,
+        (None, Some(true)) => {
+            if series.is_some_and(|s| superseded(next, &s)) {
+                tracing::info!("the series already has a later instance; none is created");
+                return Ok(RecurrenceOutcome::Superseded);
+            }
+            db::begin_next(&mut tx, parent, input.series_id).await?
+        }
     }
     tx.commit().await?;
 
@@ -212,13 +243,16 @@ async fn create_next_instance(
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
         Answer::Refused { status, reason } => {
+            metrics::counter!("recurrence_instances_total", "outcome" => "refused").increment(1);
             return Ok(RecurrenceOutcome::Refused { status, reason });
         }
     };
 
     // 3. Under a short lock again: keep it, or withdraw it if the series ended meanwhile.
     let mut tx = deps.pool.begin().await?;
-    let active = db::lock_series(&mut tx, input.series_id).await? == Some(true);
+    let active = db::lock_series(&mut tx, input.series_id)
+        .await?
+        .is_some_and(|s| s.is_active);
     if active && db::move_next(&mut tx, parent, &["creating"], "created", Some(task_id)).await? {
         db::record_next(
             &mut tx,
@@ -251,6 +285,13 @@ async fn create_next_instance(
     tracing::info!(next_task_id = %task_id, "series ended while the next instance was created; withdrawing it");
     withdraw(deps, input, task_id).await?;
     Ok(RecurrenceOutcome::Withdrawn { task_id })
+}
+
+/// Whether `series` already has an instance due at or after `next`: the
+/// completion was of an older instance, reopened and completed again, whose
+/// next instance exists (its record may have been pruned since).
+fn superseded(next: &NextInstance, series: &db::SeriesLock) -> bool {
+    next.due_date.get() <= series.next_due_date
 }
 
 /// The Todo service's sidecar URL of `path`.
@@ -287,32 +328,58 @@ async fn invoke_create(deps: &Deps, input: &RecurrenceInput) -> Result<Answer, C
         .map_err(|e| CreateError::Todo(format!("invoking {}: {e}", deps.todo_app_id)))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    if status == reqwest::StatusCode::CONFLICT && text.contains("deleted_since") {
-        return Ok(Answer::Gone);
-    }
-    if status.is_client_error()
-        && status != reqwest::StatusCode::REQUEST_TIMEOUT
-        && status != reqwest::StatusCode::TOO_MANY_REQUESTS
-    {
+    let answer = classify(status, &text);
+    if let Ok(Answer::Refused { .. }) = &answer {
         tracing::error!(status = %status, body = %text, "the Todo service refused the next instance");
-        return Ok(Answer::Refused {
+    }
+    answer.map_err(|e| match e {
+        CreateError::Todo(e) => CreateError::Todo(format!("{}: {e}", deps.todo_app_id)),
+        e => e,
+    })
+}
+
+/// What an answer of the Todo service (through its sidecar) to the create
+/// call means. Only a refusal of the request itself is final
+/// ([`Answer::Refused`]: 400, 409 other than `deleted_since`, 413, 415, 422,
+/// and a 404 with the service's own error body); authentication failures
+/// (401, 403: [`CreateError::Unauthorized`]) and availability failures (408,
+/// 429, 5xx, a 404 that is not the service's, such as its sidecar finding no
+/// such app) are errors, which the activity's retry policy retries.
+fn classify(status: reqwest::StatusCode, text: &str) -> Result<Answer, CreateError> {
+    use reqwest::StatusCode as S;
+    if status.is_success() {
+        let created: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| CreateError::Todo(format!("reading the created task: {e}")))?;
+        return created["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .map(Answer::Created)
+            .ok_or_else(|| CreateError::Todo(format!("the created task has no id: {text}")));
+    }
+    match status {
+        S::CONFLICT if text.contains("deleted_since") => Ok(Answer::Gone),
+        S::UNAUTHORIZED | S::FORBIDDEN => Err(CreateError::Unauthorized(format!(
+            "answered {status}: {text}"
+        ))),
+        S::NOT_FOUND if !is_own_error(text) => Err(CreateError::Todo(format!(
+            "its sidecar answered {status}: {text}"
+        ))),
+        S::REQUEST_TIMEOUT | S::TOO_MANY_REQUESTS => {
+            Err(CreateError::Todo(format!("answered {status}: {text}")))
+        }
+        s if s.is_client_error() => Ok(Answer::Refused {
             status: status.as_u16(),
-            reason: text,
-        });
+            reason: text.to_owned(),
+        }),
+        _ => Err(CreateError::Todo(format!("answered {status}: {text}"))),
     }
-    if !status.is_success() {
-        return Err(CreateError::Todo(format!(
-            "{} answered {status}: {text}",
-            deps.todo_app_id
-        )));
-    }
-    let created: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CreateError::Todo(format!("reading the created task: {e}")))?;
-    created["id"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .map(Answer::Created)
-        .ok_or_else(|| CreateError::Todo(format!("the created task has no id: {text}")))
+}
+
+/// Whether an error body is the Todo service's own (`{"error": "<code>", …}`,
+/// `todo_core::problem`) rather than its sidecar's (`{"errorCode": …}`) or
+/// nobody's (empty).
+fn is_own_error(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| v["error"].is_string())
 }
 
 /// Deletes an instance created after its series ended, then records it withdrawn.
@@ -328,10 +395,16 @@ async fn withdraw(deps: &Deps, input: &RecurrenceInput, task_id: Uuid) -> Result
     let status = response.status();
     if !(status.is_success() || status == reqwest::StatusCode::NOT_FOUND) {
         let text = response.text().await.unwrap_or_default();
-        return Err(CreateError::Todo(format!(
+        let why = format!(
             "{} answered {status} to the withdrawal: {text}",
             deps.todo_app_id
-        )));
+        );
+        return Err(match status {
+            reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
+                CreateError::Unauthorized(why)
+            }
+            _ => CreateError::Todo(why),
+        });
     }
     let mut conn = deps.pool.acquire().await?;
     db::move_next(
@@ -366,6 +439,89 @@ mod tests {
             instance_id(id),
             instance_id(Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964fe").unwrap())
         );
+    }
+
+    fn problem(code: &str) -> String {
+        json!({"error": code, "message": "…"}).to_string()
+    }
+
+    #[test]
+    fn authentication_and_availability_failures_are_retried_and_never_end_the_series() {
+        use reqwest::StatusCode as S;
+        let dapr_error =
+            json!({"errorCode": "ERR_DIRECT_INVOKE", "message": "failed to resolve address"})
+                .to_string();
+        for (status, body) in [
+            (S::UNAUTHORIZED, problem("unauthorized")),
+            (S::FORBIDDEN, problem("forbidden")),
+            (S::REQUEST_TIMEOUT, String::new()),
+            (S::TOO_MANY_REQUESTS, String::new()),
+            (S::INTERNAL_SERVER_ERROR, dapr_error.clone()),
+            (S::BAD_GATEWAY, String::new()),
+            (S::SERVICE_UNAVAILABLE, problem("dependency_unavailable")),
+            // Not the Todo service's answer: its sidecar found no such app or route.
+            (S::NOT_FOUND, dapr_error.clone()),
+            (S::NOT_FOUND, String::new()),
+        ] {
+            let answer = classify(status, &body);
+            assert!(answer.is_err(), "{status} {body}: retried, not {answer:?}");
+        }
+        for status in [S::UNAUTHORIZED, S::FORBIDDEN] {
+            assert!(matches!(
+                classify(status, &problem("unauthorized")),
+                Err(CreateError::Unauthorized(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refusal_of_the_request_itself_ends_it() {
+        use reqwest::StatusCode as S;
+        for (status, code) in [
+            (S::BAD_REQUEST, "invalid_json"),
+            (S::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (S::CONFLICT, "idempotency_key_reused"),
+            (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            (S::NOT_FOUND, "not_found"),
+        ] {
+            let answer = classify(status, &problem(code));
+            assert!(
+                matches!(answer, Ok(Answer::Refused { status: s, .. }) if s == status.as_u16()),
+                "{status} {code}: refused, not {answer:?}"
+            );
+        }
+        assert!(matches!(
+            classify(S::CONFLICT, &problem("deleted_since")),
+            Ok(Answer::Gone)
+        ));
+        let id = Uuid::from_u128(9);
+        assert!(matches!(
+            classify(S::CREATED, &json!({"id": id}).to_string()),
+            Ok(Answer::Created(created)) if created == id
+        ));
+    }
+
+    #[test]
+    fn only_a_completion_the_series_has_moved_past_is_superseded() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let next = |due: &str| NextInstance {
+            title: "stand-up".into(),
+            description: None,
+            due_date: todo_contract::Timestamp::new(at(due)),
+            reminder_time: None,
+            recurrence_schedule: todo_contract::Frequency::Daily,
+            timezone: "UTC".into(),
+            parent_task_id: Uuid::from_u128(1),
+        };
+        let series = db::SeriesLock {
+            is_active: true,
+            next_due_date: at("2026-03-10T09:00:00Z"),
+        };
+        // The newest instance (due 10 Mar) completed: its next is due later.
+        assert!(!superseded(&next("2026-03-11T09:00:00Z"), &series));
+        // An older one (due 8 Mar) completed again: its next (9 Mar) exists.
+        assert!(superseded(&next("2026-03-09T09:00:00Z"), &series));
+        assert!(superseded(&next("2026-03-10T09:00:00Z"), &series));
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! The service's PostgreSQL pool, built from credentials read through the Dapr
-//! secrets API (never from the environment): secret `<name>` in the configured store, key `url`.
+//! secrets API (never from the environment): secret `<name>` in the configured store, key `url`;
+//! and what every service's pruning shares: batched deletes
+//! ([`delete_in_batches`]), a retention setting ([`Retention`]) and the loop
+//! that prunes on its own clock ([`prune_periodically`]).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use sqlx::{PgPool, postgres::PgPoolOptions};
+use tokio_util::sync::CancellationToken;
 
 use crate::sidecar::Sidecar;
 
@@ -120,6 +124,57 @@ where
         total += deleted;
         if deleted < u64::try_from(batch).unwrap_or(0) {
             return Ok(total);
+        }
+    }
+}
+
+/// How long finished rows of a service are kept, and how often they are
+/// pruned (`<PREFIX>RETENTION_HOURS`, `<PREFIX>PRUNE_INTERVAL_SECS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Rows finished longer ago than this go.
+    pub keep: Duration,
+    /// How often to prune (also once at start-up).
+    pub every: Duration,
+}
+
+impl Retention {
+    /// From whole hours (at least one) and seconds (at least one).
+    pub fn new(keep_hours: u64, every_secs: u64) -> Self {
+        Retention {
+            keep: Duration::from_secs(keep_hours.max(1) * 3600),
+            every: Duration::from_secs(every_secs.max(1)),
+        }
+    }
+}
+
+/// The default of `<PREFIX>RETENTION_HOURS`: 7 days.
+pub fn default_retention_hours() -> u64 {
+    7 * 24
+}
+
+/// The default of `<PREFIX>PRUNE_INTERVAL_SECS`: 10 minutes.
+pub fn default_prune_interval_secs() -> u64 {
+    600
+}
+
+/// Runs `prune` at once and then every `every`, on its own clock whatever
+/// the load, until `stop` is cancelled; `prune` logs and counts what it did.
+pub async fn prune_periodically<F, Fut>(every: Duration, stop: CancellationToken, mut prune: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = prune() => {}
+            () = stop.cancelled() => return,
         }
     }
 }

@@ -1,21 +1,28 @@
-//! Remote calls decided in a transaction and made after it commits (issue 10
-//! §4): an *intent* is a row of the service's `intent` table, written in the
-//! transaction that decided it ([`record`]); a [`Dispatcher`] (one per
-//! replica, any number of them) carries it out afterwards through the sidecar
-//! and deletes it. No remote call is ever made while a row lock or a consumer
-//! batch is held.
+//! Remote calls decided in a transaction and made after it commits: an
+//! *intent* is a row of the service's `intent` table, written in the
+//! transaction that decided it ([`record`]); a [`Dispatcher`](dispatch) (one
+//! per replica, any number of them) carries it out afterwards through the
+//! sidecar and deletes it. No remote call is ever made while a row lock or a
+//! consumer batch is held.
 //!
 //! Rows are keyed by what they bring about (a job name, a workflow instance
 //! id, an event id), so deciding the same thing again merges into one row and
 //! bumps its `generation`. A dispatcher claims due rows in a short
-//! transaction (`for update skip locked`) by setting a lease
-//! (`claimed_until`), makes the call with no transaction open, then deletes
-//! the row only if its generation is still the one it claimed (a row decided
-//! anew meanwhile runs again). A failed call is retried with exponential
-//! backoff (attempts counted in the row); a dispatcher that dies leaves its
-//! rows to be claimed again when the lease ends. Every action must therefore
-//! be idempotent: a workflow start with a derived instance id, a job
-//! scheduled by name with overwrite, a publish with a derived event id.
+//! transaction (`for update skip locked`) for a lease (`claimed_until`) under
+//! a claim token of its own (`claim`, a fresh random uuid per claim), makes
+//! the call with no transaction open while a renewal task beside it extends
+//! the lease, then deletes the row only if it still holds that claim and the
+//! generation is the one it claimed (a row decided anew meanwhile runs
+//! again). Every write after the claim names the token, so a dispatcher whose
+//! lease ran out (paused, cut off from the database) can neither delete nor
+//! postpone a row another dispatcher claimed since, nor a row inserted anew
+//! under the same key after a delete (whose generation starts again at 1);
+//! and when its renewal finds the claim gone, its call is dropped and nothing
+//! of it is recorded. A failed call is retried with exponential backoff
+//! (attempts counted in the row); a dispatcher that dies leaves its rows to be
+//! claimed again when the lease ends. Every action must therefore be
+//! idempotent: a workflow start with a derived instance id, a job scheduled
+//! by name with overwrite, a publish with a derived event id.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -42,6 +49,9 @@ pub struct Intent {
     pub generation: i64,
     /// Attempts started, this one included.
     pub attempts: i32,
+    /// The token of this claim: only its holder may renew, finish or
+    /// postpone the row.
+    pub claim: Uuid,
 }
 
 /// Records (or renews) the intent `key` of `kind` in the caller's
@@ -79,30 +89,51 @@ pub async fn pending(db: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Claims up to `limit` due intents for `lease`.
+/// Claims up to `limit` due intents for `lease`, each under a fresh token.
 async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Intent>, sqlx::Error> {
     sqlx::query_as!(
         Intent,
-        "update intent set claimed_until = now() + $2::int8 * interval '1 millisecond', \
-         attempts = attempts + 1, updated_at = now() \
-         where key in (select key from intent where not_before <= now() \
-                       and (claimed_until is null or claimed_until < now()) \
-                       order by not_before limit $1 for update skip locked) \
-         returning key, kind, task_id, payload, generation, attempts",
+        r#"update intent set claimed_until = now() + $2::int8 * interval '1 millisecond',
+           claim = gen_random_uuid(), attempts = attempts + 1, updated_at = now()
+           where key in (select key from intent where not_before <= now()
+                         and (claimed_until is null or claimed_until < now())
+                         order by not_before limit $1 for update skip locked)
+           returning key, kind, task_id, payload, generation, attempts, claim as "claim!""#,
         limit,
-        i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+        millis(lease),
     )
     .fetch_all(db)
     .await
 }
 
-/// Done: the row goes, unless it was decided anew meanwhile (then it is
-/// freed to run again at once).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Extends the lease of a claim still held; whether it is (false: another
+/// dispatcher claimed the row since, or it is gone).
+async fn renew(db: &PgPool, intent: &Intent, lease: Duration) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "update intent set claimed_until = now() + $3::int8 * interval '1 millisecond' \
+         where key = $1 and claim = $2",
+        intent.key,
+        intent.claim,
+        millis(lease),
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Done: the row goes if this claim still holds it, unless it was decided
+/// anew meanwhile (then it is freed to run again at once).
 async fn finish(db: &PgPool, intent: &Intent) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     let deleted = sqlx::query!(
-        "delete from intent where key = $1 and generation = $2",
+        "delete from intent where key = $1 and claim = $2 and generation = $3",
         intent.key,
+        intent.claim,
         intent.generation,
     )
     .execute(&mut *tx)
@@ -110,8 +141,9 @@ async fn finish(db: &PgPool, intent: &Intent) -> Result<(), sqlx::Error> {
     .rows_affected();
     if deleted == 0 {
         sqlx::query!(
-            "update intent set claimed_until = null where key = $1",
+            "update intent set claimed_until = null, claim = null where key = $1 and claim = $2",
             intent.key,
+            intent.claim,
         )
         .execute(&mut *tx)
         .await?;
@@ -119,8 +151,8 @@ async fn finish(db: &PgPool, intent: &Intent) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Failed: the row is freed and tried again after `delay` (at once if it
-/// was decided anew meanwhile).
+/// Failed: the row is freed, if this claim still holds it, and tried again
+/// after `delay` (at once if it was decided anew meanwhile).
 async fn postpone(
     db: &PgPool,
     intent: &Intent,
@@ -128,13 +160,14 @@ async fn postpone(
     error: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "update intent set claimed_until = null, last_error = $3, updated_at = now(), \
-         not_before = case when generation = $2 then now() + $4::int8 * interval '1 millisecond' else now() end \
-         where key = $1",
+        "update intent set claimed_until = null, claim = null, last_error = $4, updated_at = now(), \
+         not_before = case when generation = $3 then now() + $5::int8 * interval '1 millisecond' else now() end \
+         where key = $1 and claim = $2",
         intent.key,
+        intent.claim,
         intent.generation,
         error,
-        i64::try_from(delay.as_millis()).unwrap_or(i64::MAX),
+        millis(delay),
     )
     .execute(db)
     .await?;
@@ -170,8 +203,9 @@ impl Waker {
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
-    /// How long a claim keeps other dispatchers off a row; longer than any
-    /// one action can take (the sidecar timeout bounds each call).
+    /// How long a claim keeps other dispatchers off a row without being
+    /// renewed; the holder renews it every third of it while its call runs,
+    /// so it only needs to outlast a renewal that is late (a slow database).
     pub lease: Duration,
     /// Actions under way at once; a slow one never holds up the others.
     pub concurrency: usize,
@@ -194,7 +228,10 @@ impl DispatcherSettings {
 /// Carries out the intents of one database until cancelled: claims due rows,
 /// runs `act` on each in its own task (at most `settings.concurrency` at
 /// once) with no transaction open, then deletes the row or postpones it.
-/// `act`'s error is logged here, with the key, and the intent retried.
+/// `act`'s error is logged here, with the key, and the intent retried. The
+/// lease of each claimed row is renewed while its `act` runs; if the row was
+/// claimed by another dispatcher meanwhile, `act` is dropped and its outcome
+/// not recorded.
 pub async fn dispatch<A, F>(
     db: PgPool,
     waker: Waker,
@@ -224,14 +261,14 @@ pub async fn dispatch<A, F>(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (db, act) = (db.clone(), act.clone());
+            let (db, act, lease) = (db.clone(), act.clone(), settings.lease);
             let span = tracing::info_span!("intent", task_id = tracing::field::Empty, key = %intent.key, kind = %intent.kind);
             if let Some(task_id) = intent.task_id {
                 span.record("task_id", tracing::field::display(task_id));
             }
             tokio::spawn(
                 async move {
-                    carry_out(&db, intent, act.as_ref()).await;
+                    carry_out(&db, intent, act.as_ref(), lease).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -248,13 +285,25 @@ pub async fn dispatch<A, F>(
     }
 }
 
-async fn carry_out<A, F>(db: &PgPool, intent: Intent, act: &A)
+/// Runs `act` on a claimed intent while keeping its lease, then records the
+/// outcome; records nothing if the claim was lost meanwhile.
+async fn carry_out<A, F>(db: &PgPool, intent: Intent, act: &A, lease: Duration)
 where
     A: Fn(Intent) -> F,
     F: Future<Output = Result<(), String>>,
 {
     let kind = intent.kind.clone();
-    let stored = match act(intent.clone()).await {
+    let outcome = tokio::select! {
+        outcome = act(intent.clone()) => outcome,
+        () = lease_lost(db, &intent, lease) => {
+            // Another dispatcher claimed it: its call replaces this one, which
+            // is dropped unfinished, and only its outcome is recorded.
+            tracing::warn!(key = %intent.key, kind = %intent.kind, "lease on an intent lost while carrying it out; left to its new holder");
+            metrics::counter!("intents_total", "kind" => kind, "outcome" => "lease_lost").increment(1);
+            return;
+        }
+    };
+    let stored = match outcome {
         Ok(()) => {
             metrics::counter!("intents_total", "kind" => kind, "outcome" => "done").increment(1);
             finish(db, &intent).await
@@ -273,6 +322,31 @@ where
     }
 }
 
+/// How often a holder renews its lease: a third of it (at least every 10 ms).
+pub fn renewal_period(lease: Duration) -> Duration {
+    (lease / 3).max(Duration::from_millis(10))
+}
+
+/// Renews the lease of `intent` every [`renewal_period`]; returns once the
+/// claim is found gone. A renewal that fails (the database away) is tried
+/// again at the next period: the claim stays this dispatcher's until another
+/// one takes it, which the next successful renewal tells.
+async fn lease_lost(db: &PgPool, intent: &Intent, lease: Duration) {
+    let mut ticker = tokio::time::interval(renewal_period(lease));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        match renew(db, intent, lease).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(key = %intent.key, error = %e, "renewing an intent's lease failed; trying again");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +358,14 @@ mod tests {
         assert!(retry_delay(5) >= Duration::from_millis(3200));
         assert!(retry_delay(40) <= Duration::from_secs(60));
         assert!(retry_delay(40) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_lease_is_renewed_three_times_per_length() {
+        assert_eq!(
+            renewal_period(Duration::from_secs(30)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(renewal_period(Duration::ZERO), Duration::from_millis(10));
     }
 }

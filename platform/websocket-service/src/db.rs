@@ -123,27 +123,35 @@ pub async fn last_seq(db: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error>
     .await
 }
 
-/// Deletes updates received before `cutoff`, moving the horizon up to the
-/// highest seq deleted. Returns how many updates went. (The inbox is pruned by
-/// the shared consumer, on its own longer retention, so a redelivery of a
-/// pruned update is still recognised and not logged again.)
+/// Most updates one pruning statement deletes: short transactions, few locks.
+const PRUNE_BATCH: i64 = 2000;
+
+/// Deletes updates received before `cutoff`, oldest first, at most
+/// [`PRUNE_BATCH`] per statement; each statement moves the horizon up to the
+/// highest seq it deleted in the same transaction, and skips (never waits
+/// for) updates another replica's pruner holds. Returns how many updates
+/// went. (The inbox is pruned by the shared consumer, on its own longer
+/// retention, so a redelivery of a pruned update is still recognised and not
+/// logged again.)
 pub async fn prune(db: &PgPool, cutoff: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let gone = sqlx::query!(
-        r#"with gone as (delete from update_log where received_at < $1 returning seq)
-           select count(*) as "deleted!", max(seq) as highest from gone"#,
-        cutoff,
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if let Some(highest) = gone.highest {
-        sqlx::query!(
-            "update log_horizon set pruned_through = greatest(pruned_through, $1), updated_at = now()",
-            highest,
+    todo_core::database::delete_in_batches(PRUNE_BATCH, || async {
+        let deleted = sqlx::query_scalar!(
+            r#"with gone as (
+                   delete from update_log where seq in (
+                       select seq from update_log where received_at < $1
+                       order by received_at limit $2 for update skip locked)
+                   returning seq),
+               horizon as (
+                   update log_horizon set pruned_through = greatest(pruned_through, (select max(seq) from gone)),
+                          updated_at = now()
+                   where exists (select 1 from gone))
+               select count(*) as "deleted!" from gone"#,
+            cutoff,
+            PRUNE_BATCH,
         )
-        .execute(&mut *tx)
+        .fetch_one(db)
         .await?;
-    }
-    tx.commit().await?;
-    Ok(gone.deleted as u64)
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    })
+    .await
 }

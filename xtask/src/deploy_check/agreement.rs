@@ -282,7 +282,7 @@ async fn the_sidecar_configuration_is_deploy_locals_but_for_name_resolution() {
     let configs = of_kind(&docs, "Configuration");
     assert_eq!(configs.len(), 1);
     let chart = configs[0];
-    for field in ["tracing", "metrics"] {
+    for field in ["tracing", "metrics", "workflow"] {
         assert_eq!(chart["spec"][field], local["spec"][field], "{field}");
     }
     // Kubernetes' own name resolution replaces the local SQLite file.
