@@ -1,6 +1,6 @@
 //! Remote calls decided in a transaction and made after it commits: an
 //! *intent* is a row of the service's `intent` table, written in the
-//! transaction that decided it ([`record`]); a [`Dispatcher`](dispatch) (one
+//! transaction that decided it ([`record`]); a dispatcher ([`dispatch`], one
 //! per replica, any number of them) carries it out afterwards through the
 //! sidecar and deletes it. No remote call is ever made while a row lock or a
 //! consumer batch is held.
