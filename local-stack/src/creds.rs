@@ -22,8 +22,10 @@ use crate::spec::DATABASE;
 pub(crate) struct Credentials {
     /// Password of the `postgres` superuser of the stack's own cluster.
     pub pg_admin_password: String,
-    /// Sent by each sidecar to its app as `dapr-api-token` (`APP_API_TOKEN`).
-    pub app_api_token: String,
+    /// App id -> the token its sidecars send to it as `dapr-api-token`
+    /// (`APP_API_TOKEN`), each app its own.
+    #[serde(default)]
+    pub app_api_tokens: BTreeMap<String, String>,
     /// HS256 key the services verify bearer tokens with (secret
     /// `auth-signing-key`, key `key`): 64 hex characters, used as they are
     /// (64 bytes, above `todo_core::auth::MIN_SECRET_BYTES`).
@@ -54,8 +56,11 @@ impl Credentials {
         if creds.pg_admin_password.is_empty() {
             creds.pg_admin_password = random_secret();
         }
-        if creds.app_api_token.is_empty() {
-            creds.app_api_token = random_secret();
+        for spec in crate::spec::SERVICES {
+            creds
+                .app_api_tokens
+                .entry(spec.app_id.to_owned())
+                .or_insert_with(random_secret);
         }
         if creds.auth_signing_key.is_empty() {
             creds.auth_signing_key = random_signing_key();
@@ -83,6 +88,14 @@ impl Credentials {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// The app API token of `app_id` (empty for an unknown app).
+    pub fn app_api_token(&self, app_id: &str) -> &str {
+        self.app_api_tokens
+            .get(app_id)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     pub fn role_password(&self, role: &str) -> &str {
@@ -145,10 +158,9 @@ pub(crate) fn write_secrets_json(
         format!("{dapr_schema}-db"),
         json!({ "url": db.role_dsn(creds, dapr_schema) }),
     );
-    secrets.insert(
-        "app-api-token".into(),
-        json!({ "token": creds.app_api_token }),
-    );
+    for (app_id, token) in &creds.app_api_tokens {
+        secrets.insert(format!("{app_id}-app-token"), json!({ "token": token }));
+    }
     secrets.insert(
         AuthSettings::default().signing_secret,
         json!({ SIGNING_SECRET_KEY: creds.auth_signing_key }),
@@ -232,7 +244,9 @@ mod tests {
         );
         let creds = Credentials::load_or_create(&state.0, &["todo"]).unwrap();
         assert_eq!(creds.pg_admin_password, "pg");
-        assert_eq!(creds.app_api_token, "app");
+        // The one token all apps shared is replaced by one per app.
+        assert_eq!(creds.app_api_tokens.len(), crate::spec::SERVICES.len());
+        assert!(creds.app_api_tokens.values().all(|t| t != "app"));
         assert_eq!(creds.role_password("todo"), "secret");
         assert_eq!(creds.auth_signing_key.len(), 64);
         let written: serde_json::Value =
@@ -262,10 +276,22 @@ mod tests {
             secrets["auth-signing-key"]["key"],
             creds.auth_signing_key.as_str()
         );
+        let tokens: std::collections::BTreeSet<&str> = crate::spec::SERVICES
+            .iter()
+            .map(|s| {
+                let token = secrets[format!("{}-app-token", s.app_id)]["token"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(token, creds.app_api_token(s.app_id));
+                token
+            })
+            .collect();
         assert_eq!(
-            secrets["app-api-token"]["token"],
-            creds.app_api_token.as_str()
+            tokens.len(),
+            crate::spec::SERVICES.len(),
+            "each app its own"
         );
+        assert!(secrets.get("app-api-token").is_none());
         assert!(secrets.get("operator-token").is_none());
     }
 }

@@ -313,7 +313,7 @@ pub(crate) fn daprd_launch(
 ) -> Launch {
     let mut launch = Launch::new(format!("{}-daprd", replica.name()), bins.daprd(), state)
         .args(["--app-id", replica.spec.app_id])
-        .args(["--app-port", &replica.app_port().to_string()])
+        .args(["--app-port", &replica.internal_port().to_string()])
         .args(["--app-protocol", "http"])
         .args([
             "--enable-app-health-check",

@@ -1,6 +1,6 @@
 //! Faults on a running stack, for the system tests and benchmarks: stopping,
 //! starting, pausing and resuming Kafka, pausing and resuming a service, restarting the Dapr scheduler, stopping, starting or
-//! killing a service or its sidecar (every replica of it), and changing a service's environment
+//! killing a service or its sidecar (every replica of it, or one), and changing a service's environment
 //! or its sidecar's configuration file for its next start. Each start waits until the part is ready again.
 
 use std::path::PathBuf;
@@ -88,6 +88,21 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts the stack's own PostgreSQL again on its data and waits until it
+    /// takes connections.
+    pub async fn start_postgres(&mut self) -> Result<()> {
+        if let Some(m) = self.processes.get_mut(Role::Postgres) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(Role::Postgres);
+        }
+        let m =
+            crate::postgres::start_own(&self.state, &self.pg_target, &self.creds, false).await?;
+        self.processes.put(Role::Postgres, m);
+        Ok(())
+    }
+
     /// Stops the Dapr scheduler (SIGTERM) and starts it again on the same
     /// etcd data, waiting until it is healthy. Jobs and workflow timers
     /// persist across it.
@@ -155,6 +170,31 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// Stops one replica of a service (SIGTERM, SIGKILL after its stop
+    /// timeout); the other replicas go on.
+    pub async fn stop_replica(&mut self, replica: Replica) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::App(replica)) {
+            cmd::step(format!("{}: SIGTERM", replica.name()));
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts one replica of a service again and waits until it is ready
+    /// (`/health/ready` if its sidecar runs, else `/health`).
+    pub async fn start_replica(&mut self, replica: Replica) -> Result<()> {
+        let role = Role::App(replica);
+        if let Some(m) = self.processes.get_mut(role) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(role);
+        }
+        self.spawn_app(&replica)?;
+        let sidecar_running = self.processes.contains(Role::Sidecar(replica));
+        self.wait_app(&replica, sidecar_running).await
     }
 
     /// Starts a service's replicas again and waits until each is ready

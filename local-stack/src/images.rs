@@ -221,7 +221,7 @@ impl crate::Stack {
         let env = crate::services::app_launch(
             Path::new(spec.package),
             &replica,
-            self.app_api_token(),
+            self.app_api_token(app_id),
             self.dev_trust_user_header,
         )
         .env;

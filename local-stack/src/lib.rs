@@ -56,6 +56,7 @@ mod pypi;
 mod services;
 mod spec;
 mod start;
+pub mod supervise;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -225,9 +226,19 @@ impl Stack {
         self.pg_target.endpoint().role_url(&self.creds, schema)
     }
 
-    /// The token sidecars send to their apps (`dapr-api-token` header).
-    pub fn app_api_token(&self) -> &str {
-        &self.creds.app_api_token
+    /// The token `app_id`'s sidecars send to it (`dapr-api-token` header):
+    /// each app its own.
+    pub fn app_api_token(&self, app_id: &str) -> &str {
+        self.creds.app_api_token(app_id)
+    }
+
+    /// The address only a service's sidecar should call (its internal port,
+    /// loopback): the first replica's, `http://127.0.0.1:<port>`.
+    pub fn internal_url(&self, app_id: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.replicas(app_id)[0].internal_port()
+        )
     }
 
     /// A bearer token of `user` (with the operator role if `operator`),

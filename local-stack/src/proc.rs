@@ -167,6 +167,16 @@ pub(crate) fn spawn(state: &Path, launch: Launch) -> Result<Managed> {
 }
 
 impl Managed {
+    /// Its name (that of its log file).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
     /// The process id, while it has not been stopped.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(std::process::Child::id)

@@ -39,6 +39,11 @@ impl Processes {
         }
     }
 
+    /// Every role that ever ran, in start order.
+    pub fn roles(&self) -> Vec<Role> {
+        self.slots.iter().map(|(r, _)| *r).collect()
+    }
+
     pub fn get(&self, role: Role) -> Option<&Managed> {
         self.slots
             .iter()

@@ -139,7 +139,8 @@ pub async fn build_services(specs: &[&ServiceSpec]) -> Result<BTreeMap<&'static 
     Ok(bins)
 }
 
-/// The service process: configuration through the environment only.
+/// The service process: configuration through the environment only; its
+/// own app API token (`app_api_token`, the one its sidecar presents).
 /// `AUTH_DEV_TRUST_USER_HEADER` is always set, `true` only with
 /// `dev_trust_user_header` (development: `X-User-Id` trusted without a
 /// token), so that one exported in the caller's shell cannot loosen a test
@@ -153,6 +154,7 @@ pub(crate) fn app_launch(
     let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
     let mut launch = Launch::new(replica.name(), bin, &workspace_root())
         .env("APP_PORT", replica.app_port().to_string())
+        .env("APP_INTERNAL_PORT", replica.internal_port().to_string())
         .env("DAPR_HTTP_PORT", replica.dapr_http_port().to_string())
         .env("DAPR_GRPC_PORT", replica.dapr_grpc_port().to_string())
         .env("APP_API_TOKEN", app_api_token)

@@ -7,7 +7,9 @@ pub struct ServiceSpec {
     pub app_id: &'static str,
     /// Cargo package name, which is also the binary name (`target/release/<package>`).
     pub package: &'static str,
-    /// Port the service's HTTP server listens on (127.0.0.1).
+    /// Port the service's public HTTP API listens on (127.0.0.1); its
+    /// sidecar calls it on the internal port beside it
+    /// ([`Replica::internal_port`]).
     pub app_port: u16,
     /// PostgreSQL schema the service owns; also the name of its login role.
     /// Its database URL is the secret `<schema>-db` (key `url`) in `localsecrets`.
@@ -115,6 +117,11 @@ impl Replica {
 
     pub fn app_port(&self) -> u16 {
         self.port(self.spec.app_port)
+    }
+
+    /// The loopback port only its sidecar calls (`APP_INTERNAL_PORT`).
+    pub fn internal_port(&self) -> u16 {
+        self.app_port() + todo_core::settings::INTERNAL_PORT_OFFSET
     }
 
     pub fn dapr_http_port(&self) -> u16 {

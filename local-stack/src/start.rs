@@ -164,6 +164,7 @@ impl Stack {
         }
         for replica in self.all_replicas() {
             proc::ensure_port_free(replica.app_port(), &replica.name())?;
+            proc::ensure_port_free(replica.internal_port(), &replica.name())?;
             dapr::ensure_sidecar_ports_free(&replica)?;
         }
         Ok(())
@@ -270,7 +271,7 @@ impl Stack {
             &self.repo,
             &self.dapr_bins,
             replica,
-            &self.creds.app_api_token,
+            self.creds.app_api_token(replica.spec.app_id),
             &config,
         );
         let m = proc::spawn(&self.state, launch)?;
@@ -314,11 +315,12 @@ impl Stack {
             .ok_or_else(|| anyhow!("{app_id} was not built"))?
             .clone();
         proc::ensure_port_free(replica.app_port(), &replica.name())?;
+        proc::ensure_port_free(replica.internal_port(), &replica.name())?;
         cmd::step(format!("{}: starting", replica.name()));
         let mut launch = services::app_launch(
             &bin,
             replica,
-            &self.creds.app_api_token,
+            self.creds.app_api_token(app_id),
             self.dev_trust_user_header,
         );
         for (k, v) in self.app_env.get(app_id).into_iter().flatten() {

@@ -8,6 +8,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_contract::{EventEnvelope, EventType, Timestamp, Topic};
 use todo_core::consumer::{Consumer, InboxRetention, Subscription};
+use todo_core::settings::AppToken;
 use uuid::Uuid;
 
 use crate::{AUDIT, Ctx, trial};
@@ -30,7 +31,7 @@ async fn an_event_delivered_again_singly_or_in_a_bulk_is_applied_once(ctx: &Ctx)
         vec![Subscription {
             topic: Topic::TaskEvents,
         }],
-        Some(SecretString::from(TOKEN)),
+        AppToken::Required(SecretString::from(TOKEN)),
         InboxRetention::default(),
     );
     let mut route = Route::new();

@@ -1,6 +1,7 @@
 //! Database-level tests: the services' own code (relay waiters, idempotency,
 //! the consumer's inbox, intents and their leases, pruning, the indexes of
-//! user-scoped lists) against a real PostgreSQL, without Kafka, Dapr or a
+//! user-scoped lists, the recurring-task service's handler) against a real
+//! PostgreSQL, without Kafka, Dapr or a
 //! running service. PostgreSQL comes up once for this binary
 //! (`todo_local_stack::Database`, state in `.state/db-tests`), and every trial
 //! gets a fresh schema with its service's migrations, so trials run in
@@ -12,6 +13,7 @@ mod intent;
 mod listing;
 mod pruning;
 mod relay;
+mod series;
 
 use std::sync::Arc;
 
@@ -113,6 +115,7 @@ fn main() {
         .chain(pruning::trials(&ctx))
         .chain(intent::trials(&ctx))
         .chain(listing::trials(&ctx))
+        .chain(series::trials(&ctx))
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
     if let Some(Err(e)) = database.map(|db| runtime.block_on(db.shutdown())) {

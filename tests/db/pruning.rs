@@ -10,6 +10,7 @@ use anyhow::{Result, ensure};
 use poem::{EndpointExt, Route};
 use todo_contract::Topic;
 use todo_core::consumer::{Consumer, InboxRetention, Subscription};
+use todo_core::settings::AppToken;
 use todo_service::db::{idempotency, outbox};
 use uuid::Uuid;
 
@@ -129,7 +130,7 @@ async fn a_consumers_inbox_forgets_only_what_is_past_its_retention(ctx: &Ctx) ->
         vec![Subscription {
             topic: Topic::TaskEvents,
         }],
-        None,
+        AppToken::Required("app-token".to_owned().into()),
         InboxRetention {
             keep: Duration::from_secs(14 * 24 * 3600),
             prune_every: Duration::from_secs(600),

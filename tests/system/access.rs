@@ -533,10 +533,14 @@ async fn a_forged_internal_call_is_refused_and_a_real_one_through_dapr_accepted(
 ) -> Result<()> {
     let owner = format!("user-{}", uuid::Uuid::new_v4());
     let todo = stack.app_url(TODO);
-    let app_token = stack.app_api_token().to_owned();
+    // The port only the sidecar should call (loopback): there internal calls
+    // are checked; the public port takes none at all.
+    let internal = stack.internal_url(TODO);
+    let app_token = stack.app_api_token(TODO).to_owned();
+    let recurring_token = stack.app_api_token(RECURRING).to_owned();
     let body = json!({"title": "made on someone's behalf"});
     let http = reqwest::Client::new();
-    let forged: [(&str, Vec<(&str, &str)>); 5] = [
+    let forged: [(&str, Vec<(&str, &str)>); 7] = [
         (
             "the user named without a token",
             vec![("X-On-Behalf-Of", &owner)],
@@ -558,6 +562,14 @@ async fn a_forged_internal_call_is_refused_and_a_real_one_through_dapr_accepted(
             vec![("dapr-api-token", &app_token), ("X-On-Behalf-Of", &owner)],
         ),
         (
+            "another app's own token (each app has its own)",
+            vec![
+                ("dapr-api-token", &recurring_token),
+                ("dapr-caller-app-id", RECURRING),
+                ("X-On-Behalf-Of", &owner),
+            ],
+        ),
+        (
             "the right app token from an untrusted app",
             vec![
                 ("dapr-api-token", &app_token),
@@ -565,9 +577,25 @@ async fn a_forged_internal_call_is_refused_and_a_real_one_through_dapr_accepted(
                 ("X-On-Behalf-Of", &owner),
             ],
         ),
+        // Whoever learns the token (it sits in every sidecar's environment)
+        // must still not get in from outside: the public port takes no
+        // internal calls at all, only the loopback one the sidecar calls.
+        (
+            "every header a sidecar sends, from outside on the public port",
+            vec![
+                ("dapr-api-token", &app_token),
+                ("dapr-caller-app-id", RECURRING),
+                ("X-On-Behalf-Of", &owner),
+            ],
+        ),
     ];
     for (what, headers) in &forged {
-        let mut req = http.post(format!("{todo}/api/v1/tasks")).json(&body);
+        let base = if what.contains("public port") {
+            &todo
+        } else {
+            &internal
+        };
+        let mut req = http.post(format!("{base}/api/v1/tasks")).json(&body);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -262,7 +262,9 @@ async fn a_callback_without_the_app_token_is_refused_and_records_nothing(
 ) -> Result<()> {
     let (task_id, forged) = foreign_event("intruder", "1.0");
     let http = reqwest::Client::new();
-    let url = format!("{}/events/task-events", audit_url(stack));
+    // The port the sidecar calls (loopback); the public one has no callbacks.
+    let url = format!("{}/events/task-events", stack.internal_url("audit-service"));
+    let public = format!("{}/events/task-events", audit_url(stack));
     let post = |token: Option<&str>| {
         let mut req = http
             .post(&url)
@@ -284,7 +286,24 @@ async fn a_callback_without_the_app_token_is_refused_and_records_nothing(
     );
     // The same call with the sidecar's token is accepted, so the refusal above
     // was the token check and not a broken route.
-    let accepted = post(Some(stack.app_api_token())).await?;
+    let token = stack.app_api_token("audit-service");
+    let from_outside = http
+        .post(&public)
+        .header("content-type", "application/cloudevents+json")
+        .header("dapr-api-token", token)
+        .body(forged.to_string())
+        .send()
+        .await?;
+    ensure!(
+        from_outside.status() == 404,
+        "the callback on the public port, even with the token: {}",
+        from_outside.status()
+    );
+    ensure!(
+        record_count(stack, &task_id).await? == 0,
+        "nothing recorded"
+    );
+    let accepted = post(Some(token)).await?;
     ensure!(
         accepted.status() == 200,
         "with the token: {}",

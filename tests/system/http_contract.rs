@@ -44,18 +44,20 @@ async fn http_metric_series_stay_bounded_whatever_paths_callers_send(
 ) -> Result<()> {
     use futures::StreamExt;
     let base = stack.app_url("recurring-task-service");
+    // Job triggers are served on the port the sidecar calls.
+    let internal = stack.internal_url("recurring-task-service");
     let client = reqwest::Client::new();
     let requests = |n: usize| {
         let client = client.clone();
-        let base = base.clone();
+        let (base, internal) = (base.clone(), internal.clone());
         futures::stream::iter(0..n)
             .map(move |_| {
-                let (client, base) = (client.clone(), base.clone());
+                let (client, base, internal) = (client.clone(), base.clone(), internal.clone());
                 async move {
                     let id = uuid::Uuid::new_v4();
                     // Without the app token: 401, like any stranger's call.
                     client
-                        .post(format!("{base}/job/reminder-{id}"))
+                        .post(format!("{internal}/job/reminder-{id}"))
                         .send()
                         .await?;
                     client.get(format!("{base}/nope/{id}")).send().await?;

@@ -28,6 +28,7 @@ mod images;
 mod live_updates;
 mod recurring_tasks;
 mod reminders;
+mod shutdown;
 mod support;
 mod tasks;
 
@@ -56,6 +57,13 @@ impl Ctx {
     /// Runs a test that shares the stack with others.
     pub fn shared(&self, test: for<'a> fn(&'a Stack) -> BoxFut<'a>) -> Result<(), Failed> {
         Self::finish(self.runtime.block_on(async {
+            // When no other test holds the stack, a child that died since the
+            // last look is reported (one line) and restarted first.
+            if let Ok(mut guard) = self.stack.try_write()
+                && let Some(stack) = guard.as_mut()
+            {
+                stack.revive().await;
+            }
             let guard = self.stack.read().await;
             let stack = guard
                 .as_ref()
@@ -71,6 +79,7 @@ impl Ctx {
             let stack = guard
                 .as_mut()
                 .ok_or_else(|| anyhow::anyhow!("the stack did not come up"))?;
+            stack.revive().await;
             test(stack).await
         }))
     }
@@ -179,6 +188,7 @@ fn user_stories(ctx: &Ctx) -> Vec<Trial> {
         .chain(live_updates::trials(ctx))
         .chain(recurring_tasks::trials(ctx))
         .chain(reminders::trials(ctx))
+        .chain(shutdown::trials(ctx))
         .collect()
 }
 

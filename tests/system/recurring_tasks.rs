@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{
-    TodoClient, admin_db, eventually, get_json, metric, produce, service_metric, text,
+    Answer, TodoClient, admin_db, eventually, get_json, metric, produce, service_metric, text,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -40,6 +40,14 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         shared!(
             ctx,
             schedules_and_reminders_answer_bad_input_with_json_errors
+        ),
+        shared!(
+            ctx,
+            another_users_task_is_refused_as_a_parent_so_their_series_survives
+        ),
+        shared!(
+            ctx,
+            an_instance_whose_parent_was_deleted_stays_editable
         ),
         exclusive!(
             ctx,
@@ -534,13 +542,21 @@ async fn schedules_and_reminders_answer_bad_input_with_json_errors(stack: &Stack
         page["schedules"].is_array() && page["total"].is_i64(),
         "{page}"
     );
-    // A job trigger without the app API token is refused.
-    let r = reqwest::Client::new()
-        .post(format!("{base}/job/reminder-{}", uuid::Uuid::new_v4()))
-        .json(&json!({}))
-        .send()
-        .await?;
-    ensure!(r.status() == 401, "trigger without token: {}", r.status());
+    // A job trigger without the app API token is refused on the port the
+    // sidecar calls; the public port has no job triggers at all.
+    let internal = stack.internal_url("recurring-task-service");
+    for (url, refused) in [(&internal, 401), (&base, 404)] {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/job/reminder-{}", uuid::Uuid::new_v4()))
+            .json(&json!({}))
+            .send()
+            .await?;
+        ensure!(
+            r.status() == refused,
+            "trigger without token at {url}: {}",
+            r.status()
+        );
+    }
     Ok(())
 }
 
@@ -901,4 +917,137 @@ async fn a_finished_workflows_state_is_purged_after_the_retention(stack: &mut St
     stack.stop_sidecar("recurring-task-service").await?;
     stack.start_sidecar("recurring-task-service").await?;
     result
+}
+
+/// Waits until the recurring service has consumed the newest `task-events`
+/// event of `task_id` (its id read from the Todo service's outbox).
+async fn consumed_last_event_of(stack: &Stack, task_id: &str) -> Result<()> {
+    let db = admin_db(stack).await?;
+    let event_id: uuid::Uuid = sqlx::query_scalar(
+        "select event_id from todo.outbox where task_id = $1 and topic = 'task-events' \
+         order by id desc limit 1",
+    )
+    .bind(task_id.parse::<uuid::Uuid>()?)
+    .fetch_one(&db)
+    .await
+    .with_context(|| format!("the newest event of {task_id}"))?;
+    consumed(stack, &event_id.to_string()).await
+}
+
+/// Whether `answer` is the 404 a user gets for a parent that is not theirs,
+/// naming it.
+fn refused_parent(answer: &Answer, parent: &str) -> bool {
+    answer.status == 404
+        && answer.body["error"] == "not_found"
+        && text(&answer.body, "/message").contains(parent)
+}
+
+async fn another_users_task_is_refused_as_a_parent_so_their_series_survives(
+    stack: &Stack,
+) -> Result<()> {
+    let alice = TodoClient::new(stack);
+    let bob = TodoClient::new(stack);
+    let theirs = recurring_task(
+        &alice,
+        "water plants",
+        "daily",
+        "2026-06-01T08:00:00Z",
+        "UTC",
+    )
+    .await?;
+    let series = text(&theirs, "/id");
+    series_becomes(stack, series, true, Value::Null).await?;
+
+    // Bob names Alice's task as the parent of a new recurring task of his,
+    // and of one he has (PUT); what gets in, he deletes, which would end
+    // the series his task joined.
+    let hijack = json!({
+        "title": "hijack", "recurrence_schedule": "daily",
+        "due_date": "2026-06-02T08:00:00Z", "parent_task_id": series,
+    });
+    let created = bob.create(hijack.clone()).await?;
+    let (_, own) = bob.create_task("mine").await?;
+    let replaced = bob
+        .send("PUT", &format!("/api/v1/tasks/{own}"), Some(hijack), &[])
+        .await?;
+    let mut bobs = vec![own.clone()];
+    if created.status == 201 {
+        bobs.push(text(&created.body, "/id").to_owned());
+    }
+    for id in &bobs {
+        bob.delete(id).await?.expect(204)?;
+        consumed_last_event_of(stack, id).await?;
+    }
+
+    let s = schedule(stack, series).await?;
+    ensure!(
+        s["is_active"] == true && s["ended_reason"].is_null(),
+        "Alice's series was ended by Bob's task: {s}"
+    );
+    ensure!(
+        s["current_task_id"] == theirs["id"] && s["instances"] == 1 && s["title"] == "water plants",
+        "Alice's series was changed by Bob's task: {s}"
+    );
+    ensure!(
+        refused_parent(&created, series),
+        "a create naming another user's task as parent: {} {}",
+        created.status,
+        created.body
+    );
+    ensure!(
+        refused_parent(&replaced, series),
+        "a PUT naming another user's task as parent: {} {}",
+        replaced.status,
+        replaced.body
+    );
+    // Alice's own task is a parent she may name.
+    alice
+        .create(json!({ "title": "extra", "parent_task_id": series }))
+        .await?
+        .expect(201)?;
+    Ok(())
+}
+
+async fn an_instance_whose_parent_was_deleted_stays_editable(stack: &Stack) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let (_, parent) = client.create_task("first").await?;
+    let child = client
+        .create(json!({ "title": "second", "parent_task_id": parent }))
+        .await?
+        .expect(201)?;
+    let child_id = text(&child, "/id");
+    client.delete(&parent).await?.expect(204)?;
+
+    // The parent is gone, but an update that keeps it is an ordinary update.
+    let put = client
+        .send(
+            "PUT",
+            &format!("/api/v1/tasks/{child_id}"),
+            Some(json!({ "title": "second, renamed", "parent_task_id": parent })),
+            &[],
+        )
+        .await?
+        .expect(200)?;
+    ensure!(put["parent_task_id"] == parent.as_str(), "{put}");
+    client
+        .patch(child_id, json!({ "title": "second, patched" }))
+        .await?
+        .expect(200)?;
+    // Setting it anew is checked like any parent: it no longer exists.
+    let (_, other) = client.create_task("third").await?;
+    let reparented = client
+        .send(
+            "PUT",
+            &format!("/api/v1/tasks/{other}"),
+            Some(json!({ "title": "third", "parent_task_id": parent })),
+            &[],
+        )
+        .await?;
+    ensure!(
+        refused_parent(&reparented, &parent),
+        "a deleted parent set anew: {} {}",
+        reparented.status,
+        reparented.body
+    );
+    Ok(())
 }

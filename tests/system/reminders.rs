@@ -441,8 +441,8 @@ async fn a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_de
 /// sidecar would (with the app API token); the delivery status it answers.
 async fn deliver(stack: &Stack, app: &str, topic: &str, cloud_event: &Value) -> Result<String> {
     let r = reqwest::Client::new()
-        .post(format!("{}/events/{topic}", stack.app_url(app)))
-        .header("dapr-api-token", stack.app_api_token())
+        .post(format!("{}/events/{topic}", stack.internal_url(app)))
+        .header("dapr-api-token", stack.app_api_token(app))
         .timeout(Duration::from_secs(30))
         .json(cloud_event)
         .send()
@@ -514,9 +514,9 @@ async fn a_reminder_cancelled_while_its_trigger_publishes_ends_either_fired_and_
         let trigger = tokio::spawn({
             let url = format!(
                 "{}/job/reminder-{id}",
-                stack.app_url("recurring-task-service")
+                stack.internal_url("recurring-task-service")
             );
-            let token = stack.app_api_token().to_owned();
+            let token = stack.app_api_token("recurring-task-service").to_owned();
             let body = reminder.clone();
             async move {
                 let r = reqwest::Client::new()
@@ -588,7 +588,7 @@ async fn a_job_trigger_whose_body_cannot_be_read_is_answered_with_an_error(
     // The body announces 200 bytes, 20 arrive, then the sender stops sending:
     // the reminder cannot be read, so the scheduler must be told to try again.
     let addr = stack
-        .app_url("recurring-task-service")
+        .internal_url("recurring-task-service")
         .trim_start_matches("http://")
         .to_owned();
     let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
@@ -596,7 +596,7 @@ async fn a_job_trigger_whose_body_cannot_be_read_is_answered_with_an_error(
         "POST /job/reminder-{} HTTP/1.1\r\nhost: {addr}\r\ndapr-api-token: {}\r\n\
          content-type: application/json\r\ncontent-length: 200\r\n\r\n{{\"task_id\": \"0190f0b0",
         uuid::Uuid::new_v4(),
-        stack.app_api_token()
+        stack.app_api_token("recurring-task-service")
     );
     tcp.write_all(head.as_bytes()).await?;
     tcp.shutdown().await?;
@@ -709,14 +709,17 @@ async fn triggers_of_one_reminder_arriving_together_on_any_replica_fire_it_once(
     // another replica (or the scheduler's at-least-once delivery) looks like.
     let url = format!(
         "{}/job/reminder-{id}",
-        stack.app_url("recurring-task-service")
+        stack.internal_url("recurring-task-service")
     );
     let body = json!({ "task_id": id, "user_id": client.user, "title": "once",
                        "due_date": null, "remind_at": task["reminder_time"] });
     let answers = futures::future::join_all((0..8).map(|_| {
         reqwest::Client::new()
             .post(&url)
-            .header("dapr-api-token", stack.app_api_token())
+            .header(
+                "dapr-api-token",
+                stack.app_api_token("recurring-task-service"),
+            )
             .json(&body)
             .send()
     }))

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 pub use browser::Browser;
 pub use db::admin_db;
-pub use http::{get_json, metric, service_log_lines, service_metric};
+pub use http::{Answer, get_json, metric, service_log_lines, service_metric};
 pub use kafka::{Record, expect_records, produce, read_topic, task_records};
 pub use todo_api::TodoClient;
 pub use tokens::{claims, hs256, now, with};

@@ -6,7 +6,10 @@
 //! under steady load, and the audit lag (event timestamp → recorded_at) under
 //! it; phase 2 runs closed-loop with many concurrent clients to measure
 //! sustained throughput while the audit service is stopped, then restarts it
-//! and measures its catch-up rate. Numbers are printed, never asserted.
+//! and measures its catch-up rate; phase 3 paces other users' writes twice,
+//! first alone, then while many clients keep updating one hot task, and
+//! compares their request → Kafka latency (`--hot-only` runs just phase 3).
+//! Numbers are printed, never asserted.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -34,6 +37,21 @@ pub struct Options {
     /// Concurrent clients in the closed-loop phase.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Run only phase 3 (one hot task beside other users' writes).
+    #[arg(long)]
+    hot_only: bool,
+    /// Seconds of other users' writes in each half of phase 3.
+    #[arg(long, default_value_t = 20)]
+    hot_secs: u64,
+    /// Writes per second of the other users in phase 3 (both halves).
+    #[arg(long, default_value_t = 100)]
+    others_rate: u32,
+    /// Other users in phase 3, each with tasks of their own.
+    #[arg(long, default_value_t = 20)]
+    other_users: usize,
+    /// Concurrent clients updating the hot task in phase 3's second half.
+    #[arg(long, default_value_t = 16)]
+    hot_writers: usize,
 }
 
 /// The user every write is made as (and whose audit records are counted).
@@ -114,6 +132,18 @@ impl Driver {
             req = req.json(&b);
         }
         let result = req.send().await;
+        self.record(result, started_ms, started, next).await;
+    }
+
+    /// Records the outcome of a write started at `started`; a created or
+    /// updated task goes on to the queue `next`.
+    async fn record(
+        &self,
+        result: reqwest::Result<reqwest::Response>,
+        started_ms: i64,
+        started: Instant,
+        next: Option<&Arc<Mutex<VecDeque<String>>>>,
+    ) {
         let latency = started.elapsed();
         match result {
             Ok(res) if res.status().is_success() => {
@@ -139,6 +169,20 @@ impl Driver {
             }
             Err(_) => *self.errors.lock().unwrap().entry(0).or_default() += 1,
         }
+    }
+
+    /// Renames task `id` (one `task-updated`), timed like [`Driver::step`].
+    async fn patch_title(&self, id: &str, title: &str) {
+        let started_ms = now_ms();
+        let started = Instant::now();
+        let result = self
+            .http
+            .patch(format!("{}/api/v1/tasks/{id}", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({ "title": title }))
+            .send()
+            .await;
+        self.record(result, started_ms, started, None).await;
     }
 
     fn take(&self) -> (Vec<Sample>, HashMap<u16, usize>) {
@@ -225,17 +269,8 @@ fn report(
             .map(|s| s.latency.as_secs_f64() * 1000.0)
             .collect(),
     );
-    let mut missing = 0;
-    let to_kafka: Vec<f64> = samples
-        .iter()
-        .filter_map(|s| {
-            let t = s.task_version.as_ref().and_then(|k| times.get(k));
-            if t.is_none() {
-                missing += 1;
-            }
-            t.map(|ts| (ts - s.started_ms) as f64)
-        })
-        .collect();
+    let to_kafka = to_kafka_ms(samples, times);
+    let missing = samples.len() - to_kafka.len();
     summary("request start -> event on Kafka", to_kafka);
     if missing > 0 {
         println!(
@@ -244,20 +279,33 @@ fn report(
     }
 }
 
+impl Driver {
+    /// A driver writing as `user`.
+    fn new(stack: &Stack, http: &reqwest::Client, user: &str) -> Driver {
+        Driver {
+            http: http.clone(),
+            base: stack.app_url("todo-service"),
+            token: stack.user_token(user).into(),
+            created: Default::default(),
+            updated: Default::default(),
+            samples: Default::default(),
+            errors: Default::default(),
+        }
+    }
+}
+
 pub async fn run(o: Options) -> Result<()> {
     println!("bench: bringing up a fresh stack (.state/bench)");
     let mut stack = Stack::up(StackOptions::for_tests("bench")).await?;
-    let driver = Driver {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .build()?,
-        base: stack.app_url("todo-service"),
-        token: stack.user_token(BENCH_USER).into(),
-        created: Default::default(),
-        updated: Default::default(),
-        samples: Default::default(),
-        errors: Default::default(),
-    };
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    if o.hot_only {
+        let result = hot_task(&stack, &http, &o).await;
+        stack.shutdown().await?;
+        return result;
+    }
+    let driver = Driver::new(&stack, &http, BENCH_USER);
     let db = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect(&stack.pg_admin_url())
@@ -373,8 +421,152 @@ pub async fn run(o: Options) -> Result<()> {
         processing,
         backlog as f64 / processing
     );
+    println!();
+    let result = hot_task(&stack, &http, &o).await;
     stack.shutdown().await?;
+    result
+}
+
+/// Phase 3: the other users' writes paced at `o.others_rate` for `o.hot_secs`
+/// alone, then as long again while `o.hot_writers` clients update one task of
+/// another user back to back; prints the other users' latencies of both
+/// halves (request start → event on Kafka above all) and their ratio.
+async fn hot_task(stack: &Stack, http: &reqwest::Client, o: &Options) -> Result<()> {
+    let others: Vec<Driver> = (0..o.other_users)
+        .map(|i| Driver::new(stack, http, &format!("bench-other-{i}")))
+        .collect();
+    let hot = Driver::new(stack, http, "bench-hot");
+    // Warm-up: every user's first task, the hot task, connections.
+    for (n, d) in others.iter().enumerate() {
+        d.step(n * 3).await;
+    }
+    hot.step(0).await;
+    let hot_task = hot.created.lock().unwrap().pop_front();
+    let Some(hot_task) = hot_task else {
+        bail!("the hot task could not be created: {:?}", hot.take().1);
+    };
+    for d in &others {
+        d.take();
+    }
+    hot.take();
+
+    println!(
+        "phase 3: {} other users' writes paced at {}/s for {}s, alone",
+        o.other_users, o.others_rate, o.hot_secs
+    );
+    let (alone, alone_errors, alone_elapsed) = paced_others(&others, o).await?;
+
+    println!(
+        "phase 3: the same again while {} clients update one hot task back to back",
+        o.hot_writers
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..o.hot_writers)
+        .map(|w| {
+            let (hot, task, stop) = (hot.clone(), hot_task.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    hot.patch_title(&task, &format!("hot {w}-{n}")).await;
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let (busy, busy_errors, busy_elapsed) = paced_others(&others, o).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await?;
+    }
+    let hot_elapsed = started.elapsed();
+    let (hot_samples, hot_errors) = hot.take();
+
+    let times = kafka_times(stack).await?;
+    println!();
+    report(
+        &format!("phase 3, other users alone ({}/s)", o.others_rate),
+        &alone,
+        &alone_errors,
+        &times,
+        alone_elapsed,
+    );
+    report(
+        &format!(
+            "phase 3, other users beside a hot task ({}/s)",
+            o.others_rate
+        ),
+        &busy,
+        &busy_errors,
+        &times,
+        busy_elapsed,
+    );
+    report(
+        &format!("phase 3, the hot task ({} clients)", o.hot_writers),
+        &hot_samples,
+        &hot_errors,
+        &times,
+        hot_elapsed,
+    );
+    let p99 = |samples: &[Sample]| {
+        let mut v = to_kafka_ms(samples, &times);
+        v.sort_by(|a, b| a.total_cmp(b));
+        percentile(&v, 99.0)
+    };
+    let (alone_p99, busy_p99) = (p99(&alone), p99(&busy));
+    println!(
+        "phase 3: other users' p99 request start -> event on Kafka {alone_p99:.1} ms alone, \
+         {busy_p99:.1} ms beside the hot task: x{:.2} (on {})",
+        busy_p99 / alone_p99,
+        cpu_model()
+    );
     Ok(())
+}
+
+/// The other users' writes, paced at `o.others_rate` for `o.hot_secs`, each
+/// to the next user in turn; their samples, errors and how long it took.
+async fn paced_others(
+    others: &[Driver],
+    o: &Options,
+) -> Result<(Vec<Sample>, HashMap<u16, usize>, Duration)> {
+    let total = (u64::from(o.others_rate) * o.hot_secs) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(o.others_rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(total);
+    for n in 0..total {
+        ticker.tick().await;
+        let d = others[n % others.len()].clone();
+        // Each user's own sequence of steps: create, update, complete, ...
+        let step = n / others.len();
+        handles.push(tokio::spawn(async move { d.step(step).await }));
+    }
+    for h in handles {
+        h.await?;
+    }
+    let elapsed = started.elapsed();
+    let mut samples = Vec::new();
+    let mut errors: HashMap<u16, usize> = HashMap::new();
+    for d in others {
+        let (s, e) = d.take();
+        samples.extend(s);
+        for (status, n) in e {
+            *errors.entry(status).or_default() += n;
+        }
+    }
+    Ok((samples, errors, elapsed))
+}
+
+/// Request start → broker timestamp of each sample's event, in ms (samples
+/// whose event is not on the topic are left out; [`report`] counts them).
+fn to_kafka_ms(samples: &[Sample], times: &HashMap<(String, i64), i64>) -> Vec<f64> {
+    samples
+        .iter()
+        .filter_map(|s| {
+            let ts = s.task_version.as_ref().and_then(|k| times.get(k))?;
+            Some((ts - s.started_ms) as f64)
+        })
+        .collect()
 }
 
 /// The CPU's model name (`/proc/cpuinfo`), printed with every benchmark's

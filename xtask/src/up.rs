@@ -192,12 +192,14 @@ pub async fn run(args: UpArgs) -> Result<()> {
     for value in &args.replicas {
         apply_replicas(&mut opts, value)?;
     }
-    let stack = tokio::select! {
+    let mut stack = tokio::select! {
         r = Stack::up(opts) => r?,
         _ = interrupted() => bail!("interrupted while starting (everything started was killed)"),
     };
     print_urls(&stack, args.dev_trust_user_header);
-    interrupted().await;
+    // Until Ctrl-C: a child that exits or stays unready is named, with its
+    // last log line, and started again with backoff.
+    todo_local_stack::supervise::Supervisor::watch(&mut stack, interrupted()).await;
     eprintln!();
     tokio::select! {
         r = stack.shutdown() => r,

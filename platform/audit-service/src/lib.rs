@@ -38,7 +38,7 @@ pub fn openapi() -> OpenApiService<(AuditApi, HealthApi), ()> {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listeners: server::Listeners,
     app: poem::endpoint::BoxEndpoint<'static>,
 }
 
@@ -60,7 +60,6 @@ impl bootstrap::Service for Application {
         _config: AuditConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/audit");
-        let app_token = settings.app_api_token.clone();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let consumer = Consumer::new(
@@ -70,18 +69,22 @@ impl bootstrap::Service for Application {
             vec![Subscription {
                 topic: Topic::TaskEvents,
             }],
-            app_token,
+            connected.app_token.clone(),
             common.inbox,
         );
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, AuditService::new(pool)));
-        let listener = connected.bind(Self::DEFAULT_PORT).await?;
-        Ok(Application { listener, app })
+        let listeners = connected.bind(Self::DEFAULT_PORT).await?;
+        Ok(Application { listeners, app })
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "audit-service listening");
-        server::serve(self.listener, self.app, shutdown).await?;
+        tracing::info!(
+            addr = %self.listeners.public_addr()?,
+            sidecar_port = %self.listeners.internal_addr()?,
+            "audit-service listening"
+        );
+        server::serve(self.listeners, self.app, shutdown).await?;
         Ok(())
     }
 }

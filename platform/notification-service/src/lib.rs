@@ -57,7 +57,7 @@ pub fn openapi() -> OpenApiService<(NotificationApi, HealthApi), ()> {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listeners: server::Listeners,
     app: poem::endpoint::BoxEndpoint<'static>,
     workflows: Workflows,
     pool: sqlx::PgPool,
@@ -83,7 +83,6 @@ impl bootstrap::Service for Application {
         config: NotificationConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/notification");
-        let app_token = settings.app_api_token.clone();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let deps = Arc::new(workflow::Deps {
@@ -104,16 +103,16 @@ impl bootstrap::Service for Application {
             vec![Subscription {
                 topic: Topic::Reminders,
             }],
-            app_token,
+            connected.app_token.clone(),
             common.inbox,
         );
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let service = NotificationService::new(pool.clone(), waker.clone());
         let app = app.data(service).boxed();
-        let listener = connected.bind(Self::DEFAULT_PORT).await?;
+        let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
-            listener,
+            listeners,
             app,
             workflows,
             pool,
@@ -124,7 +123,11 @@ impl bootstrap::Service for Application {
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "notification-service listening");
+        tracing::info!(
+            addr = %self.listeners.public_addr()?,
+            sidecar_port = %self.listeners.internal_addr()?,
+            "notification-service listening"
+        );
         let starter: Starter = self.workflows.starter();
         let pruner = {
             let (pool, keep) = (self.pool.clone(), self.retention.keep);
@@ -147,7 +150,7 @@ impl bootstrap::Service for Application {
             },
             shutdown.clone(),
         ));
-        server::serve(self.listener, self.app, shutdown).await?;
+        server::serve(self.listeners, self.app, shutdown).await?;
         let _ = dispatcher.await;
         let _ = pruner.await;
         self.workflows.shutdown().await;

@@ -46,10 +46,28 @@ fn current_of(task_id: Uuid, task: &TaskSnapshot) -> Option<Current> {
     }
 }
 
+/// The series `task_id` belongs to, if it is `user_id`'s: another user's
+/// series is never followed, ended or changed by this user's events.
+async fn own_series_of(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    user_id: &str,
+) -> Result<Option<Series>, HandleError> {
+    Ok(db::series_of(conn, task_id)
+        .await?
+        .filter(|series| series.user_id == user_id))
+}
+
 impl Handler {
     /// The series of the task, after following this event: an instance of a
-    /// known series is linked to it; a recurring task outside any series
-    /// starts one; a change of the newest instance updates it.
+    /// known series of the same user is linked to it; a recurring task outside
+    /// any series starts one; a change of the newest instance updates it.
+    ///
+    /// A task whose parent is in another user's series starts a series of its
+    /// own, as any recurring task of its owner does: it must never end or
+    /// rewrite the other's series, and ignoring it would silently drop its
+    /// owner's recurrence and reminders. (The Todo service refuses such a
+    /// parent; this holds for events that still carry one.)
     async fn track(
         &self,
         conn: &mut PgConnection,
@@ -58,7 +76,7 @@ impl Handler {
     ) -> Result<Option<Series>, HandleError> {
         let task_id = event.task_id;
         let current = current_of(task_id, task);
-        if let Some(series) = db::series_of(conn, task_id).await? {
+        if let Some(series) = own_series_of(conn, task_id, &event.user_id).await? {
             if event.event_type != EventType::TaskUpdated || series.current_task_id != task_id {
                 return Ok(Some(series));
             }
@@ -87,8 +105,14 @@ impl Handler {
         if let Some(parent) = task.parent_task_id
             && let Some(series) = db::series_of(conn, parent).await?
         {
-            db::link(conn, task_id, series.id).await?;
-            return Ok(Some(series));
+            if series.user_id == event.user_id {
+                db::link(conn, task_id, series.id).await?;
+                return Ok(Some(series));
+            }
+            tracing::warn!(
+                parent_task_id = %parent,
+                "the parent task is in another user's series; this task starts its own"
+            );
         }
         let tz = schedule::time_zone(&current.timezone).map_err(permanent)?;
         let anchor = Anchor::of(current.due_date, tz);

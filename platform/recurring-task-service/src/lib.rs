@@ -64,7 +64,7 @@ pub fn openapi() -> OpenApiService<(RecurringApi, HealthApi), ()> {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listeners: server::Listeners,
     app: poem::endpoint::BoxEndpoint<'static>,
     workflows: Workflows,
     actions: Actions,
@@ -90,7 +90,6 @@ impl bootstrap::Service for Application {
         config: RecurringConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/recurring");
-        let app_token = settings.app_api_token.clone();
         let retention = config.retention();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
@@ -119,20 +118,23 @@ impl bootstrap::Service for Application {
             vec![Subscription {
                 topic: Topic::TaskEvents,
             }],
-            app_token.clone(),
+            connected.app_token.clone(),
             common.inbox,
         );
         let service = RecurringService::new(pool, waker.clone());
         let mut callbacks = consumer.endpoints();
         callbacks.push((
             "/job/:name",
-            require_app_token(poem::post(trigger::trigger).boxed(), app_token),
+            require_app_token(
+                poem::post(trigger::trigger).boxed(),
+                connected.app_token.clone(),
+            ),
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(service).boxed();
-        let listener = connected.bind(Self::DEFAULT_PORT).await?;
+        let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
-            listener,
+            listeners,
             app,
             workflows,
             actions,
@@ -143,7 +145,11 @@ impl bootstrap::Service for Application {
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "recurring-task-service listening");
+        tracing::info!(
+            addr = %self.listeners.public_addr()?,
+            sidecar_port = %self.listeners.internal_addr()?,
+            "recurring-task-service listening"
+        );
         let actions = self.actions;
         let pool = actions.pool.clone();
         let dispatcher = tokio::spawn(intent::dispatch(
@@ -167,7 +173,7 @@ impl bootstrap::Service for Application {
                 },
             ))
         };
-        server::serve(self.listener, self.app, shutdown).await?;
+        server::serve(self.listeners, self.app, shutdown).await?;
         let _ = dispatcher.await;
         let _ = pruner.await;
         self.workflows.shutdown().await;

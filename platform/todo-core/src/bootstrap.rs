@@ -13,14 +13,16 @@ pub use crate::consumer::InboxRetention;
 use crate::{
     auth::{AuthSettings, Authenticator},
     database,
-    server::{AppParts, Readiness},
-    settings::DaprSettings,
+    server::{AppParts, Listeners, Readiness},
+    settings::{AppToken, DaprSettings},
     sidecar::Sidecar,
 };
 
 /// A service's connections, ready to build its app on.
 pub struct Connected {
     pub settings: DaprSettings,
+    /// What the sidecar's calls to the app must carry (`APP_API_TOKEN`).
+    pub app_token: AppToken,
     pub sidecar: Sidecar,
     pub pool: PgPool,
     /// Checks the callers' tokens (see [`crate::auth`]).
@@ -35,6 +37,8 @@ pub struct Connected {
 /// [`InboxRetention::default`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Common {
+    /// The service's Dapr app id.
+    pub app_id: &'static str,
     /// Largest request body, including bulk deliveries.
     pub max_body_bytes: usize,
     /// Database pool size.
@@ -84,6 +88,7 @@ impl Common {
             },
         };
         Ok(Common {
+            app_id: S::APP_ID,
             max_body_bytes: env.max_body_bytes.unwrap_or(S::DEFAULT_MAX_BODY_BYTES),
             db_max_connections: env
                 .db_max_connections
@@ -111,6 +116,7 @@ pub async fn connect(
     common: &Common,
     migrations: &'static Migrator,
 ) -> anyhow::Result<Connected> {
+    let app_token = settings.callback_token(common.app_id)?;
     let sidecar = Sidecar::new(&settings, common.sidecar_timeout)?;
     sidecar
         .wait_until_outbound_ready(settings.sidecar_wait())
@@ -132,6 +138,7 @@ pub async fn connect(
         .context("loading the keys that verify callers' tokens (AUTH_*)")?;
     Ok(Connected {
         settings,
+        app_token,
         sidecar,
         pool,
         auth,
@@ -179,13 +186,21 @@ impl Connected {
         .boxed()
     }
 
-    /// Binds `APP_LISTEN_ADDRESS` (default 127.0.0.1) on `APP_PORT`, or
-    /// `default_port` (0 picks a free port).
-    pub async fn bind(&self, default_port: u16) -> anyhow::Result<tokio::net::TcpListener> {
-        let addr = self.settings.listen_address(default_port);
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr} (APP_LISTEN_ADDRESS, APP_PORT)"))
+    /// Binds the public API on `APP_LISTEN_ADDRESS` (default 127.0.0.1) and
+    /// `APP_PORT`, or `default_port` (0 picks a free port), and the sidecar's
+    /// port on loopback (`APP_INTERNAL_PORT`, see
+    /// [`DaprSettings::internal_address`]).
+    pub async fn bind(&self, default_port: u16) -> anyhow::Result<Listeners> {
+        let public = self.settings.listen_address(default_port);
+        let internal = self.settings.internal_address(default_port);
+        Ok(Listeners {
+            public: tokio::net::TcpListener::bind(public)
+                .await
+                .with_context(|| format!("binding {public} (APP_LISTEN_ADDRESS, APP_PORT)"))?,
+            internal: tokio::net::TcpListener::bind(internal)
+                .await
+                .with_context(|| format!("binding {internal} (APP_INTERNAL_PORT)"))?,
+        })
     }
 }
 

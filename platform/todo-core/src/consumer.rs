@@ -8,7 +8,9 @@
 //! - `POST /events/<topic>`: the delivery route, single or bulk.
 //!
 //! Every callback must carry the app API token (`dapr-api-token` =
-//! `APP_API_TOKEN`); without it the answer is 401 and nothing changes.
+//! `APP_API_TOKEN`); without it the answer is 401 and nothing changes. The
+//! callbacks are served only on the app's internal port, the one its sidecar
+//! calls (see [`crate::server::serve`]); the public port answers them 404.
 //! Each event is checked against the schema version: an unknown version is
 //! logged with its event id, counted in
 //! `events_skipped_total{reason="unknown_schema_version"}` and acknowledged; a
@@ -40,14 +42,14 @@ use poem::{
     post,
     web::{Data, Json, Path},
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection, PgPool};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::problem::Problem;
+use crate::{problem::Problem, settings::AppToken};
 use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
 
 /// One topic this app consumes.
@@ -134,7 +136,7 @@ pub struct Consumer<H> {
     pool: PgPool,
     handler: Arc<H>,
     subscriptions: Vec<Subscription>,
-    app_token: Option<SecretString>,
+    app_token: AppToken,
     inbox: InboxRetention,
     /// Stops the inbox pruner when the consumer (its endpoints) is dropped.
     pruner: Option<DropGuard>,
@@ -149,14 +151,13 @@ enum Incoming {
 
 impl<H: EventHandler> Consumer<H> {
     /// A consumer of `subscriptions` for `app_id`, recording its inbox in `pool`
-    /// for as long as `inbox` says, accepting callbacks that carry `app_token`
-    /// (none: every caller accepted).
+    /// for as long as `inbox` says, accepting callbacks that carry `app_token`.
     pub fn new(
         app_id: &'static str,
         pool: PgPool,
         handler: H,
         subscriptions: Vec<Subscription>,
-        app_token: Option<SecretString>,
+        app_token: AppToken,
         inbox: InboxRetention,
     ) -> Self {
         Consumer {
@@ -441,11 +442,9 @@ async fn deliver<H: EventHandler>(
 
 /// Wraps a sidecar callback (subscription delivery, job trigger) so that it
 /// answers 401 unless the request carries the app API token (`dapr-api-token`
-/// = `APP_API_TOKEN`); with no token configured every caller is accepted.
-pub fn require_app_token(
-    ep: BoxEndpoint<'static>,
-    token: Option<SecretString>,
-) -> BoxEndpoint<'static> {
+/// = `APP_API_TOKEN`); only a development machine's
+/// [`AppToken::NotRequired`] accepts every caller.
+pub fn require_app_token(ep: BoxEndpoint<'static>, token: AppToken) -> BoxEndpoint<'static> {
     ep.around(move |ep, req| check_token(ep, req, token.clone()))
         .boxed()
 }
@@ -454,9 +453,9 @@ pub fn require_app_token(
 async fn check_token<E: Endpoint>(
     ep: Arc<E>,
     req: Request,
-    token: Option<SecretString>,
+    token: AppToken,
 ) -> poem::Result<Response> {
-    if let Some(expected) = &token {
+    if let AppToken::Required(expected) = &token {
         let given = req
             .headers()
             .get("dapr-api-token")
@@ -520,6 +519,31 @@ mod tests {
             classify(&json!({"data": 5})),
             Incoming::Malformed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_callback_without_the_app_token_is_refused() {
+        let applied = poem::endpoint::make_sync(|_| "applied")
+            .map_to_response()
+            .boxed();
+        let token = AppToken::Required("s3cret".to_owned().into());
+        let client = poem::test::TestClient::new(require_app_token(applied, token));
+        for given in [None, Some("wrong"), Some("s3cret-")] {
+            let mut req = client
+                .post("/events/task-events")
+                .body_json(&envelope("1.0"));
+            if let Some(given) = given {
+                req = req.header("dapr-api-token", given);
+            }
+            req.send().await.assert_status(StatusCode::UNAUTHORIZED);
+        }
+        client
+            .post("/events/task-events")
+            .header("dapr-api-token", "s3cret")
+            .send()
+            .await
+            .assert_text("applied")
+            .await;
     }
 
     #[test]

@@ -7,8 +7,10 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::{
-    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, http::StatusCode,
-    listener::TcpAcceptor, web::Data,
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler,
+    http::StatusCode,
+    listener::{AcceptorExt, TcpAcceptor},
+    web::Data,
 };
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, Tags, payload::Json};
 use tokio_util::sync::CancellationToken;
@@ -407,14 +409,88 @@ async fn record_request<E: Endpoint>(
     result
 }
 
-/// Serves `app` on an already-bound listener until `shutdown` is cancelled,
-/// then lets in-flight requests finish for up to ten seconds.
+/// Where a service listens: its public API (users, probes, the Kubernetes
+/// Service) and, on loopback, the port only its sidecar calls.
+pub struct Listeners {
+    pub public: tokio::net::TcpListener,
+    pub internal: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// The public address actually bound.
+    pub fn public_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.public.local_addr()
+    }
+
+    /// The internal (sidecar) address actually bound.
+    pub fn internal_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.internal.local_addr()
+    }
+}
+
+/// In a request's extensions when it arrived on the internal listener, the
+/// one only the sidecar reaches: internal calls (service invocation) and the
+/// sidecar's callbacks are accepted only with it.
+#[derive(Debug, Clone, Copy)]
+pub struct ViaSidecar;
+
+/// Path prefixes only the sidecar calls: its configuration and subscription
+/// reads (`/dapr/…`), topic deliveries (`/events/<topic>`, see
+/// [`crate::consumer`]) and job triggers (`/job/<name>`). The public port
+/// answers them 404.
+pub const SIDECAR_ONLY_PREFIXES: &[&str] = &["/dapr/", "/events/", "/job/"];
+
+/// Header the sidecar puts on every call to its app (the app API token).
+pub const SIDECAR_TOKEN_HEADER: &str = "dapr-api-token";
+
+/// Marks requests of the internal listener with [`ViaSidecar`]; on the
+/// public one, answers the sidecar's paths 404 and any request carrying the
+/// sidecar's token header 401, so whoever learns the token still cannot call
+/// in from outside.
+async fn by_listener<E: Endpoint>(
+    ep: Arc<E>,
+    mut req: Request,
+    internal_port: u16,
+) -> poem::Result<Response> {
+    let internal = req
+        .local_addr()
+        .as_socket_addr()
+        .is_some_and(|a| a.port() == internal_port && a.ip().is_loopback());
+    if internal {
+        req.extensions_mut().insert(ViaSidecar);
+    } else if SIDECAR_ONLY_PREFIXES
+        .iter()
+        .any(|p| req.uri().path().starts_with(p))
+    {
+        return Err(poem::Error::from_status(StatusCode::NOT_FOUND));
+    } else if req.headers().contains_key(SIDECAR_TOKEN_HEADER) {
+        tracing::warn!(
+            path = %req.uri().path(),
+            "a request with the sidecar's token header came in on the public port; refused"
+        );
+        return Err(crate::auth::AuthError::Invalid(format!(
+            "`{SIDECAR_TOKEN_HEADER}` is accepted only on the port the Dapr sidecar calls, \
+             never on the public one"
+        ))
+        .into());
+    }
+    Ok(ep.call(req).await?.into_response())
+}
+
+/// Serves `app` on both listeners until `shutdown` is cancelled, then lets
+/// in-flight requests finish for up to ten seconds. Requests of the internal
+/// listener carry [`ViaSidecar`]; see [`by_listener`] for the public one.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     app: impl Endpoint + 'static,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let acceptor = TcpAcceptor::from_tokio(listener)?;
+    let internal_port = listeners.internal_addr()?.port();
+    let acceptor = TcpAcceptor::from_tokio(listeners.public)?
+        .combine(TcpAcceptor::from_tokio(listeners.internal)?);
+    let app = app
+        .around(move |ep, req| by_listener(ep, req, internal_port))
+        .catch_all_error(|err| async move { problem_response(err) });
     poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(
             app,

@@ -10,15 +10,28 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// Where the sidecar is and which tokens guard the two directions.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DaprSettings {
-    /// The port the app listens on (`APP_PORT`); each service has its default.
+    /// The port the app serves its public API on (`APP_PORT`); each service
+    /// has its default.
     #[serde(default)]
     pub app_port: Option<u16>,
+    /// The port only its sidecar calls (`APP_INTERNAL_PORT`, default the
+    /// public port + [`INTERNAL_PORT_OFFSET`]), always on loopback: the
+    /// subscription and job callbacks and service invocation arrive there,
+    /// and internal calls (`dapr-api-token`) are accepted nowhere else.
+    #[serde(default)]
+    pub app_internal_port: Option<u16>,
+    /// Development only: serve the sidecar's callbacks without an app API
+    /// token when `APP_API_TOKEN` is unset
+    /// (`APP_DEV_ALLOW_NO_APP_TOKEN=true`, logged as a warning at start-up).
+    /// Without it a service refuses to start with no token.
+    #[serde(default)]
+    pub app_dev_allow_no_app_token: bool,
     /// The address the app's HTTP server binds (`APP_LISTEN_ADDRESS`):
     /// loopback by default, where only the machine's own processes (the
     /// sidecar) reach it; `0.0.0.0` in a container, where the kubelet's
@@ -63,6 +76,46 @@ impl DaprSettings {
         )
     }
 
+    /// Where the sidecar reaches the app: loopback (the sidecar shares the
+    /// machine, or the pod's network), on `APP_INTERNAL_PORT`, or the public
+    /// port + [`INTERNAL_PORT_OFFSET`] (0, a free port, when the public port
+    /// is picked freely).
+    pub fn internal_address(&self, default_port: u16) -> SocketAddr {
+        let public = self.app_port.unwrap_or(default_port);
+        let port = self.app_internal_port.unwrap_or(if public == 0 {
+            0
+        } else {
+            public.saturating_add(INTERNAL_PORT_OFFSET)
+        });
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+    }
+
+    /// The token the sidecar must present on every call to the internal
+    /// port: `APP_API_TOKEN`. Without it a service does not start, unless
+    /// `APP_DEV_ALLOW_NO_APP_TOKEN=true` says this is a development machine,
+    /// and then it warns (every local process may call its callbacks).
+    pub fn callback_token(&self, app_id: &str) -> Result<AppToken, SettingsError> {
+        match (&self.app_api_token, self.app_dev_allow_no_app_token) {
+            (Some(token), _) if !token.expose_secret().is_empty() => {
+                Ok(AppToken::Required(token.clone()))
+            }
+            (_, true) => {
+                tracing::warn!(
+                    app_id,
+                    "APP_API_TOKEN is unset and APP_DEV_ALLOW_NO_APP_TOKEN=true: the sidecar's \
+                     callbacks and internal calls are accepted from ANY local process without a \
+                     token. Never run like this outside a development machine."
+                );
+                Ok(AppToken::NotRequired)
+            }
+            _ => Err(SettingsError(format!(
+                "APP_API_TOKEN is unset: {app_id} accepts its sidecar's callbacks only with the \
+                 app API token the sidecar presents (set the same value as the sidecar's \
+                 APP_API_TOKEN, or APP_DEV_ALLOW_NO_APP_TOKEN=true on a development machine)"
+            ))),
+        }
+    }
+
     /// Where a process on the same machine (or in the same container)
     /// reaches the app: the listen address, or loopback when the app listens
     /// on every address. What `<binary> health` calls.
@@ -76,6 +129,18 @@ impl DaprSettings {
         }
         addr
     }
+}
+
+/// How far the internal port is from the public one by default.
+pub const INTERNAL_PORT_OFFSET: u16 = 10;
+
+/// What the sidecar's calls to the app must carry.
+#[derive(Debug, Clone)]
+pub enum AppToken {
+    /// `dapr-api-token` must be this (`APP_API_TOKEN`).
+    Required(SecretString),
+    /// Development only: nothing (`APP_DEV_ALLOW_NO_APP_TOKEN=true`).
+    NotRequired,
 }
 
 fn default_listen_address() -> IpAddr {
@@ -140,6 +205,38 @@ mod tests {
         assert_eq!(s.local_address(8001).to_string(), "127.0.0.1:8101");
         let v6 = settings(&[("APP_LISTEN_ADDRESS", "::")]);
         assert_eq!(v6.local_address(8002).to_string(), "[::1]:8002");
+    }
+
+    #[test]
+    fn the_sidecar_calls_a_loopback_port_beside_the_public_one() {
+        let s = settings(&[("APP_LISTEN_ADDRESS", "0.0.0.0"), ("APP_PORT", "8101")]);
+        assert_eq!(s.internal_address(8001).to_string(), "127.0.0.1:8111");
+        assert_eq!(
+            settings(&[]).internal_address(8002).to_string(),
+            "127.0.0.1:8012"
+        );
+        let set = settings(&[("APP_INTERNAL_PORT", "9000")]);
+        assert_eq!(set.internal_address(8001).to_string(), "127.0.0.1:9000");
+        let free = settings(&[("APP_PORT", "0")]);
+        assert_eq!(free.internal_address(8001).to_string(), "127.0.0.1:0");
+    }
+
+    #[test]
+    fn without_an_app_token_a_service_refuses_to_start_unless_told_it_is_development() {
+        let err = settings(&[])
+            .callback_token("audit-service")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("APP_API_TOKEN") && err.contains("audit-service"),
+            "{err}"
+        );
+        let empty = settings(&[("APP_API_TOKEN", "")]);
+        assert!(empty.callback_token("audit-service").is_err());
+        let dev = settings(&[("APP_DEV_ALLOW_NO_APP_TOKEN", "true")]);
+        assert!(matches!(dev.callback_token("a"), Ok(AppToken::NotRequired)));
+        let set = settings(&[("APP_API_TOKEN", "t")]);
+        assert!(matches!(set.callback_token("a"), Ok(AppToken::Required(_))));
     }
 
     #[test]

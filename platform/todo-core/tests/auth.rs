@@ -358,6 +358,128 @@ async fn a_jwks_url_is_fetched_cached_and_fetched_again_for_a_new_key() {
     server.abort();
 }
 
+/// A JWKS served over real HTTP on loopback: every answer is `body()`,
+/// given after `delay` (a slow identity provider), and counted.
+struct JwksServer {
+    url: String,
+    fetches: Arc<Mutex<u32>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl JwksServer {
+    async fn start(delay: Duration, body: impl Fn() -> Vec<u8> + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let fetches = Arc::new(Mutex::new(0u32));
+        let body = Arc::new(body);
+        let app = {
+            let fetches = fetches.clone();
+            poem::endpoint::make(move |_| {
+                let fetches = fetches.clone();
+                let body = body.clone();
+                async move {
+                    *fetches.lock().unwrap() += 1;
+                    tokio::time::sleep(delay).await;
+                    poem::Response::builder()
+                        .content_type("application/json")
+                        .body(body())
+                }
+            })
+        };
+        let task = tokio::spawn(async move {
+            poem::Server::new_with_acceptor(
+                poem::listener::TcpAcceptor::from_tokio(listener).unwrap(),
+            )
+            .run(app)
+            .await
+        });
+        JwksServer { url, fetches, task }
+    }
+
+    fn fetches(&self) -> u32 {
+        *self.fetches.lock().unwrap()
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_tokens_with_unknown_kids_fetches_the_jwks_once_per_interval() {
+    let set = json!({ "keys": [jwk(RSA_A, Algorithm::RS256, "a")] }).to_string();
+    // A slow provider: each fetch takes 100 ms, so fetches in series show.
+    let server =
+        JwksServer::start(Duration::from_millis(100), move || set.clone().into_bytes()).await;
+    let settings = AuthSettings {
+        jwks_url: Some(server.url.clone()),
+        ..jwks_settings(2)
+    };
+    let auth = Authenticator::with_jwks(&settings).await.unwrap();
+    assert_eq!(server.fetches(), 1, "the set is read once at start-up");
+    // Past the refetch interval (2 s here), an unknown kid may fetch the set
+    // again: once, however many such tokens arrive together.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let forged: Vec<String> = (0..20)
+        .map(|n| {
+            signed(
+                RSA_B,
+                Algorithm::RS256,
+                Some(&format!("forged-{n}")),
+                &claims("mallory"),
+            )
+        })
+        .collect();
+    let alice = signed(RSA_A, Algorithm::RS256, Some("a"), &claims("alice"));
+    let started = tokio::time::Instant::now();
+    let (refused, real) = tokio::join!(
+        futures::future::join_all(forged.iter().map(|t| {
+            let auth = auth.clone();
+            async move { auth.verify(t).await }
+        })),
+        async {
+            let answer = auth.verify(&alice).await;
+            (answer, started.elapsed())
+        }
+    );
+    let burst = started.elapsed();
+    for r in &refused {
+        assert!(matches!(r, Err(AuthError::Invalid(_))), "{r:?}");
+    }
+    assert_eq!(real.0.unwrap(), Identity::user("alice"));
+    let fetched = server.fetches() - 1;
+    assert!(
+        fetched <= 1,
+        "20 tokens with unknown kids fetched the JWKS {fetched} more times within {burst:?}; \
+         a real token waited {:?}",
+        real.1
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_jwks_is_refused_with_a_clear_error() {
+    // A valid set padded past 1 MiB (a provider gone wrong, or a URL that
+    // serves something else): it is not read whole, and not trusted.
+    let mut set = json!({ "keys": [jwk(RSA_A, Algorithm::RS256, "a")] });
+    set["padding"] = json!("x".repeat(2 * 1024 * 1024));
+    let body = set.to_string().into_bytes();
+    let server = JwksServer::start(Duration::ZERO, move || body.clone()).await;
+    let settings = AuthSettings {
+        jwks_url: Some(server.url.clone()),
+        ..jwks_settings(1)
+    };
+    let auth = Authenticator::with_jwks(&settings).await.unwrap();
+    let token = signed(RSA_A, Algorithm::RS256, Some("a"), &claims("alice"));
+    match auth.verify(&token).await {
+        Err(AuthError::KeysUnavailable(why)) => assert!(why.contains("1 MiB"), "{why}"),
+        other => panic!("an oversized JWKS must not be used: {other:?}"),
+    }
+    let readiness = auth.check_keys().await.unwrap_err();
+    assert!(readiness.contains("1 MiB"), "{readiness}");
+}
+
 #[tokio::test]
 async fn an_unreachable_jwks_url_answers_unavailable_not_invalid() {
     let settings = AuthSettings {

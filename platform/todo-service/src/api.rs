@@ -62,7 +62,9 @@ pub struct TaskInput {
     /// IANA time zone, default `UTC`.
     #[oai(nullable)]
     pub timezone: Option<TimeZone>,
-    /// The task this one continues (set by the recurring-task service).
+    /// The task this one continues (set by the recurring-task service): one
+    /// of your own tasks, else 404. Set or changed only then; an unchanged
+    /// parent deleted since is kept.
     #[oai(nullable)]
     pub parent_task_id: Option<Uuid>,
 }
@@ -393,7 +395,9 @@ impl From<TaskError> for ApiError {
     fn from(e: TaskError) -> Self {
         match e {
             TaskError::Invalid(v) => ApiError::unprocessable("validation_failed", v.0),
-            TaskError::NotFound(_) => ApiError::not_found(e.to_string()),
+            TaskError::NotFound(_) | TaskError::ParentNotFound(_) => {
+                ApiError::not_found(e.to_string())
+            }
             TaskError::AlreadyComplete(_) => ApiError::conflict("already_complete", e.to_string()),
             TaskError::KeyReused(_) => {
                 ApiError::unprocessable("idempotency_key_reused", e.to_string())

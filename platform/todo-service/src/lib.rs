@@ -40,7 +40,7 @@ pub fn openapi() -> OpenApiService<(TasksApi, HealthApi), ()> {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listeners: server::Listeners,
     app: poem::endpoint::BoxEndpoint<'static>,
     relay: Relay,
     pool: sqlx::PgPool,
@@ -77,7 +77,7 @@ impl bootstrap::Service for Application {
         let relay = Relay::new(pool.clone(), connected.sidecar.clone());
         let service = TaskService::new(pool.clone(), relay.clone(), config.publish_wait());
         let trust = InternalTrust {
-            app_token: connected.settings.app_api_token.clone(),
+            app_token: connected.app_token.clone(),
             callers: config.trusted_callers(),
         };
         let app = connected.app(openapi(), common.max_body_bytes, Vec::new());
@@ -86,9 +86,9 @@ impl bootstrap::Service for Application {
             app,
             api::refuse_unreadable_headers,
         ));
-        let listener = connected.bind(Self::DEFAULT_PORT).await?;
+        let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
-            listener,
+            listeners,
             app,
             relay,
             pool,
@@ -96,25 +96,34 @@ impl bootstrap::Service for Application {
         })
     }
 
-    /// Runs the relay and its pruner and serves until `shutdown` is cancelled.
+    /// Runs the relay and its pruner and serves until `shutdown` is
+    /// cancelled. The relay outlives the server: requests still draining
+    /// after the signal wait for their events, so it stops only once the
+    /// server has finished them, after a last flush of what they saved.
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.local_addr()?, "todo-service listening");
-        let relay = tokio::spawn(self.relay.run(shutdown.clone()));
+        tracing::info!(
+            addr = %self.local_addr()?,
+            sidecar_port = %self.listeners.internal_addr()?,
+            "todo-service listening"
+        );
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.relay.run(relay_stop.clone()));
         let pruner = tokio::spawn(relay::prune_periodically(
             self.pool,
             self.pruning,
             shutdown.clone(),
         ));
-        server::serve(self.listener, self.app, shutdown).await?;
+        let served = server::serve(self.listeners, self.app, shutdown).await;
+        relay_stop.cancel();
         relay.await.ok();
         pruner.await.ok();
-        Ok(())
+        Ok(served?)
     }
 }
 
 impl Application {
-    /// The address actually bound.
+    /// The public address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.listeners.public_addr()
     }
 }

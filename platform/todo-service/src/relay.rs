@@ -2,8 +2,10 @@
 //!
 //! It publishes unpublished outbox rows in id order through the Dapr sidecar
 //! (one bulk call per topic per batch), stamps them published, and wakes the
-//! requests waiting for them. A batch holds at most one event per (topic, task),
-//! so a partial failure can never reorder one task's events. While publishing
+//! requests waiting for them. A batch holds the oldest pending event of each
+//! (topic, task) and no other of that task, so a partial failure can never
+//! reorder one task's events, and a task with many queued events costs the
+//! others nothing: their events go out in the next batch. While publishing
 //! fails (sidecar or Kafka down) it retries with exponential backoff and reports
 //! the failure through [`Relay::unavailable`], which makes new writes answer 503
 //! at once instead of piling up unconfirmed changes.
@@ -149,8 +151,33 @@ impl Relay {
     /// Publishes until `stop` is cancelled.
     pub async fn run(self, stop: CancellationToken) {
         let others = tokio::spawn(self.clone().follow_others(stop.clone()));
-        self.publish_until(stop).await;
+        self.clone().publish_until(stop).await;
+        self.flush().await;
         others.abort();
+    }
+
+    /// The last publishing after the stop (the server has drained): what the
+    /// last requests saved goes out now rather than at the next start. Each
+    /// call is bounded by the sidecar timeout and none is abandoned; the
+    /// first failure leaves the rest in the outbox for another replica or
+    /// the next start.
+    async fn flush(&self) {
+        let mut published = 0;
+        loop {
+            match self.publish_batch_watched().await {
+                Ok(0) => break,
+                Ok(n) => published += n,
+                Err(reason) => {
+                    tracing::warn!(
+                        error = %reason,
+                        published,
+                        "the last flush before stopping failed; the rest stays in the outbox"
+                    );
+                    return;
+                }
+            }
+        }
+        tracing::info!(published, "relay stopped after its last flush");
     }
 
     async fn publish_until(self, stop: CancellationToken) {
@@ -229,7 +256,7 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let batch = one_per_task_and_topic(rows);
+        let batch = first_of_each_task_and_topic(rows);
         metrics::gauge!("outbox_batch_size").set(batch.len() as f64);
 
         let mut by_topic: Vec<(Topic, Vec<&PendingEvent>)> = Vec::new();
@@ -365,11 +392,13 @@ fn new_backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// The longest prefix of `rows` in which no (topic, task) appears twice.
-fn one_per_task_and_topic(rows: Vec<PendingEvent>) -> Vec<PendingEvent> {
+/// The first row of each (topic, task) in `rows` (in id order), skipping
+/// that task's later ones: they wait for a later batch, after it. The query
+/// already takes only these; this keeps the rule where the batch is made.
+fn first_of_each_task_and_topic(rows: Vec<PendingEvent>) -> Vec<PendingEvent> {
     let mut seen = HashSet::new();
     rows.into_iter()
-        .take_while(|r| seen.insert((r.topic.clone(), r.task_id)))
+        .filter(|r| seen.insert((r.topic.clone(), r.task_id)))
         .collect()
 }
 
@@ -468,16 +497,22 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_stops_before_a_second_event_of_the_same_task_and_topic() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    fn a_batch_skips_later_events_of_a_task_and_topic_it_holds_and_goes_on() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let rows = vec![
             row(1, "task-events", a),
             row(2, "task-updates", a),
             row(3, "task-events", b),
             row(4, "task-events", a),
             row(5, "task-events", b),
+            row(6, "task-events", a),
+            row(7, "task-events", c),
+            row(8, "task-updates", b),
         ];
-        let ids: Vec<i64> = one_per_task_and_topic(rows).iter().map(|r| r.id).collect();
-        assert_eq!(ids, vec![1, 2, 3]);
+        let ids: Vec<i64> = first_of_each_task_and_topic(rows)
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![1, 2, 3, 7, 8]);
     }
 }

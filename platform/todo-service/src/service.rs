@@ -24,6 +24,10 @@ pub enum TaskError {
     Invalid(#[from] ValidationError),
     #[error("task {0} not found")]
     NotFound(Uuid),
+    /// `parent_task_id` names no task of the caller's (another user's task
+    /// is not told apart from none, as everywhere).
+    #[error("parent task {0} not found: parent_task_id must name one of your own tasks")]
+    ParentNotFound(Uuid),
     #[error("task {0} is already complete")]
     AlreadyComplete(Uuid),
     #[error("Idempotency-Key `{0}` was already used for a different request")]
@@ -87,7 +91,8 @@ impl TaskService {
         }
     }
 
-    /// Creates a task; publishes `task-created`.
+    /// Creates a task; publishes `task-created`. A `parent_task_id` must name
+    /// one of the user's own tasks ([`TaskError::ParentNotFound`]).
     #[tracing::instrument(skip_all, fields(user_id = %user_id, task_id = tracing::field::Empty))]
     pub async fn create(
         &self,
@@ -101,6 +106,7 @@ impl TaskService {
             Begun::Fresh(tx) => tx,
             Begun::Replayed(view) => return Ok(view),
         };
+        check_parent(&mut tx, user_id, fields.parent_task_id).await?;
         let task = Task::create(user_id, fields, Utc::now());
         Span::current().record("task_id", tracing::field::display(task.id));
         task_db::insert(&mut tx, &task).await?;
@@ -111,7 +117,8 @@ impl TaskService {
 
     /// Replaces a task's fields (PUT) or applies a partial change (PATCH);
     /// publishes `task-updated`, or `task-completed` when it becomes complete.
-    /// A change that changes nothing publishes nothing.
+    /// A change that changes nothing publishes nothing. A `parent_task_id`
+    /// set or changed must name one of the user's own tasks.
     #[tracing::instrument(skip_all, fields(user_id = %user_id, task_id = %id))]
     pub async fn update(
         &self,
@@ -128,6 +135,11 @@ impl TaskService {
             Update::Patch(patch) => task.fields.patched(patch),
         }
         .validated()?;
+        // Only a parent being set or changed is checked: an instance whose
+        // (unchanged) parent was deleted since stays editable.
+        if next.parent_task_id != task.fields.parent_task_id {
+            check_parent(&mut tx, user_id, next.parent_task_id).await?;
+        }
         let written = match task.change_to(next) {
             Change::Unchanged => Written {
                 view: task.snapshot(),
@@ -259,6 +271,9 @@ impl TaskService {
         }
     }
 
+    /// The first answer given under `key` (a retry of the same request),
+    /// once its events are on Kafka: at once when none is pending any more,
+    /// else after waiting for them as the original did.
     async fn replay(
         &self,
         user_id: &str,
@@ -283,12 +298,16 @@ impl TaskService {
                 task_id: view.id,
             });
         }
-        if earlier.outbox_ids.is_empty()
-            || self
-                .relay
-                .watch(earlier.outbox_ids)
-                .published(self.publish_wait)
-                .await
+        if earlier.outbox_ids.is_empty() {
+            return Ok(view);
+        }
+        // Watch first, then ask: a publish between the two cannot go unheard.
+        // The original committed before its key could be read here, so an
+        // event no longer in the outbox was published and pruned since (it
+        // may be long after the original, keys outlive published events).
+        let pending = self.relay.watch(earlier.outbox_ids.clone());
+        if !outbox::any_pending(&self.pool, &earlier.outbox_ids).await?
+            || pending.published(self.publish_wait).await
         {
             Ok(view)
         } else {
@@ -308,6 +327,22 @@ impl TaskService {
 pub enum Update {
     Replace(TaskFields),
     Patch(TaskPatch),
+}
+
+/// Refuses a `parent_task_id` that is not one of the user's own tasks: a
+/// task names its parent to join the parent's recurring series, and a series
+/// is its owner's alone.
+async fn check_parent(
+    conn: &mut PgConnection,
+    user_id: &str,
+    parent: Option<Uuid>,
+) -> Result<(), TaskError> {
+    match parent {
+        Some(parent) if !task_db::owns(&mut *conn, user_id, parent).await? => {
+            Err(TaskError::ParentNotFound(parent))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Writes the event for `task` to both topics' outbox; same event id on both.

@@ -66,7 +66,7 @@ pub fn openapi() -> OpenApiService<(ConnectionsApi, HealthApi), ()> {
 
 /// A built, bound, not yet serving application.
 pub struct Application {
-    listener: tokio::net::TcpListener,
+    listeners: server::Listeners,
     app: poem::endpoint::BoxEndpoint<'static>,
     pool: PgPool,
     hub: std::sync::Arc<Hub>,
@@ -92,7 +92,6 @@ impl bootstrap::Service for Application {
         config: WebsocketConfig,
     ) -> anyhow::Result<Self> {
         static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../db/websocket");
-        let app_token = settings.app_api_token.clone();
         let connected = bootstrap::connect(settings, &common, &MIGRATIONS).await?;
         let pool = connected.pool.clone();
         let hub = Hub::new(config.queue_capacity, config.limits());
@@ -103,7 +102,7 @@ impl bootstrap::Service for Application {
             vec![Subscription {
                 topic: Topic::TaskUpdates,
             }],
-            app_token,
+            connected.app_token.clone(),
             common.inbox,
         );
         let streams_stop = CancellationToken::new();
@@ -118,9 +117,9 @@ impl bootstrap::Service for Application {
         callbacks.push(("/live", get(routes::live_page).boxed()));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app.data(hub).data(streams.clone()).boxed();
-        let listener = connected.bind(Self::DEFAULT_PORT).await?;
+        let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
-            listener,
+            listeners,
             app,
             pool,
             hub: streams.hub.clone(),
@@ -130,7 +129,11 @@ impl bootstrap::Service for Application {
     }
 
     async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!(addr = %self.listener.local_addr()?, "websocket-service listening");
+        tracing::info!(
+            addr = %self.listeners.public_addr()?,
+            sidecar_port = %self.listeners.internal_addr()?,
+            "websocket-service listening"
+        );
         let pruner = tokio::spawn(service::prune_periodically(
             self.pool.clone(),
             self.config.clone(),
@@ -150,7 +153,7 @@ impl bootstrap::Service for Application {
                 streams_stop.cancel();
             }
         });
-        let served = server::serve(self.listener, self.app, shutdown).await;
+        let served = server::serve(self.listeners, self.app, shutdown).await;
         pruner.abort();
         follower.abort();
         stop_streams.abort();

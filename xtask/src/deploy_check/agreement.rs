@@ -52,11 +52,26 @@ async fn app_ids_and_ports_are_the_local_stacks() {
     for d in of_kind(&docs, "Deployment") {
         let annotations = &d["spec"]["template"]["metadata"]["annotations"];
         let app_id = str_of(&annotations["dapr.io/app-id"]).to_owned();
-        let port: u16 = str_of(&annotations["dapr.io/app-port"]).parse().unwrap();
+        let container = &d["spec"]["template"]["spec"]["containers"][0];
+        let port = u16::try_from(container["ports"][0]["containerPort"].as_u64().unwrap()).unwrap();
         assert_eq!(d["metadata"]["name"], app_id.as_str());
+        // The sidecar calls the internal port, which the container does not
+        // expose (the app binds it on loopback).
+        let internal: u16 = str_of(&annotations["dapr.io/app-port"]).parse().unwrap();
         assert_eq!(
-            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
-            port
+            internal,
+            port + todo_core::settings::INTERNAL_PORT_OFFSET,
+            "{app_id}"
+        );
+        let env = container["env"].as_sequence().unwrap();
+        let internal_env = env
+            .iter()
+            .find(|e| e["name"] == "APP_INTERNAL_PORT")
+            .unwrap();
+        assert_eq!(
+            str_of(&internal_env["value"]),
+            internal.to_string(),
+            "{app_id}"
         );
         let service = named(&docs, "Service", &app_id);
         assert_eq!(service["spec"]["ports"][0]["port"], port, "{app_id}");
@@ -67,17 +82,25 @@ async fn app_ids_and_ports_are_the_local_stacks() {
         .map(|s| (s.app_id.to_owned(), s.app_port))
         .collect();
     assert_eq!(from_chart, local);
-    // deploy/local/dapr.yaml names the same apps and ports.
+    // deploy/local/dapr.yaml names the same apps and ports: its sidecars call
+    // the internal port, and each app is told both.
     let run = local_file("dapr.yaml");
     let from_run: BTreeSet<(String, u16)> = run["apps"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|a| {
-            (
-                str_of(&a["appID"]).to_owned(),
-                u16::try_from(a["appPort"].as_u64().unwrap()).unwrap(),
-            )
+            let id = str_of(&a["appID"]).to_owned();
+            let sidecar_calls = u16::try_from(a["appPort"].as_u64().unwrap()).unwrap();
+            let public: u16 = str_of(&a["env"]["APP_PORT"]).parse().unwrap();
+            let internal: u16 = str_of(&a["env"]["APP_INTERNAL_PORT"]).parse().unwrap();
+            assert_eq!(sidecar_calls, internal, "{id}");
+            assert_eq!(
+                internal,
+                public + todo_core::settings::INTERNAL_PORT_OFFSET,
+                "{id}"
+            );
+            (id, public)
         })
         .collect();
     assert_eq!(from_run, local);
@@ -205,7 +228,11 @@ async fn secrets_have_the_names_and_keys_the_services_read() {
         .map(|s| (format!("{}-db", s.schema), "url"))
         .collect();
     wanted.push((format!("{DAPR_SCHEMA}-db"), "url"));
-    wanted.push(("app-api-token".to_owned(), "token"));
+    wanted.extend(
+        SERVICES
+            .iter()
+            .map(|s| (format!("{}-app-token", s.app_id), "token")),
+    );
     wanted.push((AuthSettings::default().signing_secret, SIGNING_SECRET_KEY));
     for (name, key) in &wanted {
         let secret = named(&docs, "Secret", name);

@@ -168,11 +168,11 @@ async fn prove(
     )
     .await?;
     println!("{kinds}");
-    let token = secret_value(loopback, "app-api-token", "token").await?;
+    let token = secret_value(loopback, "todo-service-app-token", "token").await?;
     let key = secret_value(loopback, "auth-signing-key", "key").await?;
     let db = secret_value(loopback, "todo-db", "url").await?;
     if token.is_empty() || key.is_empty() || db.is_empty() {
-        bail!("helm install made no app-api-token, auth-signing-key or todo-db secret");
+        bail!("helm install made no todo-service-app-token, auth-signing-key or todo-db secret");
     }
     if replicas(loopback, "todo-service").await? != "1" {
         bail!("todo-service should have 1 replica after install");
@@ -202,7 +202,7 @@ async fn prove(
     if replicas(loopback, "todo-service").await? != "2" {
         bail!("todo-service should have 2 replicas after the upgrade");
     }
-    if secret_value(loopback, "app-api-token", "token").await? != token
+    if secret_value(loopback, "todo-service-app-token", "token").await? != token
         || secret_value(loopback, "auth-signing-key", "key").await? != key
         || secret_value(loopback, "todo-db", "url").await? != db
     {
@@ -231,7 +231,7 @@ async fn prove(
     if replicas(loopback, "todo-service").await? != "1" {
         bail!("todo-service should have 1 replica again after the rollback");
     }
-    if secret_value(loopback, "app-api-token", "token").await? != token {
+    if secret_value(loopback, "todo-service-app-token", "token").await? != token {
         bail!("helm rollback changed the app API token");
     }
     let history = output(

@@ -9,8 +9,12 @@ use serde_yaml::Value;
 use super::*;
 
 /// Fixed values for the secrets values can set.
-const FIXED: [&str; 3] = [
-    "appApiToken=snapshot-app-api-token",
+const FIXED: [&str; 7] = [
+    "appApiTokens.todo-service=snapshot-todo-service-token",
+    "appApiTokens.audit-service=snapshot-audit-service-token",
+    "appApiTokens.websocket-service=snapshot-websocket-service-token",
+    "appApiTokens.notification-service=snapshot-notification-service-token",
+    "appApiTokens.recurring-task-service=snapshot-recurring-task-service-token",
     "auth.signingKey=snapshot-signing-key-0123456789abcdef0123456789abcdef",
     "postgresql.adminPassword=snapshot-admin-password",
 ];

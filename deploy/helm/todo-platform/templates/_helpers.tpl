@@ -1,15 +1,17 @@
 {{/*
-The five services: values key, Dapr app id (= Service name), port, schema
+The five services: values key, Dapr app id (= Service name), port (the
+public API: probes, the Service, the ingress), internal port (loopback, what
+the sidecar calls: callbacks and service invocation), schema
 (= login role and secret `<schema>-db`), the prefix of their own settings,
 and whether they host Dapr workflows (and so load the workflow state store).
 The same table as local-stack/src/spec.rs; a test compares them.
 */}}
 {{- define "todo-platform.services" -}}
-- {key: todo, appId: todo-service, port: 8001, schema: todo, prefix: TODO_, workflows: false, public: true}
-- {key: audit, appId: audit-service, port: 8002, schema: audit, prefix: AUDIT_, workflows: false, public: false}
-- {key: websocket, appId: websocket-service, port: 8003, schema: websocket, prefix: WEBSOCKET_, workflows: false, public: true}
-- {key: notification, appId: notification-service, port: 8004, schema: notification, prefix: NOTIFICATION_, workflows: true, public: false}
-- {key: recurring, appId: recurring-task-service, port: 8005, schema: recurring, prefix: RECURRING_, workflows: true, public: false}
+- {key: todo, appId: todo-service, port: 8001, internalPort: 8011, schema: todo, prefix: TODO_, workflows: false, public: true}
+- {key: audit, appId: audit-service, port: 8002, internalPort: 8012, schema: audit, prefix: AUDIT_, workflows: false, public: false}
+- {key: websocket, appId: websocket-service, port: 8003, internalPort: 8013, schema: websocket, prefix: WEBSOCKET_, workflows: false, public: true}
+- {key: notification, appId: notification-service, port: 8004, internalPort: 8014, schema: notification, prefix: NOTIFICATION_, workflows: true, public: false}
+- {key: recurring, appId: recurring-task-service, port: 8005, internalPort: 8015, schema: recurring, prefix: RECURRING_, workflows: true, public: false}
 {{- end -}}
 
 {{/* The schema and role of the workflow state store (secret `dapr-db`). */}}
@@ -27,7 +29,8 @@ The same table as local-stack/src/spec.rs; a test compares them.
 {{- define "todo-platform.stateStoreName" -}}statestore{{- end -}}
 {{- define "todo-platform.secretStoreName" -}}kubernetes-secrets{{- end -}}
 {{- define "todo-platform.configName" -}}todo-platform{{- end -}}
-{{- define "todo-platform.appTokenSecret" -}}app-api-token{{- end -}}
+{{/* The Secret of an app's own API token (call with its app id). */}}
+{{- define "todo-platform.appTokenSecret" -}}{{ printf "%s-app-token" . }}{{- end -}}
 {{- define "todo-platform.signingKeySecret" -}}auth-signing-key{{- end -}}
 
 {{- define "todo-platform.labels" -}}

@@ -338,11 +338,17 @@ impl Jwks {
             .unwrap_or_default()
     }
 
+    /// When the set was last attempted (`None`: never).
+    fn attempted_at(&self) -> Option<Instant> {
+        self.loaded.read().ok().and_then(|l| l.attempted_at)
+    }
+
     /// The key that checks `token`, fetching the set again when it is stale
-    /// or the token names a `kid` it lacks.
+    /// or the token names a `kid` it lacks (at most once per
+    /// [`UNKNOWN_KID_REFETCH`], however many such tokens arrive together).
     async fn key_for(&self, token: &str, alg: Algorithm) -> Result<DecodingKey, AuthError> {
         let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        let (stale, may_refetch) = {
+        let (stale, may_refetch, seen) = {
             let loaded = self.loaded.read().map_err(|_| keys_lost())?;
             let now = Instant::now();
             (
@@ -352,10 +358,11 @@ impl Jwks {
                 loaded
                     .attempted_at
                     .is_none_or(|t| now - t >= UNKNOWN_KID_REFETCH.min(self.refresh_every)),
+                loaded.attempted_at,
             )
         };
         if stale && may_refetch {
-            let _ = self.fetch().await;
+            let _ = self.fetch_unless_done_since(seen).await;
         }
         if self.current().is_empty() {
             let why = self.loaded.read().ok().and_then(|l| l.error.clone());
@@ -366,26 +373,37 @@ impl Jwks {
         match pick(&self.current(), kid.as_deref(), alg) {
             Ok(key) => Ok(key),
             Err(_) if may_refetch && !stale => {
-                let _ = self.fetch().await;
+                let _ = self.fetch_unless_done_since(seen).await;
                 pick(&self.current(), kid.as_deref(), alg)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// Reads the set again (one fetch at a time; a failure keeps the old keys).
-    async fn fetch(&self) -> Result<(), String> {
+    /// Reads the set again, one fetch at a time, unless another caller's
+    /// fetch was attempted after `seen` (what this caller saw when it
+    /// decided to fetch): a burst of tokens shares one fetch, and whoever
+    /// waited for it reads its outcome. A failure keeps the old keys.
+    async fn fetch_unless_done_since(&self, seen: Option<Instant>) -> Result<(), String> {
         let _one = self.fetching.lock().await;
+        if self.attempted_at() != seen {
+            return match self.loaded.read().ok().and_then(|l| l.error.clone()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
         let result = match &self.source {
             Source::Url(url, client) => match client.get(url).send().await {
-                Ok(r) if r.status().is_success() => r.bytes().await.map_err(|e| e.to_string()),
+                Ok(r) if r.status().is_success() => read_capped(r, url).await,
                 Ok(r) => Err(format!("{url} answered {}", r.status())),
                 Err(e) => Err(format!("{url}: {e}")),
-            }
-            .map(|b| b.to_vec()),
-            Source::File(path) => tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display())),
+            },
+            Source::File(path) => match tokio::fs::metadata(path).await {
+                Ok(m) if m.len() > MAX_JWKS_BYTES as u64 => Err(too_large(&path.display())),
+                _ => tokio::fs::read(path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", path.display())),
+            },
         }
         .and_then(|bytes| parse_jwks(&bytes));
         let mut loaded = self.loaded.write().map_err(|_| "poisoned".to_owned())?;
@@ -405,6 +423,37 @@ impl Jwks {
             }
         }
     }
+
+    /// Reads the set again now (one fetch at a time).
+    async fn fetch(&self) -> Result<(), String> {
+        self.fetch_unless_done_since(self.attempted_at()).await
+    }
+}
+
+/// The largest JWKS read: a real set is a few KiB; anything near this is a
+/// provider gone wrong or a URL serving something else, and is not read whole.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+
+fn too_large(source: &dyn std::fmt::Display) -> String {
+    format!("{source}: the JWKS is larger than 1 MiB; refused")
+}
+
+/// The body of `response`, refused once it passes [`MAX_JWKS_BYTES`].
+async fn read_capped(mut response: reqwest::Response, url: &str) -> Result<Vec<u8>, String> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
+        return Err(too_large(&url));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(too_large(&url));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn keys_lost() -> AuthError {

@@ -10,10 +10,10 @@ use poem_openapi::{
     SecurityScheme,
     auth::{ApiKey, Bearer},
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use super::{AuthError, Authenticator, Identity, valid_user_id};
-use crate::consumer::constant_time_eq;
+use crate::{consumer::constant_time_eq, server::ViaSidecar, settings::AppToken};
 
 /// A JWT bearer token (`Authorization: Bearer <JWT>`).
 #[derive(SecurityScheme)]
@@ -70,10 +70,11 @@ async fn check_dev_header(req: &Request, key: ApiKey) -> poem::Result<Identity> 
 
 /// Who may call in through Dapr service invocation: the app API token the
 /// sidecar adds (`dapr-api-token`) and the caller app ids it names
-/// (`dapr-caller-app-id`, which the calling sidecar sets).
+/// (`dapr-caller-app-id`, which the calling sidecar sets). Such calls are
+/// accepted only on the internal port ([`ViaSidecar`]).
 #[derive(Clone)]
 pub struct InternalTrust {
-    pub app_token: Option<SecretString>,
+    pub app_token: AppToken,
     pub callers: Vec<String>,
 }
 
@@ -101,11 +102,16 @@ async fn check_internal(req: &Request, key: ApiKey) -> poem::Result<Identity> {
     let trust = req
         .data::<InternalTrust>()
         .ok_or_else(|| refused("this route accepts no internal calls"))?;
-    let expected = trust
-        .app_token
-        .as_ref()
-        .map(|t| t.expose_secret().as_bytes())
-        .unwrap_or_default();
+    if req.extensions().get::<ViaSidecar>().is_none() {
+        return Err(refused(
+            "internal calls are accepted only on the sidecar's port",
+        ));
+    }
+    // A development machine without an app token takes no internal calls.
+    let expected = match &trust.app_token {
+        AppToken::Required(t) => t.expose_secret().as_bytes(),
+        AppToken::NotRequired => &[][..],
+    };
     if expected.is_empty() || !constant_time_eq(key.key.as_bytes(), expected) {
         return Err(refused("wrong app API token"));
     }

@@ -43,14 +43,24 @@ pub async fn lock_publisher(conn: &mut PgConnection) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// The oldest unpublished events, in id order.
+/// The oldest unpublished event of each (topic, task), in id order, at most
+/// `limit`: the events that may go out together without reordering a task's
+/// events, however many a busy task has queued behind its oldest. PostgreSQL
+/// walks `outbox_pending` in id order and probes `outbox_pending_task` once
+/// per row until it has `limit` (or runs out), so a batch costs the pending
+/// rows ahead of its last event, not the whole backlog.
 pub async fn pending(
     conn: &mut PgConnection,
     limit: i64,
 ) -> Result<Vec<PendingEvent>, sqlx::Error> {
     sqlx::query_as!(
         PendingEvent,
-        "select id, topic, task_id, cloud_event from outbox where published_at is null order by id limit $1",
+        "select o.id, o.topic, o.task_id, o.cloud_event from outbox o \
+         where o.published_at is null and not exists ( \
+             select 1 from outbox earlier \
+             where earlier.topic = o.topic and earlier.task_id = o.task_id \
+             and earlier.published_at is null and earlier.id < o.id) \
+         order by o.id limit $1",
         limit,
     )
     .fetch_all(conn)
@@ -83,6 +93,19 @@ pub async fn published_among(db: &PgPool, ids: &[i64]) -> Result<Vec<i64>, sqlx:
         ids
     )
     .fetch_all(db)
+    .await
+}
+
+/// Whether any of `ids` still waits to be published (committed, not stamped).
+/// A row that is absent was published and pruned since (the pruner deletes
+/// only published rows) — but only once its transaction has committed: ask
+/// about rows known to be committed, never about a transaction still open.
+pub async fn any_pending(db: &PgPool, ids: &[i64]) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from outbox where id = any($1) and published_at is null) as "pending!""#,
+        ids
+    )
+    .fetch_one(db)
     .await
 }
 

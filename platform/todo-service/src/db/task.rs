@@ -150,6 +150,17 @@ pub async fn get(
     .transpose()
 }
 
+/// Whether `id` is one of the user's tasks.
+pub async fn owns(db: impl PgExecutor<'_>, user_id: &str, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from task where id = $1 and user_id = $2) as "owns!""#,
+        id,
+        user_id,
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Deletes the user's task.
 pub async fn delete(conn: &mut PgConnection, user_id: &str, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
