@@ -299,6 +299,79 @@ pub(crate) async fn start_scheduler(
     Ok(m)
 }
 
+/// The sidecars' configuration file (`daprd --config`).
+const SIDECAR_CONFIG: &str = "deploy/local/config.yaml";
+
+/// The configuration file the sidecars run with: `deploy/local/config.yaml`
+/// itself, or, with `cleanup_every`, a copy in the state folder whose SQLite
+/// name resolution cleans up that often (see
+/// [`with_name_resolution_cleanup_every`]).
+pub(crate) fn sidecar_config(
+    state: &Path,
+    repo: &Path,
+    cleanup_every: Option<Duration>,
+) -> Result<PathBuf> {
+    let original = repo.join(SIDECAR_CONFIG);
+    let Some(every) = cleanup_every else {
+        return Ok(original);
+    };
+    let text = std::fs::read_to_string(&original)
+        .with_context(|| format!("reading {}", original.display()))?;
+    let copy = state.join("dapr-config.yaml");
+    let header = format!(
+        "# Written by the local stack from {SIDECAR_CONFIG}: the name resolution's \
+         cleanup, if on, every {every:?}.\n"
+    );
+    std::fs::write(
+        &copy,
+        header + &with_name_resolution_cleanup_every(&text, every)?,
+    )
+    .with_context(|| format!("writing {}", copy.display()))?;
+    Ok(copy)
+}
+
+/// `config` (a Dapr `Configuration`) with its SQLite name resolution's
+/// cleanup coming every `every`, if the configuration leaves it on (a
+/// `cleanupInterval` other than zero; absent, the component's default of an
+/// hour applies). A cleanup turned off stays off. Lets a test see in seconds
+/// what the configured cleanup does after an hour.
+pub(crate) fn with_name_resolution_cleanup_every(config: &str, every: Duration) -> Result<String> {
+    use serde_yaml::Value;
+    let mut doc: Value =
+        serde_yaml::from_str(config).context("parsing the sidecar configuration")?;
+    let resolution = &mut doc["spec"]["nameResolution"];
+    if resolution["component"].as_str() != Some("sqlite") {
+        return Ok(serde_yaml::to_string(&doc)?);
+    }
+    let Some(settings) = resolution["configuration"].as_mapping_mut() else {
+        bail!("the sqlite name resolution has no configuration (it needs a connectionString)");
+    };
+    let interval = ["cleanupInterval", "cleanupIntervalInSeconds"]
+        .iter()
+        .find_map(|k| settings.get(*k).cloned());
+    let off = match &interval {
+        None => false,
+        Some(Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(Value::String(s)) => is_zero_go_duration(s),
+        Some(other) => bail!("cleanupInterval {other:?} is neither a number nor a duration"),
+    };
+    if !off {
+        settings.remove("cleanupIntervalInSeconds");
+        settings.insert(
+            "cleanupInterval".into(),
+            format!("{}ms", every.as_millis()).into(),
+        );
+    }
+    Ok(serde_yaml::to_string(&doc)?)
+}
+
+/// Whether a Go duration (or a bare number of seconds, which Dapr's metadata
+/// decoder also takes) is zero: "0", "0s", "0h0m"...
+fn is_zero_go_duration(s: &str) -> bool {
+    let mut digits = s.chars().filter(char::is_ascii_digit).peekable();
+    digits.peek().is_some() && digits.all(|c| c == '0')
+}
+
 /// The sidecar of one service, with the configuration file `config`
 /// (normally `deploy/local/config.yaml`). cwd = the state folder, so
 /// `localsecrets` finds `secrets.json` and name resolution its SQLite file
@@ -361,4 +434,66 @@ pub(crate) fn ensure_sidecar_ports_free(replica: &Replica) -> Result<()> {
         proc::ensure_port_free(p, &what)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: local
+spec:
+  nameResolution:
+    component: sqlite
+    configuration:
+      connectionString: "nameresolution.db"
+"#;
+
+    fn cleanup_of(config: &str) -> Option<String> {
+        let doc: serde_yaml::Value = serde_yaml::from_str(config).unwrap();
+        doc["spec"]["nameResolution"]["configuration"]["cleanupInterval"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    #[test]
+    fn the_default_hourly_cleanup_comes_every_few_seconds_instead() {
+        let out = with_name_resolution_cleanup_every(CONFIG, Duration::from_secs(3)).unwrap();
+        assert_eq!(cleanup_of(&out).as_deref(), Some("3000ms"));
+        assert!(out.contains("nameresolution.db"), "{out}");
+    }
+
+    #[test]
+    fn a_configured_cleanup_interval_is_shortened() {
+        for key in ["cleanupInterval: 1h", "cleanupIntervalInSeconds: 3600"] {
+            let config = format!("{CONFIG}      {key}\n");
+            let out = with_name_resolution_cleanup_every(&config, Duration::from_secs(3)).unwrap();
+            assert_eq!(cleanup_of(&out).as_deref(), Some("3000ms"), "{key}");
+            assert!(!out.contains("cleanupIntervalInSeconds"), "{out}");
+        }
+    }
+
+    #[test]
+    fn a_cleanup_turned_off_stays_off() {
+        for off in ["\"0\"", "0", "0s", "\"0h0m0s\""] {
+            let config = format!("{CONFIG}      cleanupInterval: {off}\n");
+            let out = with_name_resolution_cleanup_every(&config, Duration::from_secs(3)).unwrap();
+            let doc: serde_yaml::Value = serde_yaml::from_str(&out).unwrap();
+            let kept = &doc["spec"]["nameResolution"]["configuration"]["cleanupInterval"];
+            assert!(
+                kept.as_str().is_some_and(is_zero_go_duration) || kept.as_u64() == Some(0),
+                "{off}: {kept:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_resolver_is_left_alone() {
+        let config = CONFIG.replace("component: sqlite", "component: mdns");
+        let out = with_name_resolution_cleanup_every(&config, Duration::from_secs(3)).unwrap();
+        assert_eq!(cleanup_of(&out), None);
+    }
 }

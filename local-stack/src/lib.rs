@@ -110,6 +110,10 @@ pub struct Stack {
     kafka_mode: KafkaMode,
     kafka_libs: PathBuf,
     dapr_bins: DaprBins,
+    /// The sidecars' configuration file (`daprd --config`) unless
+    /// `sidecar_config` names another for a service: `deploy/local/config.yaml`
+    /// or a copy with another name-resolution cleanup interval.
+    base_sidecar_config: PathBuf,
     app_bins: BTreeMap<&'static str, PathBuf>,
     client: reqwest::Client,
     /// Every process the stack started, in start order.
@@ -272,6 +276,19 @@ impl Stack {
     /// its sidecar), e.g. to read its memory from `/proc/<pid>/status`.
     pub fn service_pid(&self, app_id: &str) -> Option<u32> {
         self.service_pids(app_id).into_iter().next()
+    }
+
+    /// The process ids of every running sidecar of a service, first replica
+    /// first.
+    pub fn sidecar_pids(&self, app_id: &str) -> Vec<u32> {
+        let Ok(spec) = self.spec(app_id) else {
+            return Vec::new();
+        };
+        self.replicas(spec.app_id)
+            .into_iter()
+            .filter_map(|r| self.processes.get(Role::Sidecar(r)))
+            .filter_map(|m| m.pid())
+            .collect()
     }
 
     /// The process ids of every running replica of a service (to freeze the

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 
@@ -38,6 +39,12 @@ pub struct StackOptions {
     /// Development only: every service trusts `X-User-Id` as the caller
     /// when a request has no token (`AUTH_DEV_TRUST_USER_HEADER=true`).
     pub dev_trust_user_header: bool,
+    /// Tests: the sidecars' SQLite name resolution cleans up this often
+    /// instead of at its configured interval, if `deploy/local/config.yaml`
+    /// leaves its cleanup on (the component's default: hourly), so that what
+    /// that cleanup does to running sidecars shows in seconds. `None`: the
+    /// configuration as it is.
+    pub name_resolution_cleanup_every: Option<Duration>,
 }
 
 impl StackOptions {
@@ -50,6 +57,7 @@ impl StackOptions {
             browser: false,
             replicas: BTreeMap::new(),
             dev_trust_user_header: false,
+            name_resolution_cleanup_every: None,
         }
     }
 
@@ -62,6 +70,7 @@ impl StackOptions {
             browser: true,
             replicas: BTreeMap::new(),
             dev_trust_user_header: false,
+            name_resolution_cleanup_every: None,
         }
     }
 

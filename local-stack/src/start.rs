@@ -108,7 +108,10 @@ impl Stack {
             DAPR_SCHEMA,
         )?;
 
+        let base_sidecar_config =
+            dapr::sidecar_config(&state, &repo, opts.name_resolution_cleanup_every)?;
         let mut stack = Stack {
+            base_sidecar_config,
             repo,
             state,
             services: opts.services,
@@ -265,7 +268,7 @@ impl Stack {
             .sidecar_config
             .get(replica.spec.app_id)
             .cloned()
-            .unwrap_or_else(|| self.repo.join("deploy/local/config.yaml"));
+            .unwrap_or_else(|| self.base_sidecar_config.clone());
         let launch = dapr::daprd_launch(
             &self.state,
             &self.repo,

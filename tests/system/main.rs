@@ -29,6 +29,7 @@ mod live_updates;
 mod recurring_tasks;
 mod reminders;
 mod shutdown;
+mod stack_health;
 mod support;
 mod tasks;
 
@@ -203,20 +204,18 @@ fn main() {
             .build()
             .expect("tokio runtime"),
     );
-    let single = Pass::new(
-        &runtime,
-        "",
-        StackOptions::for_tests("system-tests"),
-        |ctx| {
-            user_stories(ctx)
-                .into_iter()
-                .chain(access::trials(ctx))
-                .chain(http_contract::trials(ctx))
-                .chain(console::trials(ctx))
-                .chain(images::trials(ctx))
-                .collect()
-        },
-    );
+    let mut options = StackOptions::for_tests("system-tests");
+    options.name_resolution_cleanup_every = Some(stack_health::NAME_RESOLUTION_CLEANUP_EVERY);
+    let single = Pass::new(&runtime, "", options, |ctx| {
+        user_stories(ctx)
+            .into_iter()
+            .chain(stack_health::trials(ctx))
+            .chain(access::trials(ctx))
+            .chain(http_contract::trials(ctx))
+            .chain(console::trials(ctx))
+            .chain(images::trials(ctx))
+            .collect()
+    });
     let replicated = Pass::new(
         &runtime,
         "replicas::",

@@ -1,0 +1,124 @@
+//! The stack keeps itself running: its sidecars outlive the name
+//! resolution's cleanup (which once ended every sidecar an hour after start),
+//! and a process that dies behind the stack's back is restarted and reported
+//! in one line, while a deliberate stop is left alone.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use todo_local_stack::Stack;
+
+use crate::{Ctx, shared};
+
+/// How often the test stack's SQLite name resolution cleans up if its
+/// configuration leaves the cleanup on (the component's default: hourly).
+pub const NAME_RESOLUTION_CLEANUP_EVERY: Duration = Duration::from_secs(3);
+
+/// The cleanups the sidecars are watched through.
+const CLEANUP_CYCLES: u32 = 4;
+
+/// The resolver's registration renewal period (its `updateInterval`, 5 s by
+/// default): a sidecar whose registration a cleanup deleted exits at its
+/// next renewal.
+const RENEWAL: Duration = Duration::from_secs(5);
+
+pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
+    vec![shared!(ctx, sidecars_outlive_the_name_resolution_cleanup)]
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client")
+}
+
+/// The status of a GET, or `None` when nothing answers.
+async fn status(client: &reqwest::Client, url: &str) -> Option<u16> {
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// Every sidecar's pid, by app id.
+fn sidecar_pids(stack: &Stack) -> Vec<(&'static str, Vec<u32>)> {
+    stack
+        .services()
+        .iter()
+        .map(|s| (s.app_id, stack.sidecar_pids(s.app_id)))
+        .collect()
+}
+
+/// The lines of a log file of the stack (none if it does not exist).
+fn log_lines(stack: &Stack, file: &str) -> Result<Vec<String>> {
+    let path = stack.logs_dir().join(file);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Service invocation between every pair of services resolves through the
+/// SQLite name resolution: each app's `/health`, through each sidecar.
+async fn every_service_reaches_every_other(stack: &Stack, client: &reqwest::Client) -> Result<()> {
+    for caller in stack.services() {
+        for callee in stack.services() {
+            let url = format!(
+                "{}/v1.0/invoke/{}/method/health",
+                stack.dapr_http_url(caller.app_id),
+                callee.app_id
+            );
+            let got = status(client, &url).await;
+            ensure!(
+                got == Some(200),
+                "{} -> {} through Dapr: {got:?}",
+                caller.app_id,
+                callee.app_id
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn sidecars_outlive_the_name_resolution_cleanup(stack: &Stack) -> Result<()> {
+    let client = client();
+    let before = sidecar_pids(stack);
+    ensure!(
+        before.iter().all(|(_, pids)| !pids.is_empty()),
+        "every sidecar runs: {before:?}"
+    );
+    // Several cleanups, and a renewal after the last one: a sidecar whose
+    // registration a cleanup took exits at its next renewal.
+    let until = Instant::now() + NAME_RESOLUTION_CLEANUP_EVERY * CLEANUP_CYCLES + RENEWAL;
+    let mut rounds = 0;
+    while Instant::now() < until {
+        every_service_reaches_every_other(stack, &client).await?;
+        rounds += 1;
+    }
+    every_service_reaches_every_other(stack, &client).await?;
+    let after = sidecar_pids(stack);
+    ensure!(
+        after == before,
+        "the same sidecars run after {CLEANUP_CYCLES} cleanups: {before:?} then {after:?}"
+    );
+    for spec in stack.services() {
+        for replica in stack.replicas(spec.app_id) {
+            let file = format!("{}-daprd.log", replica.name());
+            let lost: Vec<String> = log_lines(stack, &file)?
+                .into_iter()
+                .filter(|l| l.contains("Host registration lost"))
+                .collect();
+            ensure!(lost.is_empty(), "{file}: {lost:#?}");
+        }
+    }
+    eprintln!("    {rounds} rounds of invocations between every pair of services");
+    Ok(())
+}
