@@ -491,6 +491,16 @@ spec:
     }
 
     #[test]
+    fn the_local_sidecars_run_without_the_name_resolution_cleanup() {
+        let config = std::fs::read_to_string(crate::workspace_root().join(SIDECAR_CONFIG)).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
+        let resolution = &doc["spec"]["nameResolution"];
+        assert_eq!(resolution["component"].as_str(), Some("sqlite"));
+        let cleanup = resolution["configuration"]["cleanupInterval"].as_str();
+        assert!(cleanup.is_some_and(is_zero_go_duration), "{cleanup:?}");
+    }
+
+    #[test]
     fn another_resolver_is_left_alone() {
         let config = CONFIG.replace("component: sqlite", "component: mdns");
         let out = with_name_resolution_cleanup_every(&config, Duration::from_secs(3)).unwrap();

@@ -34,6 +34,13 @@ fn client() -> reqwest::Client {
         .expect("http client")
 }
 
+/// The status and body of a GET, or `None` when nothing answers.
+async fn answer(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
+    let res = client.get(url).send().await.ok()?;
+    let status = res.status().as_u16();
+    Some((status, res.text().await.unwrap_or_default()))
+}
+
 /// The status of a GET, or `None` when nothing answers.
 async fn status(client: &reqwest::Client, url: &str) -> Option<u16> {
     client
@@ -76,9 +83,9 @@ async fn every_service_reaches_every_other(stack: &Stack, client: &reqwest::Clie
                 stack.dapr_http_url(caller.app_id),
                 callee.app_id
             );
-            let got = status(client, &url).await;
+            let got = answer(client, &url).await;
             ensure!(
-                got == Some(200),
+                got.as_ref().is_some_and(|(status, _)| *status == 200),
                 "{} -> {} through Dapr: {got:?}",
                 caller.app_id,
                 callee.app_id
