@@ -145,6 +145,11 @@ fi
 # the ingress addon (http://todo.local) and lets its namespace past the
 # NetworkPolicy; enabling waits for its controller (and admission webhook).
 run minikube -p "$MINIKUBE_PROFILE" addons enable ingress
+# The chart's Ingress drops the headers of calls between services
+# (dapr-api-token, dapr-caller-app-id, X-On-Behalf-Of) with a configuration
+# snippet; ingress-nginx admits snippets only when its controller allows them.
+run "${KUBECTL[@]}" -n ingress-nginx patch configmap ingress-nginx-controller --type merge \
+  -p '{"data":{"allow-snippet-annotations":"true","annotations-risk-level":"Critical"}}'
 run "${KUBECTL[@]}" get nodes -o wide
 
 step "install Dapr $DAPR_VERSION (official Helm chart, namespace $DAPR_NAMESPACE)" \

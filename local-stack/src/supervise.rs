@@ -265,3 +265,63 @@ impl Stack {
         lines
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_doubling_from_one_second() {
+        let mut supervisor = Supervisor::default();
+        assert_eq!(supervisor.may_restart("kafka"), Some((1, FIRST_BACKOFF)));
+        assert_eq!(supervisor.may_restart("kafka"), None, "within the backoff");
+        assert_eq!(
+            supervisor.may_restart("placement"),
+            Some((1, FIRST_BACKOFF)),
+            "each child has its own backoff"
+        );
+        let entry = supervisor.restarts.get_mut("kafka").unwrap();
+        entry.not_before = Instant::now();
+        assert_eq!(
+            supervisor.may_restart("kafka"),
+            Some((2, FIRST_BACKOFF * 2))
+        );
+        let entry = supervisor.restarts.get_mut("kafka").unwrap();
+        entry.attempts = 10;
+        entry.not_before = Instant::now();
+        assert_eq!(supervisor.may_restart("kafka"), Some((11, MAX_BACKOFF)));
+    }
+
+    #[test]
+    fn the_report_is_one_line_naming_the_child_and_its_last_words() {
+        let last = r#"{"level":"info","msg":"renewed"}"#;
+        let line = restart_line(
+            "audit-service-daprd",
+            "exited (signal: 9 (SIGKILL))",
+            last,
+            1,
+            FIRST_BACKOFF,
+            &Ok(()),
+        );
+        assert_eq!(
+            line,
+            format!(
+                "SUPERVISOR: audit-service-daprd exited (signal: 9 (SIGKILL)); \
+                 last log line: {last:?}; restarted (attempt 1)"
+            )
+        );
+        let failed = restart_line(
+            "kafka",
+            "exited (exit status: 1)",
+            "boom",
+            3,
+            Duration::from_secs(4),
+            &Err(anyhow::anyhow!("port 9092 taken\nmore detail")),
+        );
+        assert!(!failed.contains('\n'), "{failed}");
+        assert!(
+            failed.ends_with("restart failed (port 9092 taken), next try in 4s (attempt 3)"),
+            "{failed}"
+        );
+    }
+}
