@@ -106,7 +106,56 @@ async fn a_service_stopped_mid_write_answers_no_saved_write_with_5xx_and_publish
             Ok((created.load(Ordering::Relaxed) >= 50).then_some(()))
         })
         .await?;
+        // Writes are held just before their commit (the task table locked by the
+        // superuser) until the service has begun to shut down: they commit
+        // during the drain, where a relay that stopped at SIGTERM leaves them
+        // unpublished, each answered 503 after the publish wait.
+        let db = admin_db(stack).await?;
+        let mut lock = db.begin().await?;
+        sqlx::query("lock table todo.task in share row exclusive mode")
+            .execute(&mut *lock)
+            .await?;
+        let waiting = eventually(
+            Duration::from_secs(10),
+            "writes waiting on the lock",
+            || async {
+                let waiting: i64 = sqlx::query_scalar(
+                    "select count(*) from pg_stat_activity \
+                 where wait_event_type = 'Lock' and query ilike '%insert into task %'",
+                )
+                .fetch_one(&db)
+                .await?;
+                Ok((waiting >= 3).then_some(()))
+            },
+        )
+        .await;
+        if let Err(e) = waiting {
+            let activity: Vec<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+                "select wait_event_type, state, left(query, 80) from pg_stat_activity \
+                 where backend_type = 'client backend'",
+            )
+            .fetch_all(&db)
+            .await?;
+            bail!("{e:#}: {activity:#?}");
+        }
+        let log = stack.logs_dir().join(format!("{}.log", replica.name()));
+        let shutting_down = move || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .matches("shutting down")
+                .count()
+        };
+        let before = shutting_down();
+        let release = tokio::spawn(async move {
+            let begun = eventually(Duration::from_secs(10), "the drain begun", || async {
+                Ok((shutting_down() > before).then_some(()))
+            })
+            .await;
+            let committed = lock.commit().await;
+            begun.and(committed.map_err(anyhow::Error::from))
+        });
         stack.stop_replica(replica).await?;
+        release.await.context("the lock holder panicked")??;
         let mut writes = Vec::new();
         for w in writers {
             writes.extend(w.await.context("a writer panicked")?);
