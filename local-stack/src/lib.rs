@@ -281,25 +281,23 @@ impl Stack {
     /// The process ids of every running sidecar of a service, first replica
     /// first.
     pub fn sidecar_pids(&self, app_id: &str) -> Vec<u32> {
-        let Ok(spec) = self.spec(app_id) else {
-            return Vec::new();
-        };
-        self.replicas(spec.app_id)
-            .into_iter()
-            .filter_map(|r| self.processes.get(Role::Sidecar(r)))
-            .filter_map(|m| m.pid())
-            .collect()
+        self.pids(app_id, Role::Sidecar)
     }
 
     /// The process ids of every running replica of a service (to freeze the
     /// whole service, say).
     pub fn service_pids(&self, app_id: &str) -> Vec<u32> {
+        self.pids(app_id, Role::App)
+    }
+
+    /// The process ids of `role` of every replica of a service that runs.
+    fn pids(&self, app_id: &str, role: fn(Replica) -> Role) -> Vec<u32> {
         let Ok(spec) = self.spec(app_id) else {
             return Vec::new();
         };
         self.replicas(spec.app_id)
             .into_iter()
-            .filter_map(|r| self.processes.get(Role::App(r)))
+            .filter_map(|r| self.processes.get(role(r)))
             .filter_map(|m| m.pid())
             .collect()
     }
