@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use todo_core::intent::{self, DispatcherSettings, Intent, Waker};
+use todo_core::intent::{self, ActError, DispatcherSettings, Intent, Waker};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +25,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
             a_holder_whose_lease_ran_out_never_deletes_a_newer_decision_of_its_key
         ),
         trial!(ctx, a_call_that_outlasts_its_lease_keeps_it_while_it_runs),
+        trial!(
+            ctx,
+            a_refused_intent_fails_for_operators_and_runs_again_when_retried
+        ),
     ]
 }
 
@@ -36,11 +40,15 @@ async fn record(pool: &PgPool, payload: Value) -> Result<()> {
     Ok(())
 }
 
+/// Refusals after which the tests' dispatchers fail an intent.
+const REFUSALS: i32 = 3;
+
 fn settings(lease: Duration) -> DispatcherSettings {
     DispatcherSettings {
         lease,
         concurrency: 1,
         poll: Duration::from_millis(20),
+        refusals: REFUSALS,
     }
 }
 
@@ -239,5 +247,150 @@ async fn a_call_that_outlasts_its_lease_keeps_it_while_it_runs(ctx: &Ctx) -> Res
     for d in dispatchers {
         d.await?;
     }
+    Ok(())
+}
+
+/// A poison intent: its request is refused every time. After [`REFUSALS`]
+/// tries it is failed, listed with its reason, and never claimed again
+/// (a later intent is carried out while it stays untouched). An operator's
+/// retry runs it again once the cause is fixed; a new decision of a failed
+/// key runs too. An intent whose calls fail for want of a dependency is
+/// retried past that count and never failed.
+async fn a_refused_intent_fails_for_operators_and_runs_again_when_retried(ctx: &Ctx) -> Result<()> {
+    let pool = ctx.fresh_schema(&RECURRING).await?;
+    const FLAKY: &str = "reminder-00000000-0000-0000-0000-000000000002";
+    const MARKER: &str = "reminder-00000000-0000-0000-0000-000000000003";
+    let fixed = Arc::new(Mutex::new(false));
+    let calls = Done::default();
+    let done = Done::default();
+    let stop = CancellationToken::new();
+    let flaky_failures = Arc::new(Mutex::new(0));
+    let dispatcher = {
+        let (fixed, calls, done, flaky_failures) = (
+            fixed.clone(),
+            calls.clone(),
+            done.clone(),
+            flaky_failures.clone(),
+        );
+        tokio::spawn(intent::dispatch(
+            pool.clone(),
+            Waker::default(),
+            settings(Duration::from_secs(60)),
+            move |i: Intent| {
+                let (fixed, calls, done, flaky_failures) = (
+                    fixed.clone(),
+                    calls.clone(),
+                    done.clone(),
+                    flaky_failures.clone(),
+                );
+                async move {
+                    calls.push(json!(i.key));
+                    let outcome = if i.key == FLAKY {
+                        let mut failures = flaky_failures.lock().expect("failures");
+                        *failures += 1;
+                        if *failures <= REFUSALS + 2 {
+                            Err(ActError::Transient("the sidecar is away".into()))
+                        } else {
+                            Ok(())
+                        }
+                    } else if i.key == KEY && !*fixed.lock().expect("fixed") {
+                        Err(ActError::Refused(
+                            "400 Bad Request: invalid due time".into(),
+                        ))
+                    } else {
+                        Ok(())
+                    };
+                    if outcome.is_ok() {
+                        done.push(i.payload);
+                    }
+                    outcome
+                }
+            },
+            stop.clone(),
+        ))
+    };
+    let key = json!(KEY);
+    let payload = json!({"decision": 1});
+    record(&pool, payload.clone()).await?;
+    let mut conn = pool.acquire().await?;
+    intent::record(&mut conn, FLAKY, "job", None, &json!({"flaky": true})).await?;
+
+    let listed = || async {
+        let (failed, total) = intent::failed(&pool, 100, 0).await?;
+        anyhow::Ok((failed, total))
+    };
+    until(
+        Duration::from_secs(20),
+        "the refused intent is failed",
+        || async { Ok(listed().await?.1 == 1) },
+    )
+    .await?;
+    let (failed, _) = listed().await?;
+    ensure!(
+        failed[0].key == KEY
+            && failed[0].attempts == REFUSALS
+            && failed[0].reason.contains("invalid due time"),
+        "the failed intent with its reason: {failed:?}"
+    );
+    ensure!(
+        calls.count(&key) == REFUSALS as usize,
+        "tried {REFUSALS} times"
+    );
+
+    // Claimed no more: an intent recorded after it is carried out, it is not.
+    intent::record(&mut conn, MARKER, "job", None, &json!({"marker": 1})).await?;
+    until(Duration::from_secs(10), "a later intent runs", || async {
+        Ok(done.count(&json!({"marker": 1})) == 1)
+    })
+    .await?;
+    ensure!(
+        calls.count(&key) == REFUSALS as usize,
+        "a failed intent was claimed again: {} calls",
+        calls.count(&key)
+    );
+
+    // Transient failures past the refusal count: retried, never failed.
+    until(
+        Duration::from_secs(20),
+        "the flaky intent is carried out",
+        || async { Ok(done.count(&json!({"flaky": true})) == 1) },
+    )
+    .await?;
+    ensure!(listed().await?.1 == 1, "only the refused intent is failed");
+
+    // The cause fixed, an operator's retry runs it once; an unknown key or
+    // one that is not failed is no retry.
+    ensure!(
+        !intent::retry(&pool, MARKER).await?,
+        "no such failed intent"
+    );
+    *fixed.lock().expect("fixed") = true;
+    ensure!(
+        intent::retry(&pool, KEY).await?,
+        "the failed intent is retried"
+    );
+    until(
+        Duration::from_secs(10),
+        "the retried intent runs",
+        || async { Ok(done.count(&payload) == 1 && intent::pending(&pool).await? == 0) },
+    )
+    .await?;
+    ensure!(listed().await?.1 == 0, "nothing is failed any more");
+
+    // A key failed again is run by a new decision of it, too.
+    *fixed.lock().expect("fixed") = false;
+    record(&pool, json!({"decision": 2})).await?;
+    until(Duration::from_secs(20), "failed again", || async {
+        Ok(listed().await?.1 == 1)
+    })
+    .await?;
+    *fixed.lock().expect("fixed") = true;
+    record(&pool, json!({"decision": 3})).await?;
+    until(Duration::from_secs(10), "the new decision runs", || async {
+        Ok(done.count(&json!({"decision": 3})) == 1 && intent::pending(&pool).await? == 0)
+    })
+    .await?;
+    stop.cancel();
+    dispatcher.await?;
     Ok(())
 }

@@ -255,6 +255,26 @@ fn table() -> Vec<Route> {
             route(RECURRING, "GET", "/api/v1/reminders?task_id={task}"),
         ),
         names_owner(route(RECURRING, "GET", "/api/v1/reminders?user_id={owner}")),
+        // Intents given up on: operators only, on both dispatching services;
+        // the fixture's are all carried out, so a retry finds nothing (404).
+        operators(route(NOTIFICATION, "GET", "/api/v1/intents/failed")),
+        operators(route(RECURRING, "GET", "/api/v1/intents/failed")),
+        operators(Route {
+            operator: Status(404),
+            ..route(
+                NOTIFICATION,
+                "POST",
+                "/api/v1/intents/failed/delivery-{notification}/retry",
+            )
+        }),
+        operators(Route {
+            operator: Status(404),
+            ..route(
+                RECURRING,
+                "POST",
+                "/api/v1/intents/failed/reminder-{task}/retry",
+            )
+        }),
         // WebSocket service: streams of one's own, the operator stream and
         // the connection count for operators.
         operators(route(WEBSOCKET, "GET", "/api/v1/connections")),

@@ -24,6 +24,7 @@ use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription},
     database::{self, Retention},
+    intent::api::{IntentStore, IntentsApi},
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
@@ -41,9 +42,9 @@ pub const APP_ID: &str = "notification-service";
 pub const DEFAULT_PORT: u16 = 8004;
 
 /// The OpenAPI service of this app (also what `openapi/notification.json` holds).
-pub fn openapi() -> OpenApiService<(NotificationApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(NotificationApi, IntentsApi, HealthApi), ()> {
     OpenApiService::new(
-        (NotificationApi, HealthApi),
+        (NotificationApi, IntentsApi, HealthApi),
         "Notification service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -109,7 +110,7 @@ impl bootstrap::Service for Application {
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let service = NotificationService::new(pool.clone(), waker.clone());
-        let app = app.data(service).boxed();
+        let app = app.data(service).data(IntentStore(pool.clone())).boxed();
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listeners,

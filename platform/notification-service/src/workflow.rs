@@ -17,9 +17,9 @@ use dapr::workflow::{
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use todo_contract::{Channel, Reminder, Timestamp, Topic};
-use todo_core::intent::{self, Intent};
+use todo_core::intent::{self, ActError, Intent};
 use todo_core::sidecar::Sidecar;
-use todo_core::workflow::{Starter, WorkflowError as StartError};
+use todo_core::workflow::Starter;
 use uuid::Uuid;
 
 use crate::db;
@@ -148,24 +148,20 @@ pub async fn record_start(
 }
 
 /// Carries out a recorded start (an instance still running counts as
-/// started); an error means "try again later". An unreadable or unknown
-/// intent is logged and dropped.
-pub async fn start_recorded(starter: &Starter, intent: Intent) -> Result<(), String> {
+/// started). An unknown kind or unreadable payload, or a start the sidecar
+/// refuses, is [`ActError::Refused`]; everything else is worth retrying.
+pub async fn start_recorded(starter: &Starter, intent: Intent) -> Result<(), ActError> {
     if intent.kind != START_DELIVERY {
-        tracing::error!(key = %intent.key, kind = %intent.kind, "unknown intent kind; dropped");
-        return Ok(());
+        return Err(ActError::Refused(format!(
+            "unknown intent kind {}",
+            intent.kind
+        )));
     }
-    let input: DeliveryInput = match serde_json::from_value(intent.payload) {
-        Ok(i) => i,
-        Err(e) => {
-            tracing::error!(key = %intent.key, error = %e, "unreadable intent; dropped");
-            return Ok(());
-        }
-    };
+    let input: DeliveryInput =
+        serde_json::from_value(intent.payload).map_err(ActError::unreadable)?;
     let started = starter
         .start(DELIVERY_WORKFLOW, &intent.key, &input)
-        .await
-        .map_err(|e: StartError| e.to_string())?;
+        .await?;
     tracing::info!(task_id = %input.reminder.task_id, notification_id = %input.notification_id, attempt = input.attempt, ?started, "delivery started");
     Ok(())
 }

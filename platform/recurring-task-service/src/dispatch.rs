@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use todo_contract::reminder::reminder_job_name;
 use todo_contract::{Reminder, Timestamp, Topic};
-use todo_core::intent::{self, Intent};
+use todo_core::intent::{self, ActError, Intent};
 use todo_core::sidecar::Sidecar;
 use todo_core::workflow::Starter;
 use uuid::Uuid;
@@ -95,44 +95,23 @@ pub struct Actions {
 }
 
 impl Actions {
-    /// Does one intent (the dispatcher's span names its task); an error
-    /// means "try again later".
-    pub async fn act(&self, intent: Intent) -> Result<(), String> {
-        self.act_on(intent).await
-    }
-
-    async fn act_on(&self, intent: Intent) -> Result<(), String> {
-        match self.carry_out(&intent).await {
-            Err(Failure::Unreadable(e)) => {
-                // Retrying cannot help: logged and dropped.
-                tracing::error!(error = %e, "unreadable intent; dropped");
-                Ok(())
-            }
-            Err(Failure::Retry(e)) => Err(e),
-            Ok(()) => Ok(()),
-        }
-    }
-
-    async fn carry_out(&self, intent: &Intent) -> Result<(), Failure> {
+    /// Does one intent (the dispatcher's span names its task). An unknown
+    /// kind or unreadable payload, or a call the sidecar refuses, is
+    /// [`ActError::Refused`]; everything else is worth retrying.
+    pub async fn act(&self, intent: Intent) -> Result<(), ActError> {
         match intent.kind.as_str() {
             JOB => {
                 let task_id: Uuid = parse(&intent.payload["task_id"])?;
                 let row = db::reminder(&self.pool, task_id)
                     .await
-                    .map_err(Failure::retry)?;
+                    .map_err(|e| ActError::Transient(e.to_string()))?;
                 match row.filter(|r| r.status == "scheduled") {
                     Some(r) => {
-                        self.jobs
-                            .schedule(&r.reminder())
-                            .await
-                            .map_err(Failure::retry)?;
+                        self.jobs.schedule(&r.reminder()).await?;
                         tracing::info!(remind_at = %r.remind_at, "reminder job scheduled");
                     }
                     None => {
-                        self.jobs
-                            .delete(&intent.key)
-                            .await
-                            .map_err(Failure::retry)?;
+                        self.jobs.delete(&intent.key).await?;
                         tracing::info!("reminder job deleted");
                     }
                 }
@@ -142,8 +121,7 @@ impl Actions {
                 let started = self
                     .workflows
                     .start(workflow::RECURRENCE_WORKFLOW, &intent.key, &input)
-                    .await
-                    .map_err(Failure::retry)?;
+                    .await?;
                 tracing::info!(workflow = %intent.key, due_date = %input.next.due_date, ?started, "recurrence workflow started");
             }
             PUBLISH => {
@@ -151,33 +129,17 @@ impl Actions {
                 let event = firing.reminder.fired(firing.fired_at);
                 self.sidecar
                     .publish(Topic::Reminders, &event, crate::APP_ID)
-                    .await
-                    .map_err(Failure::retry)?;
+                    .await?;
                 tracing::info!(event_id = %event.event_id, remind_at = %firing.reminder.remind_at, "reminder-fired published");
             }
-            other => tracing::error!(kind = other, "unknown intent kind; dropped"),
+            other => return Err(ActError::Refused(format!("unknown intent kind {other}"))),
         }
         Ok(())
     }
 }
 
-/// Why an intent was not carried out.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error("unreadable payload: {0}")]
-    Unreadable(String),
-    #[error("{0}")]
-    Retry(String),
-}
-
-impl Failure {
-    fn retry(e: impl std::fmt::Display) -> Self {
-        Failure::Retry(e.to_string())
-    }
-}
-
-fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, Failure> {
-    serde_json::from_value(v.clone()).map_err(|e| Failure::Unreadable(e.to_string()))
+fn parse<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, ActError> {
+    serde_json::from_value(v.clone()).map_err(ActError::unreadable)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use serde_json::json;
 use todo_contract::Reminder;
+use todo_core::intent::{self, ActError};
 use todo_core::sidecar::Sidecar;
 
 /// Retry interval of a failed trigger (the app down, Kafka down).
@@ -12,10 +13,25 @@ const RETRY_INTERVAL: &str = "2s";
 /// Retries of a failed trigger: with [`RETRY_INTERVAL`], 15 minutes of trying.
 const MAX_RETRIES: u32 = 450;
 
-/// Why a Jobs API call failed (always worth retrying later).
+/// Why a Jobs API call failed.
 #[derive(Debug, thiserror::Error)]
-#[error("Dapr Jobs API: {0}")]
-pub struct JobsError(String);
+#[error("Dapr Jobs API: {message}")]
+pub struct JobsError {
+    message: String,
+    /// The sidecar refused the request itself (see
+    /// [`todo_core::intent::refuses`]); otherwise worth retrying later.
+    refused: bool,
+}
+
+impl From<JobsError> for ActError {
+    fn from(e: JobsError) -> Self {
+        if e.refused {
+            ActError::Refused(e.to_string())
+        } else {
+            ActError::Transient(e.to_string())
+        }
+    }
+}
 
 /// The sidecar's Jobs API.
 #[derive(Debug, Clone)]
@@ -74,9 +90,15 @@ async fn expect_success(
         Ok(r) => {
             let status = r.status();
             let body = r.text().await.unwrap_or_default();
-            Err(JobsError(format!("{what} job {name}: {status}: {body}")))
+            Err(JobsError {
+                message: format!("{what} job {name}: {status}: {body}"),
+                refused: intent::refuses(status.as_u16()),
+            })
         }
-        Err(e) => Err(JobsError(format!("{what} job {name}: {e}"))),
+        Err(e) => Err(JobsError {
+            message: format!("{what} job {name}: {e}"),
+            refused: false,
+        }),
     }
 }
 

@@ -32,6 +32,7 @@ use todo_core::{
     bootstrap,
     consumer::{Consumer, Subscription, require_app_token},
     database::{self, Retention},
+    intent::api::{IntentStore, IntentsApi},
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
@@ -49,9 +50,9 @@ pub const APP_ID: &str = "recurring-task-service";
 pub const DEFAULT_PORT: u16 = 8005;
 
 /// The OpenAPI service of this app (also what `openapi/recurring.json` holds).
-pub fn openapi() -> OpenApiService<(RecurringApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(RecurringApi, IntentsApi, HealthApi), ()> {
     OpenApiService::new(
-        (RecurringApi, HealthApi),
+        (RecurringApi, IntentsApi, HealthApi),
         "Recurring Task service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -121,7 +122,7 @@ impl bootstrap::Service for Application {
             connected.app_token.clone(),
             common.inbox,
         );
-        let service = RecurringService::new(pool, waker.clone());
+        let service = RecurringService::new(pool.clone(), waker.clone());
         let mut callbacks = consumer.endpoints();
         callbacks.push((
             "/job/:name",
@@ -131,7 +132,7 @@ impl bootstrap::Service for Application {
             ),
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app.data(service).boxed();
+        let app = app.data(service).data(IntentStore(pool.clone())).boxed();
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listeners,

@@ -20,7 +20,19 @@
 //! and when its renewal finds the claim gone, its call is dropped and nothing
 //! of it is recorded. A failed call is retried with exponential backoff
 //! (attempts counted in the row); a dispatcher that dies leaves its rows to be
-//! claimed again when the lease ends. Every action must therefore be
+//! claimed again when the lease ends.
+//!
+//! An action says why it failed ([`ActError`]): something it depends on was
+//! away ([`ActError::Transient`]: retried for as long as it takes), or the
+//! request itself was refused ([`ActError::Refused`]: a 4xx other than an
+//! authentication or availability answer, an unreadable payload). A refused
+//! intent is tried [`DispatcherSettings::refusals`] times (a part still
+//! starting may refuse what it accepts a moment later), then *failed*: kept
+//! with its reason and never claimed again, listed by [`failed`] for
+//! operators and run again by [`retry`] or by a new decision of its key. A
+//! poison intent therefore neither spins forever nor vanishes unseen.
+//!
+//! Every action must therefore be
 //! idempotent: a workflow start with a derived instance id, a job scheduled
 //! by name with overwrite, a publish with a derived event id.
 
@@ -35,6 +47,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
+
+pub mod api;
 
 /// One intent as a dispatcher claimed it.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +68,42 @@ pub struct Intent {
     pub claim: Uuid,
 }
 
+/// Why an action was not carried out this time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActError {
+    /// Something it depends on is away or slow (sidecar, broker, database,
+    /// credentials): retried with backoff for as long as it takes.
+    #[error("{0}")]
+    Transient(String),
+    /// The request itself was refused, so trying again cannot help once the
+    /// parts are up: failed after [`DispatcherSettings::refusals`] tries.
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ActError {
+    /// A payload the action cannot read: refused.
+    pub fn unreadable(e: impl std::fmt::Display) -> Self {
+        ActError::Refused(format!("unreadable payload: {e}"))
+    }
+}
+
+/// Whether an HTTP answer refuses the request itself: a 4xx other than
+/// 401/403 (credentials, which a rotation fixes), 408, 425 and 429 (load).
+pub fn refuses(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 403 | 408 | 425 | 429)
+}
+
+/// Whether a gRPC status refuses the request itself (the HTTP 4xx codes of
+/// the gRPC mapping other than credentials and load).
+pub fn refuses_grpc(code: tonic::Code) -> bool {
+    use tonic::Code as C;
+    matches!(
+        code,
+        C::InvalidArgument | C::AlreadyExists | C::OutOfRange | C::Unimplemented
+    )
+}
+
 /// Records (or renews) the intent `key` of `kind` in the caller's
 /// transaction; it is carried out after that transaction commits (wake the
 /// dispatcher then, see [`Waker`]).
@@ -70,8 +120,8 @@ pub async fn record(
     sqlx::query!(
         "insert into intent (key, kind, payload, task_id) values ($1, $2, $3, $4) \
          on conflict (key) do update set kind = excluded.kind, payload = excluded.payload, \
-         generation = intent.generation + 1, attempts = 0, not_before = now(), last_error = null, \
-         updated_at = now()",
+         generation = intent.generation + 1, attempts = 0, refusals = 0, failed_at = null, \
+         not_before = now(), last_error = null, updated_at = now()",
         key,
         kind,
         payload,
@@ -82,11 +132,62 @@ pub async fn record(
     Ok(())
 }
 
-/// How many intents are waiting (metrics, tests).
+/// How many intents are waiting, failed ones included (metrics, tests).
 pub async fn pending(db: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(r#"select count(*) as "n!" from intent"#)
         .fetch_one(db)
         .await
+}
+
+/// An intent given up on after its request was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedIntent {
+    pub key: String,
+    pub kind: String,
+    pub task_id: Option<Uuid>,
+    pub payload: Value,
+    /// Attempts started since it was last decided or retried.
+    pub attempts: i32,
+    /// Why the last attempt was refused.
+    pub reason: String,
+    pub failed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Failed intents, newest first, `limit` from `offset`, and how many there are.
+pub async fn failed(
+    db: &PgPool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<FailedIntent>, i64), sqlx::Error> {
+    let items = sqlx::query_as!(
+        FailedIntent,
+        r#"select key, kind, task_id, payload, attempts, coalesce(last_error, '') as "reason!",
+           failed_at as "failed_at!" from intent where failed_at is not null
+           order by failed_at desc, key limit $1 offset $2"#,
+        limit,
+        offset,
+    )
+    .fetch_all(db)
+    .await?;
+    let total =
+        sqlx::query_scalar!(r#"select count(*) as "n!" from intent where failed_at is not null"#)
+            .fetch_one(db)
+            .await?;
+    Ok((items, total))
+}
+
+/// Runs a failed intent again at once, with its refusals forgotten; whether
+/// `key` named a failed intent (one that is not failed is left as it is).
+pub async fn retry(db: &PgPool, key: &str) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "update intent set failed_at = null, refusals = 0, attempts = 0, not_before = now(), \
+         updated_at = now() where key = $1 and failed_at is not null",
+        key,
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Claims up to `limit` due intents for `lease`, each under a fresh token.
@@ -95,7 +196,7 @@ async fn claim(db: &PgPool, limit: i64, lease: Duration) -> Result<Vec<Intent>, 
         Intent,
         r#"update intent set claimed_until = now() + $2::int8 * interval '1 millisecond',
            claim = gen_random_uuid(), attempts = attempts + 1, updated_at = now()
-           where key in (select key from intent where not_before <= now()
+           where key in (select key from intent where failed_at is null and not_before <= now()
                          and (claimed_until is null or claimed_until < now())
                          order by not_before limit $1 for update skip locked)
            returning key, kind, task_id, payload, generation, attempts, claim as "claim!""#,
@@ -151,27 +252,36 @@ async fn finish(db: &PgPool, intent: &Intent) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Failed: the row is freed, if this claim still holds it, and tried again
-/// after `delay` (at once if it was decided anew meanwhile).
+/// Not done: the row is freed, if this claim still holds it, and tried again
+/// after `delay` (at once if it was decided anew meanwhile). A refusal of
+/// the decision this claim holds is counted; the `give_up_after`th fails the
+/// row instead. Whether it failed.
 async fn postpone(
     db: &PgPool,
     intent: &Intent,
     delay: Duration,
-    error: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "update intent set claimed_until = null, claim = null, last_error = $4, updated_at = now(), \
-         not_before = case when generation = $3 then now() + $5::int8 * interval '1 millisecond' else now() end \
-         where key = $1 and claim = $2",
+    error: &ActError,
+    give_up_after: i32,
+) -> Result<bool, sqlx::Error> {
+    let refused = matches!(error, ActError::Refused(_));
+    let failed = sqlx::query_scalar!(
+        r#"update intent set claimed_until = null, claim = null, last_error = $4, updated_at = now(),
+           refusals = case when generation = $3 and $6 then refusals + 1 else refusals end,
+           failed_at = case when generation = $3 and $6 and refusals + 1 >= $7 then now() end,
+           not_before = case when generation = $3 then now() + $5::int8 * interval '1 millisecond' else now() end
+           where key = $1 and claim = $2
+           returning failed_at is not null as "failed!""#,
         intent.key,
         intent.claim,
         intent.generation,
-        error,
+        error.to_string(),
         millis(delay),
+        refused,
+        give_up_after,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(())
+    Ok(failed.unwrap_or(false))
 }
 
 /// The delay before attempt `attempts + 1` after `attempts` failed ones:
@@ -212,6 +322,8 @@ pub struct DispatcherSettings {
     /// How often to look for due rows without being woken (retries, rows of
     /// other replicas whose lease ended).
     pub poll: Duration,
+    /// Refusals of one decision after which it is failed (see [`ActError`]).
+    pub refusals: i32,
 }
 
 impl DispatcherSettings {
@@ -221,6 +333,7 @@ impl DispatcherSettings {
             lease: call_timeout * 3 + Duration::from_secs(5),
             concurrency: 64,
             poll: Duration::from_millis(500),
+            refusals: 8,
         }
     }
 }
@@ -228,7 +341,8 @@ impl DispatcherSettings {
 /// Carries out the intents of one database until cancelled: claims due rows,
 /// runs `act` on each in its own task (at most `settings.concurrency` at
 /// once) with no transaction open, then deletes the row or postpones it.
-/// `act`'s error is logged here, with the key, and the intent retried. The
+/// `act`'s error is logged here, with the key, and the intent retried, or
+/// failed after `settings.refusals` refusals (see [`ActError`]). The
 /// lease of each claimed row is renewed while its `act` runs; if the row was
 /// claimed by another dispatcher meanwhile, `act` is dropped and its outcome
 /// not recorded.
@@ -240,7 +354,7 @@ pub async fn dispatch<A, F>(
     shutdown: CancellationToken,
 ) where
     A: Fn(Intent) -> F + Send + Sync + 'static,
-    F: Future<Output = Result<(), String>> + Send + 'static,
+    F: Future<Output = Result<(), ActError>> + Send + 'static,
 {
     let act = Arc::new(act);
     let permits = Arc::new(Semaphore::new(settings.concurrency));
@@ -261,14 +375,15 @@ pub async fn dispatch<A, F>(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let (db, act, lease) = (db.clone(), act.clone(), settings.lease);
+            let (db, act, lease, refusals) =
+                (db.clone(), act.clone(), settings.lease, settings.refusals);
             let span = tracing::info_span!("intent", task_id = tracing::field::Empty, key = %intent.key, kind = %intent.kind);
             if let Some(task_id) = intent.task_id {
                 span.record("task_id", tracing::field::display(task_id));
             }
             tokio::spawn(
                 async move {
-                    carry_out(&db, intent, act.as_ref(), lease).await;
+                    carry_out(&db, intent, act.as_ref(), lease, refusals).await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -287,10 +402,10 @@ pub async fn dispatch<A, F>(
 
 /// Runs `act` on a claimed intent while keeping its lease, then records the
 /// outcome; records nothing if the claim was lost meanwhile.
-async fn carry_out<A, F>(db: &PgPool, intent: Intent, act: &A, lease: Duration)
+async fn carry_out<A, F>(db: &PgPool, intent: Intent, act: &A, lease: Duration, refusals: i32)
 where
     A: Fn(Intent) -> F,
-    F: Future<Output = Result<(), String>>,
+    F: Future<Output = Result<(), ActError>>,
 {
     let kind = intent.kind.clone();
     let outcome = tokio::select! {
@@ -310,10 +425,22 @@ where
         }
         Err(error) => {
             let delay = retry_delay(intent.attempts);
-            tracing::warn!(key = %intent.key, kind = %intent.kind, attempts = intent.attempts, error = %error,
-                retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "intent not carried out yet; retrying");
-            metrics::counter!("intents_total", "kind" => kind, "outcome" => "retry").increment(1);
-            postpone(db, &intent, delay, &error).await
+            match postpone(db, &intent, delay, &error, refusals).await {
+                Ok(true) => {
+                    tracing::error!(key = %intent.key, kind = %intent.kind, attempts = intent.attempts, error = %error,
+                        "intent refused too often; failed, kept for operators");
+                    metrics::counter!("intents_total", "kind" => kind, "outcome" => "failed")
+                        .increment(1);
+                    Ok(())
+                }
+                stored => {
+                    tracing::warn!(key = %intent.key, kind = %intent.kind, attempts = intent.attempts, error = %error,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "intent not carried out yet; retrying");
+                    metrics::counter!("intents_total", "kind" => kind, "outcome" => "retry")
+                        .increment(1);
+                    stored.map(|_| ())
+                }
+            }
         }
     };
     if let Err(e) = stored {
@@ -358,6 +485,27 @@ mod tests {
         assert!(retry_delay(5) >= Duration::from_millis(3200));
         assert!(retry_delay(40) <= Duration::from_secs(60));
         assert!(retry_delay(40) >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn only_refusals_of_the_request_itself_count_as_refused() {
+        for status in [400, 404, 405, 409, 413, 415, 422] {
+            assert!(refuses(status), "{status}");
+        }
+        for status in [200, 204, 401, 403, 408, 425, 429, 500, 502, 503, 504] {
+            assert!(!refuses(status), "{status}");
+        }
+        assert!(refuses_grpc(tonic::Code::InvalidArgument));
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unauthenticated,
+            tonic::Code::PermissionDenied,
+            tonic::Code::Internal,
+            tonic::Code::ResourceExhausted,
+        ] {
+            assert!(!refuses_grpc(code), "{code:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum SidecarError {
     /// The sidecar answered but could not do it (e.g. the broker is down).
     #[error("Dapr sidecar could not complete the call: {0}")]
     Failed(String),
+    /// The sidecar refused the request itself (an unknown component, an
+    /// invalid argument): the same request will be refused again.
+    #[error("Dapr sidecar refused the call: {0}")]
+    Refused(String),
     /// The sidecar did not finish within the deadline.
     #[error("Dapr sidecar call timed out after {0:?}")]
     Timeout(Duration),
@@ -36,12 +40,24 @@ pub enum SidecarError {
     Config(String),
 }
 
+impl From<SidecarError> for crate::intent::ActError {
+    fn from(e: SidecarError) -> Self {
+        match e {
+            SidecarError::Refused(_) => Self::Refused(e.to_string()),
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
 impl From<tonic::Status> for SidecarError {
     fn from(s: tonic::Status) -> Self {
         match s.code() {
             tonic::Code::Unavailable => SidecarError::Unreachable(s.message().to_owned()),
             tonic::Code::DeadlineExceeded => {
                 SidecarError::Failed(format!("deadline exceeded: {}", s.message()))
+            }
+            code if crate::intent::refuses_grpc(code) => {
+                SidecarError::Refused(format!("{code:?}: {}", s.message()))
             }
             _ => SidecarError::Failed(format!("{:?}: {}", s.code(), s.message())),
         }

@@ -14,12 +14,28 @@ use crate::settings::DaprSettings;
 /// Why a workflow could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
-    /// The sidecar refused or did not answer; worth retrying.
+    /// The sidecar failed or did not answer; worth retrying.
     #[error("starting workflow {instance_id}: {message}")]
     Unavailable {
         instance_id: String,
         message: String,
     },
+    /// The sidecar refused the start itself (an invalid id or input, an
+    /// unknown workflow): retrying the same request cannot help.
+    #[error("starting workflow {instance_id} refused: {message}")]
+    Refused {
+        instance_id: String,
+        message: String,
+    },
+}
+
+impl From<WorkflowError> for crate::intent::ActError {
+    fn from(e: WorkflowError) -> Self {
+        match e {
+            WorkflowError::Unavailable { .. } => Self::Transient(e.to_string()),
+            WorkflowError::Refused { .. } => Self::Refused(e.to_string()),
+        }
+    }
 }
 
 /// How a start request ended.
@@ -110,7 +126,10 @@ impl Starter {
         let options = ScheduleOptions::new()
             .with_instance_id(instance_id)
             .try_with_input(input)
-            .map_err(|e| unavailable(format!("serializing the input: {e}")))?;
+            .map_err(|e| WorkflowError::Refused {
+                instance_id: instance_id.to_owned(),
+                message: format!("serializing the input: {e}"),
+            })?;
         let mut client = self.client.clone();
         let result =
             tokio::time::timeout(self.call_timeout, client.schedule_workflow(name, options))
@@ -119,6 +138,14 @@ impl Starter {
         match result {
             Ok(_) => Ok(Started::New),
             Err(e) if already_exists(&e) => Ok(Started::AlreadyRunning),
+            Err(dapr::workflow::WorkflowError::GrpcError(status))
+                if crate::intent::refuses_grpc(status.code()) =>
+            {
+                Err(WorkflowError::Refused {
+                    instance_id: instance_id.to_owned(),
+                    message: status.to_string(),
+                })
+            }
             Err(e) => Err(unavailable(e.to_string())),
         }
     }
