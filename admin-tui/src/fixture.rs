@@ -204,6 +204,6 @@ pub fn counters(consumed: u64) -> ConsumerCounters {
     ConsumerCounters {
         consumed,
         duplicates: consumed / 50,
-        skipped: 0,
+        dead_letters: 0,
     }
 }

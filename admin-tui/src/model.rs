@@ -248,8 +248,9 @@ pub struct ConsumerCounters {
     pub consumed: u64,
     /// `events_duplicate_total`: redeliveries the inbox recognised.
     pub duplicates: u64,
-    /// `events_skipped_total`: unknown schema versions and malformed events.
-    pub skipped: u64,
+    /// `events_dead_lettered_total`: events kept as dead letters (malformed,
+    /// of an unknown schema version, or refused by the handler).
+    pub dead_letters: u64,
 }
 
 /// Sums of every series of each metric in a Prometheus text exposition.
@@ -277,7 +278,7 @@ impl ConsumerCounters {
         ConsumerCounters {
             consumed: get("events_consumed_total"),
             duplicates: get("events_duplicate_total"),
-            skipped: get("events_skipped_total"),
+            dead_letters: get("events_dead_lettered_total"),
         }
     }
 }
@@ -380,7 +381,7 @@ mod tests {
             ConsumerCounters {
                 consumed: 42,
                 duplicates: 3,
-                skipped: 0
+                dead_letters: 0
             }
         );
     }

@@ -275,6 +275,61 @@ fn table() -> Vec<Route> {
                 "/api/v1/intents/failed/reminder-{task}/retry",
             )
         }),
+        // Dead letters: operators only, on every consuming service. A redrive
+        // of an unknown id is a 404; "redrive all" is asked for a topic the
+        // service does not consume, so it touches no other test's letters.
+        operators(route(AUDIT, "GET", "/api/v1/dead-letters")),
+        operators(route(WEBSOCKET, "GET", "/api/v1/dead-letters?state=all")),
+        operators(route(
+            NOTIFICATION,
+            "GET",
+            "/api/v1/dead-letters?topic=reminders",
+        )),
+        operators(route(
+            RECURRING,
+            "GET",
+            "/api/v1/dead-letters?state=redriven",
+        )),
+        operators(Route {
+            operator: Status(404),
+            ..route(AUDIT, "POST", "/api/v1/dead-letters/999999999/redrive")
+        }),
+        operators(Route {
+            operator: Status(404),
+            ..route(WEBSOCKET, "POST", "/api/v1/dead-letters/999999999/redrive")
+        }),
+        operators(Route {
+            operator: Status(404),
+            ..route(
+                NOTIFICATION,
+                "POST",
+                "/api/v1/dead-letters/999999999/redrive",
+            )
+        }),
+        operators(Route {
+            operator: Status(404),
+            ..route(RECURRING, "POST", "/api/v1/dead-letters/999999999/redrive")
+        }),
+        operators(route(
+            AUDIT,
+            "POST",
+            "/api/v1/dead-letters/redrive?topic=reminders",
+        )),
+        operators(route(
+            WEBSOCKET,
+            "POST",
+            "/api/v1/dead-letters/redrive?topic=reminders",
+        )),
+        operators(route(
+            NOTIFICATION,
+            "POST",
+            "/api/v1/dead-letters/redrive?topic=task-events",
+        )),
+        operators(route(
+            RECURRING,
+            "POST",
+            "/api/v1/dead-letters/redrive?topic=reminders",
+        )),
         // WebSocket service: streams of one's own, the operator stream and
         // the connection count for operators.
         operators(route(WEBSOCKET, "GET", "/api/v1/connections")),

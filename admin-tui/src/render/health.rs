@@ -50,11 +50,13 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
                 .collect(),
         };
         let counters = match (&s.counters.data, &s.counters.error) {
-            (Some(c), None) => [c.consumed, c.duplicates, c.skipped].map(|v| v.to_string()),
-            (Some(c), Some(_)) => [c.consumed, c.duplicates, c.skipped].map(|v| format!("{v}?")),
+            (Some(c), None) => [c.consumed, c.duplicates, c.dead_letters].map(|v| v.to_string()),
+            (Some(c), Some(_)) => {
+                [c.consumed, c.duplicates, c.dead_letters].map(|v| format!("{v}?"))
+            }
             (None, _) => ["—", "—", "—"].map(str::to_owned),
         };
-        let [consumed, duplicates, skipped] = counters;
+        let [consumed, duplicates, dead_letters] = counters;
         let last_good = s
             .ready
             .last_good
@@ -65,7 +67,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
             Cell::from(Line::from(checks)),
             Cell::from(consumed),
             Cell::from(duplicates),
-            Cell::from(skipped),
+            Cell::from(dead_letters),
             Cell::from(last_good),
         ])
     });
@@ -92,7 +94,7 @@ pub(super) fn draw(state: &State, frame: &mut Frame, area: Rect) {
     )
     .header(
         Row::new([
-            "service", "ready", "checks", "consumed", "dupl.", "skipped", "answered",
+            "service", "ready", "checks", "consumed", "dupl.", "dead l.", "answered",
         ])
         .bold()
         .underlined(),

@@ -12,7 +12,7 @@ use poem_openapi::OpenApiService;
 use todo_contract::Topic;
 use todo_core::{
     bootstrap,
-    consumer::{Consumer, Subscription},
+    consumer::{Consumer, Subscription, dead_letters::api::DeadLettersApi},
     server::{self, HealthApi},
     settings::DaprSettings,
 };
@@ -25,9 +25,9 @@ pub const APP_ID: &str = "audit-service";
 pub const DEFAULT_PORT: u16 = 8002;
 
 /// The OpenAPI service of this app (also what `openapi/audit.json` holds).
-pub fn openapi() -> OpenApiService<(AuditApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(AuditApi, DeadLettersApi, HealthApi), ()> {
     OpenApiService::new(
-        (AuditApi, HealthApi),
+        (AuditApi, DeadLettersApi, HealthApi),
         "Audit service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -72,8 +72,12 @@ impl bootstrap::Service for Application {
             connected.app_token.clone(),
             common.inbox,
         );
+        let dead_letters = consumer.dead_letters();
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
-        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(app, AuditService::new(pool)));
+        let app = poem::EndpointExt::boxed(poem::EndpointExt::data(
+            poem::EndpointExt::data(app, AuditService::new(pool)),
+            dead_letters,
+        ));
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application { listeners, app })
     }

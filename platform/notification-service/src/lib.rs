@@ -22,7 +22,7 @@ use poem_openapi::OpenApiService;
 use todo_contract::Topic;
 use todo_core::{
     bootstrap,
-    consumer::{Consumer, Subscription},
+    consumer::{Consumer, Subscription, dead_letters::api::DeadLettersApi},
     database::{self, Retention},
     intent::api::{IntentStore, IntentsApi},
     intent::{self, DispatcherSettings, Waker},
@@ -42,9 +42,9 @@ pub const APP_ID: &str = "notification-service";
 pub const DEFAULT_PORT: u16 = 8004;
 
 /// The OpenAPI service of this app (also what `openapi/notification.json` holds).
-pub fn openapi() -> OpenApiService<(NotificationApi, IntentsApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(NotificationApi, IntentsApi, DeadLettersApi, HealthApi), ()> {
     OpenApiService::new(
-        (NotificationApi, IntentsApi, HealthApi),
+        (NotificationApi, IntentsApi, DeadLettersApi, HealthApi),
         "Notification service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -107,10 +107,15 @@ impl bootstrap::Service for Application {
             connected.app_token.clone(),
             common.inbox,
         );
+        let dead_letters = consumer.dead_letters();
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let service = NotificationService::new(pool.clone(), waker.clone());
-        let app = app.data(service).data(IntentStore(pool.clone())).boxed();
+        let app = app
+            .data(service)
+            .data(IntentStore(pool.clone()))
+            .data(dead_letters)
+            .boxed();
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listeners,

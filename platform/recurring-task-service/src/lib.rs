@@ -30,7 +30,7 @@ use poem_openapi::OpenApiService;
 use todo_contract::Topic;
 use todo_core::{
     bootstrap,
-    consumer::{Consumer, Subscription, require_app_token},
+    consumer::{Consumer, Subscription, dead_letters::api::DeadLettersApi, require_app_token},
     database::{self, Retention},
     intent::api::{IntentStore, IntentsApi},
     intent::{self, DispatcherSettings, Waker},
@@ -50,9 +50,9 @@ pub const APP_ID: &str = "recurring-task-service";
 pub const DEFAULT_PORT: u16 = 8005;
 
 /// The OpenAPI service of this app (also what `openapi/recurring.json` holds).
-pub fn openapi() -> OpenApiService<(RecurringApi, IntentsApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(RecurringApi, IntentsApi, DeadLettersApi, HealthApi), ()> {
     OpenApiService::new(
-        (RecurringApi, IntentsApi, HealthApi),
+        (RecurringApi, IntentsApi, DeadLettersApi, HealthApi),
         "Recurring Task service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -123,6 +123,7 @@ impl bootstrap::Service for Application {
             common.inbox,
         );
         let service = RecurringService::new(pool.clone(), waker.clone());
+        let dead_letters = consumer.dead_letters();
         let mut callbacks = consumer.endpoints();
         callbacks.push((
             "/job/:name",
@@ -132,7 +133,11 @@ impl bootstrap::Service for Application {
             ),
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app.data(service).data(IntentStore(pool.clone())).boxed();
+        let app = app
+            .data(service)
+            .data(IntentStore(pool.clone()))
+            .data(dead_letters)
+            .boxed();
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listeners,

@@ -1,7 +1,7 @@
 //! Consuming topics through the Dapr sidecar, written once for every subscriber.
 //!
 //! A service describes what it subscribes to ([`Subscription`]) and what an
-//! event does ([`EventHandler`]); [`Consumer::routes`] gives it:
+//! event does ([`EventHandler`]); [`Consumer::endpoints`] gives it:
 //! - `GET /dapr/subscribe`: the programmatic subscription list daprd reads at
 //!   start-up (bulk delivery on, so a catching-up consumer commits a batch per
 //!   transaction);
@@ -11,16 +11,21 @@
 //! `APP_API_TOKEN`); without it the answer is 401 and nothing changes. The
 //! callbacks are served only on the app's internal port, the one its sidecar
 //! calls (see [`crate::server::serve`]); the public port answers them 404.
-//! Each event is checked against the schema version: an unknown version is
-//! logged with its event id, counted in
-//! `events_skipped_total{reason="unknown_schema_version"}` and acknowledged; a
-//! malformed one is counted and dropped. A known one is applied by the handler
-//! inside the transaction that records its `event_id` in the service's `inbox`
-//! table (`on conflict do nothing`), so a redelivered event changes nothing.
+//! A known event is applied by the handler inside the transaction that
+//! records its `event_id` in the service's `inbox` table (`on conflict do
+//! nothing`), so a redelivered event changes nothing.
 //!
-//! Outcomes map to Dapr as: applied or duplicate or skipped → `SUCCESS`;
-//! malformed or [`HandleError::Permanent`] → `DROP`; [`HandleError::Transient`]
-//! (e.g. the database is down) → `RETRY`, and Dapr redelivers with backoff.
+//! **Nothing is dropped, nothing stalls.** An event that can never be
+//! applied — malformed, of a schema version this consumer does not know, or
+//! refused by the handler ([`HandleError::Permanent`]: its rules, a
+//! constraint violation, a row it needs that does not exist) — becomes a
+//! *dead letter* ([`dead_letters`]): kept in the same transaction with the
+//! reason, the consumer and the failed attempts, and acknowledged, so the
+//! partition moves on. Operators list and redrive them
+//! ([`dead_letters::api`]); a redrive applies the event through the same
+//! inbox, so at most once. A failure that may pass ([`HandleError::Transient`]:
+//! the database down, a serialization failure) never dead-letters: the batch
+//! answers `RETRY` and Dapr redelivers it with backoff.
 //!
 //! After the batch's transaction commits, [`EventHandler::after_commit`] gets
 //! the events it applied, for effects that must follow the commit.
@@ -30,7 +35,8 @@
 //! Kafka's default topic retention, so no event the broker can still deliver
 //! is forgotten), every prune interval, in small batches; replicas pruning at
 //! once skip each other's rows. Each run that deletes anything is logged and
-//! counted in `inbox_pruned_total`.
+//! counted in `inbox_pruned_total`. Redriven dead letters go after the same
+//! retention.
 
 use std::{sync::Arc, time::Duration};
 
@@ -50,6 +56,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::{problem::Problem, settings::AppToken};
+
+pub mod dead_letters;
 use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
 
 /// One topic this app consumes.
@@ -69,9 +77,42 @@ pub enum HandleError {
     Permanent(String),
 }
 
+impl HandleError {
+    /// A failure of the consumer's own bookkeeping (inbox, savepoints,
+    /// dead letters): never the event's fault, so always worth retrying.
+    fn ours(e: sqlx::Error) -> Self {
+        HandleError::Transient(format!("database: {e}"))
+    }
+}
+
+/// A handler's database error, classified: one that the same statement on
+/// the same data repeats (an integrity or data exception, SQLSTATE classes
+/// 23 and 22; a row that is not there; a value that does not decode) is
+/// [`HandleError::Permanent`], so its event is dead-lettered instead of
+/// stalling its partition; anything else (connection, pool, serialization
+/// failure, deadlock, a server shutting down) is [`HandleError::Transient`].
 impl From<sqlx::Error> for HandleError {
     fn from(e: sqlx::Error) -> Self {
-        HandleError::Transient(format!("database: {e}"))
+        if repeats(&e) {
+            HandleError::Permanent(format!("database: {e}"))
+        } else {
+            HandleError::Transient(format!("database: {e}"))
+        }
+    }
+}
+
+/// Whether a database error comes back every time the same event is applied.
+fn repeats(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("23") || code.starts_with("22")),
+        sqlx::Error::RowNotFound
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
     }
 }
 
@@ -100,7 +141,6 @@ pub trait EventHandler: Send + Sync + 'static {
 pub enum Status {
     Success,
     Retry,
-    Drop,
 }
 
 /// How long a consumer's inbox remembers an applied event id, and how often
@@ -130,23 +170,91 @@ impl Default for InboxRetention {
 /// row locks or a long transaction.
 const PRUNE_BATCH: i64 = 1000;
 
-/// An app's subscriptions and the handler that applies their events.
-pub struct Consumer<H> {
-    app_id: &'static str,
-    pool: PgPool,
-    handler: Arc<H>,
-    subscriptions: Vec<Subscription>,
-    app_token: AppToken,
-    inbox: InboxRetention,
-    /// Stops the inbox pruner when the consumer (its endpoints) is dropped.
-    pruner: Option<DropGuard>,
-}
-
 /// An event as it arrived, classified.
 enum Incoming {
     Known(Box<EventEnvelope>),
     UnknownVersion { event_id: String, version: String },
     Malformed(String),
+}
+
+/// One delivered CloudEvent: as it arrived (kept by a dead letter) and
+/// classified.
+struct Delivery {
+    raw: Value,
+    incoming: Incoming,
+    /// The key of the dead letter it is redriven from.
+    key: Option<String>,
+}
+
+impl Delivery {
+    fn new(raw: Value) -> Self {
+        let incoming = classify(&raw);
+        Delivery {
+            raw,
+            incoming,
+            key: None,
+        }
+    }
+
+    /// A dead letter's event, redriven: failing again counts on its row.
+    fn redriven(raw: Value, key: String) -> Self {
+        Delivery {
+            key: Some(key),
+            ..Delivery::new(raw)
+        }
+    }
+
+    /// What identifies this event among redeliveries: its envelope's event
+    /// id, or the CloudEvent id of one without a readable envelope.
+    fn key(&self) -> String {
+        if let Some(key) = &self.key {
+            return key.clone();
+        }
+        match &self.incoming {
+            Incoming::Known(e) => e.event_id.to_string(),
+            Incoming::UnknownVersion { event_id, .. } if event_id != "?" => event_id.clone(),
+            _ => match self.raw["id"].as_str() {
+                Some(id) => format!("cloudevent:{id}"),
+                None => format!("unidentified:{}", uuid::Uuid::new_v4()),
+            },
+        }
+    }
+
+    fn task_id(&self) -> Option<uuid::Uuid> {
+        match &self.incoming {
+            Incoming::Known(e) => Some(e.task_id),
+            _ => None,
+        }
+    }
+}
+
+/// What became of one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// The handler applied it.
+    Applied,
+    /// The inbox had it already.
+    Duplicate,
+    /// Kept as a dead letter, for this reason.
+    DeadLettered(String),
+}
+
+/// The part of a consumer that applies events: shared by deliveries and
+/// operators' redrives.
+struct Applier<H> {
+    app_id: &'static str,
+    handler: Arc<H>,
+}
+
+/// An app's subscriptions and the handler that applies their events.
+pub struct Consumer<H> {
+    pool: PgPool,
+    applier: Arc<Applier<H>>,
+    subscriptions: Vec<Subscription>,
+    app_token: AppToken,
+    inbox: InboxRetention,
+    /// Stops the inbox pruner when the consumer (its endpoints) is dropped.
+    pruner: Option<DropGuard>,
 }
 
 impl<H: EventHandler> Consumer<H> {
@@ -161,14 +269,22 @@ impl<H: EventHandler> Consumer<H> {
         inbox: InboxRetention,
     ) -> Self {
         Consumer {
-            app_id,
             pool,
-            handler: Arc::new(handler),
+            applier: Arc::new(Applier {
+                app_id,
+                handler: Arc::new(handler),
+            }),
             subscriptions,
             app_token,
             inbox,
             pruner: None,
         }
+    }
+
+    /// The operators' handle on this consumer's dead letters (app data for
+    /// [`dead_letters::api::DeadLettersApi`]).
+    pub fn dead_letters(&self) -> dead_letters::DeadLetters {
+        dead_letters::DeadLetters::new(self.pool.clone(), self.applier.clone())
     }
 
     /// `GET /dapr/subscribe` and `POST /events/<topic>`, as (path, endpoint)
@@ -178,7 +294,7 @@ impl<H: EventHandler> Consumer<H> {
     pub fn endpoints(mut self) -> Vec<(&'static str, BoxEndpoint<'static>)> {
         let stop = CancellationToken::new();
         tokio::spawn(prune_inbox_periodically(
-            self.app_id,
+            self.applier.app_id,
             self.pool.clone(),
             self.inbox,
             stop.clone(),
@@ -217,68 +333,70 @@ impl<H: EventHandler> Consumer<H> {
         )
     }
 
-    /// Applies a batch in order, one transaction for all, a savepoint each.
-    async fn apply(&self, topic: Topic, batch: Vec<Incoming>) -> Vec<Status> {
-        let mut statuses = Vec::with_capacity(batch.len());
+    /// Applies a batch in order, one transaction for all, a savepoint each;
+    /// every event is applied, a duplicate or a dead letter (all `SUCCESS`),
+    /// unless a transient failure makes the whole batch `RETRY`.
+    async fn apply(&self, topic: Topic, batch: Vec<Delivery>) -> Vec<Status> {
         let mut applied: Vec<&EventEnvelope> = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
         let result: Result<(), HandleError> = async {
-            let mut tx = self.pool.begin().await?;
-            for incoming in &batch {
-                let (status, fresh) = self.apply_one(&mut tx, topic, incoming).await?;
-                if let (true, Incoming::Known(e)) = (fresh, incoming) {
+            let mut tx = self.pool.begin().await.map_err(HandleError::ours)?;
+            for delivery in &batch {
+                let outcome = self.applier.apply_one(&mut tx, topic, delivery).await?;
+                if let (Outcome::Applied, Incoming::Known(e)) = (&outcome, &delivery.incoming) {
                     applied.push(e);
                 }
-                statuses.push(status);
+                outcomes.push(outcome);
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(HandleError::ours)?;
             Ok(())
         }
         .await;
         match result {
             Ok(()) => {
                 if !applied.is_empty() {
-                    self.handler.after_commit(topic, &applied);
+                    self.applier.handler.after_commit(topic, &applied);
                 }
-                for s in &statuses {
-                    let outcome = match s {
-                        Status::Success => "success",
-                        Status::Retry => "retry",
-                        Status::Drop => "drop",
+                for outcome in &outcomes {
+                    let label = match outcome {
+                        Outcome::Applied | Outcome::Duplicate => "success",
+                        Outcome::DeadLettered(_) => "dead_letter",
                     };
-                    metrics::counter!("events_consumed_total", "topic" => topic.name(), "outcome" => outcome)
+                    metrics::counter!("events_consumed_total", "topic" => topic.name(), "outcome" => label)
                         .increment(1);
                 }
-                statuses
+                vec![Status::Success; batch.len()]
             }
             Err(e) => {
-                tracing::warn!(app = self.app_id, topic = %topic, error = %e, events = batch.len(), "batch not applied; asking Dapr to redeliver");
+                tracing::warn!(app = self.applier.app_id, topic = %topic, error = %e, events = batch.len(), "batch not applied; asking Dapr to redeliver");
                 metrics::counter!("events_consumed_total", "topic" => topic.name(), "outcome" => "retry")
                     .increment(batch.len() as u64);
                 vec![Status::Retry; batch.len()]
             }
         }
     }
+}
 
-    /// Applies one event; the flag says whether the handler applied it (a
-    /// fresh event, not a duplicate, skipped or rejected one).
+impl<H: EventHandler> Applier<H> {
+    /// Applies one event inside `conn`'s transaction, or keeps it as a dead
+    /// letter there; an error is transient (the batch is retried).
     async fn apply_one(
         &self,
         conn: &mut PgConnection,
         topic: Topic,
-        incoming: &Incoming,
-    ) -> Result<(Status, bool), HandleError> {
-        let event = match incoming {
+        delivery: &Delivery,
+    ) -> Result<Outcome, HandleError> {
+        let event = match &delivery.incoming {
             Incoming::Known(e) => e,
-            Incoming::UnknownVersion { event_id, version } => {
-                tracing::warn!(event_id = %event_id, schema_version = %version, topic = %topic, "skipping event with unknown schema version");
-                metrics::counter!("events_skipped_total", "reason" => "unknown_schema_version")
-                    .increment(1);
-                return Ok((Status::Success, false));
+            Incoming::UnknownVersion { version, .. } => {
+                let reason = format!(
+                    "schema version {version} is unknown to this consumer (it reads {SCHEMA_VERSION})"
+                );
+                return self.dead_letter(conn, topic, delivery, reason).await;
             }
-            Incoming::Malformed(reason) => {
-                tracing::warn!(topic = %topic, reason = %reason, "dropping malformed event");
-                metrics::counter!("events_skipped_total", "reason" => "malformed").increment(1);
-                return Ok((Status::Drop, false));
+            Incoming::Malformed(why) => {
+                let reason = format!("malformed event: {why}");
+                return self.dead_letter(conn, topic, delivery, reason).await;
             }
         };
         let span = tracing::info_span!("event", task_id = %event.task_id, event_id = %event.event_id, event_type = %event.event_type);
@@ -286,39 +404,65 @@ impl<H: EventHandler> Consumer<H> {
         // whatever else that thread polls meanwhile (another event's lines
         // got this task_id, and this event's lines another's).
         async {
-            let mut savepoint = conn.begin().await?;
+            let mut savepoint = conn.begin().await.map_err(HandleError::ours)?;
             let fresh = sqlx::query!(
                 "insert into inbox (event_id, topic) values ($1, $2) on conflict do nothing",
                 event.event_id,
                 topic.name(),
             )
             .execute(&mut *savepoint)
-            .await?
+            .await
+            .map_err(HandleError::ours)?
             .rows_affected()
                 == 1;
             if !fresh {
-                savepoint.commit().await?;
+                savepoint.commit().await.map_err(HandleError::ours)?;
                 tracing::debug!("duplicate delivery ignored");
                 metrics::counter!("events_duplicate_total", "topic" => topic.name()).increment(1);
-                return Ok((Status::Success, false));
+                return Ok(Outcome::Duplicate);
             }
             match self.handler.handle(&mut savepoint, topic, event).await {
                 Ok(()) => {
-                    savepoint.commit().await?;
+                    savepoint.commit().await.map_err(HandleError::ours)?;
                     tracing::debug!("event applied");
-                    Ok((Status::Success, true))
+                    Ok(Outcome::Applied)
                 }
                 Err(HandleError::Permanent(reason)) => {
-                    savepoint.rollback().await?;
-                    tracing::warn!(reason = %reason, "dropping event the handler cannot apply");
-                    metrics::counter!("events_skipped_total", "reason" => "rejected").increment(1);
-                    Ok((Status::Drop, false))
+                    // The inbox row goes with the savepoint: a redrive can
+                    // still apply the event.
+                    savepoint.rollback().await.map_err(HandleError::ours)?;
+                    self.dead_letter(conn, topic, delivery, reason).await
                 }
                 Err(e) => Err(e),
             }
         }
         .instrument(span)
         .await
+    }
+
+    async fn dead_letter(
+        &self,
+        conn: &mut PgConnection,
+        topic: Topic,
+        delivery: &Delivery,
+        reason: String,
+    ) -> Result<Outcome, HandleError> {
+        let letter = dead_letters::Letter {
+            topic: topic.name(),
+            event_key: delivery.key(),
+            task_id: delivery.task_id(),
+            consumer: self.app_id,
+            reason: &reason,
+            cloud_event: &delivery.raw,
+        };
+        let attempts = dead_letters::record(conn, &letter)
+            .await
+            .map_err(HandleError::ours)?;
+        tracing::error!(app = self.app_id, topic = %topic, event_key = %letter.event_key,
+            task_id = ?letter.task_id, attempts, reason = %reason,
+            "event kept as a dead letter; the partition moves on");
+        metrics::counter!("events_dead_lettered_total", "topic" => topic.name()).increment(1);
+        Ok(Outcome::DeadLettered(reason))
     }
 }
 
@@ -342,6 +486,11 @@ async fn prune_inbox_periodically(
             pruned = prune_inbox(&pool, retention.keep) => pruned,
             _ = stop.cancelled() => return,
         };
+        match dead_letters::prune(&pool, retention.keep, PRUNE_BATCH).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(app = app_id, rows = n, "pruned redriven dead letters"),
+            Err(e) => tracing::warn!(app = app_id, error = %e, "pruning dead letters failed"),
+        }
         match pruned {
             Ok(0) => {}
             Ok(n) => {
@@ -389,7 +538,9 @@ fn classify(cloud_event: &Value) -> Incoming {
         },
         _ => return Incoming::Malformed("no data".to_owned()),
     };
-    let version = data["schema_version"].as_str().unwrap_or_default();
+    let Some(version) = data["schema_version"].as_str() else {
+        return Incoming::Malformed("the envelope has no schema_version".to_owned());
+    };
     if version != SCHEMA_VERSION {
         return Incoming::UnknownVersion {
             event_id: data["event_id"].as_str().unwrap_or("?").to_owned(),
@@ -426,7 +577,10 @@ async fn deliver<H: EventHandler>(
     let body = body.0;
     if let Some(entries) = body.get("entries").and_then(Value::as_array) {
         let ids: Vec<Value> = entries.iter().map(|e| e["entryId"].clone()).collect();
-        let batch = entries.iter().map(|e| classify(&e["event"])).collect();
+        let batch = entries
+            .iter()
+            .map(|e| Delivery::new(e["event"].clone()))
+            .collect();
         let statuses = consumer.apply(topic, batch).await;
         let statuses: Vec<Value> = ids
             .into_iter()
@@ -435,7 +589,7 @@ async fn deliver<H: EventHandler>(
             .collect();
         Json(json!({ "statuses": statuses })).into_response()
     } else {
-        let status = consumer.apply(topic, vec![classify(&body)]).await[0];
+        let status = consumer.apply(topic, vec![Delivery::new(body)]).await[0];
         Json(json!({ "status": status })).into_response()
     }
 }
@@ -544,6 +698,31 @@ mod tests {
             .await
             .assert_text("applied")
             .await;
+    }
+
+    #[test]
+    fn only_errors_the_same_event_repeats_dead_letter() {
+        assert!(matches!(
+            HandleError::from(sqlx::Error::RowNotFound),
+            HandleError::Permanent(_)
+        ));
+        for passing in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert!(matches!(
+                HandleError::from(passing),
+                HandleError::Transient(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn an_envelope_without_a_schema_version_is_malformed() {
+        let mut e = envelope("1.0");
+        e["data"].as_object_mut().unwrap().remove("schema_version");
+        assert!(matches!(classify(&e), Incoming::Malformed(_)));
     }
 
     #[test]

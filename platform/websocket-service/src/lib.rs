@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use todo_contract::Topic;
 use todo_core::{
     bootstrap,
-    consumer::{Consumer, Subscription},
+    consumer::{Consumer, Subscription, dead_letters::api::DeadLettersApi},
     server::{self, HealthApi},
     settings::DaprSettings,
 };
@@ -43,9 +43,9 @@ pub const APP_ID: &str = "websocket-service";
 pub const DEFAULT_PORT: u16 = 8003;
 
 /// The OpenAPI service of this app (also what `openapi/websocket.json` holds).
-pub fn openapi() -> OpenApiService<(ConnectionsApi, HealthApi), ()> {
+pub fn openapi() -> OpenApiService<(ConnectionsApi, DeadLettersApi, HealthApi), ()> {
     OpenApiService::new(
-        (ConnectionsApi, HealthApi),
+        (ConnectionsApi, DeadLettersApi, HealthApi),
         "WebSocket service",
         env!("CARGO_PKG_VERSION"),
     )
@@ -111,12 +111,17 @@ impl bootstrap::Service for Application {
             pool: pool.clone(),
             stop: streams_stop.clone(),
         };
+        let dead_letters = consumer.dead_letters();
         let mut callbacks = consumer.endpoints();
         callbacks.push(("/ws", get(routes::user_stream).boxed()));
         callbacks.push(("/ws/operator", get(routes::operator_stream).boxed()));
         callbacks.push(("/live", get(routes::live_page).boxed()));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
-        let app = app.data(hub).data(streams.clone()).boxed();
+        let app = app
+            .data(hub)
+            .data(streams.clone())
+            .data(dead_letters)
+            .boxed();
         let listeners = connected.bind(Self::DEFAULT_PORT).await?;
         Ok(Application {
             listeners,
