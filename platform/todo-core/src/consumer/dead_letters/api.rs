@@ -131,14 +131,24 @@ fn problem(e: RedriveError) -> ApiError {
     }
 }
 
-fn topic_name(topic: Option<String>) -> Result<Option<String>, ApiError> {
-    match topic {
-        Some(t) if Topic::from_name(&t).is_none() => Err(ApiError::bad_request(
-            "invalid_request",
-            format!("unknown topic {t}"),
-        )),
-        t => Ok(t),
-    }
+/// A topic a dead letter can come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "kebab-case")]
+pub enum TopicParam {
+    TaskEvents,
+    TaskUpdates,
+    Reminders,
+}
+
+fn topic_name(topic: Option<TopicParam>) -> Option<&'static str> {
+    topic.map(|t| {
+        match t {
+            TopicParam::TaskEvents => Topic::TaskEvents,
+            TopicParam::TaskUpdates => Topic::TaskUpdates,
+            TopicParam::Reminders => Topic::Reminders,
+        }
+        .name()
+    })
 }
 
 /// The dead-letters API.
@@ -155,7 +165,7 @@ impl DeadLettersApi {
         /// `open` (default), `redriven` or `all`.
         state: Query<Option<DeadLetterState>>,
         /// Only this topic's.
-        topic: Query<Option<String>>,
+        topic: Query<Option<TopicParam>>,
         /// 1–500, default 100.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
@@ -164,7 +174,7 @@ impl DeadLettersApi {
         offset: Query<Option<u32>>,
     ) -> Result<Json<DeadLetterPage>, ApiError> {
         caller.identity().require_operator()?;
-        let topic = topic_name(topic.0)?;
+        let topic = topic_name(topic.0);
         let which = match state.0.unwrap_or(DeadLetterState::Open) {
             DeadLetterState::Open => Which::Open,
             DeadLetterState::Redriven => Which::Redriven,
@@ -173,7 +183,7 @@ impl DeadLettersApi {
         let (items, total) = letters
             .list(
                 which,
-                topic.as_deref(),
+                topic,
                 i64::from(limit.0.unwrap_or(100)),
                 i64::from(offset.0.unwrap_or(0)),
             )
@@ -215,18 +225,15 @@ impl DeadLettersApi {
         letters: Data<&DeadLetters>,
         caller: Caller,
         /// Only this topic's.
-        topic: Query<Option<String>>,
+        topic: Query<Option<TopicParam>>,
     ) -> Result<Json<RedriveAllAnswer>, ApiError> {
         caller.identity().require_operator()?;
-        let topic = topic_name(topic.0)?;
+        let topic = topic_name(topic.0);
         let RedriveAll {
             applied,
             already_applied,
             still_failing,
-        } = letters
-            .redrive_all(topic.as_deref())
-            .await
-            .map_err(problem)?;
+        } = letters.redrive_all(topic).await.map_err(problem)?;
         Ok(Json(RedriveAllAnswer {
             applied,
             already_applied,
