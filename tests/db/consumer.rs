@@ -29,9 +29,9 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
 
 const TOKEN: &str = "app-token";
 
-async fn an_event_delivered_again_singly_or_in_a_bulk_is_applied_once(ctx: &Ctx) -> Result<()> {
-    let pool = ctx.fresh_schema(&AUDIT).await?;
-    let consumer = Consumer::new(
+/// The audit service's consumer of `task-events` on `pool`.
+fn audit_consumer(pool: &sqlx::PgPool) -> Consumer<audit_service::handler::Handler> {
+    Consumer::new(
         "audit-service",
         pool.clone(),
         audit_service::handler::Handler,
@@ -40,7 +40,12 @@ async fn an_event_delivered_again_singly_or_in_a_bulk_is_applied_once(ctx: &Ctx)
         }],
         AppToken::Required(SecretString::from(TOKEN)),
         InboxRetention::default(),
-    );
+    )
+}
+
+async fn an_event_delivered_again_singly_or_in_a_bulk_is_applied_once(ctx: &Ctx) -> Result<()> {
+    let pool = ctx.fresh_schema(&AUDIT).await?;
+    let consumer = audit_consumer(&pool);
     let mut route = Route::new();
     for (path, ep) in consumer.endpoints() {
         route = route.at(path, ep);
@@ -136,16 +141,7 @@ async fn an_event_that_can_never_be_applied_is_kept_as_a_dead_letter_and_redrive
     )
     .execute(&pool)
     .await?;
-    let consumer = Consumer::new(
-        "audit-service",
-        pool.clone(),
-        audit_service::handler::Handler,
-        vec![Subscription {
-            topic: Topic::TaskEvents,
-        }],
-        AppToken::Required(SecretString::from(TOKEN)),
-        InboxRetention::default(),
-    );
+    let consumer = audit_consumer(&pool);
     let letters = consumer.dead_letters();
     let mut route = Route::new();
     for (path, ep) in consumer.endpoints() {
