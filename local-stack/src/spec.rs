@@ -153,8 +153,17 @@ pub const DAPR_SCHEMA: &str = "dapr";
 /// The one database every schema lives in.
 pub const DATABASE: &str = "todo_platform";
 
-/// Topics the stack creates (broker auto-creation is off).
-pub const TOPICS: &[&str] = &["task-events", "task-updates", "reminders"];
+/// Topics the stack creates (broker auto-creation is off): the platform's
+/// three and the dead-letter topic of each, where consumers announce the
+/// events they could not apply (`todo_contract::dead_letter`).
+pub const TOPICS: &[&str] = &[
+    "task-events",
+    "task-updates",
+    "reminders",
+    "task-events-dlq",
+    "task-updates-dlq",
+    "reminders-dlq",
+];
 
 /// Partitions of each topic on a stack whose services run `replicas`
 /// replicas at most: one per replica, so that every replica of a consumer

@@ -336,6 +336,23 @@ async fn a_poison_event_is_dead_lettered_its_partition_moves_on_and_a_redrive_ap
                 && text(&letter, "/reason").contains("test_no_poison"),
             "the dead letter names its consumer, task and reason: {letter}"
         );
+        // Announced on the topic's dead-letter topic, read with a Kafka
+        // client of our own.
+        let notice = expect_records(stack, "task-events-dlq", &id, 1)
+            .await?
+            .remove(0);
+        let data = notice.envelope();
+        ensure!(
+            notice.cloud_event["type"] == "dead-letter"
+                && notice.key.as_deref() == Some(id.as_str())
+                && data["dead_letter_id"] == letter["id"]
+                && data["consumer"] == "audit-service"
+                && data["reason"] == letter["reason"]
+                && data["attempts"] == 1
+                && data["event"]["data"]["event_id"] == record.envelope()["event_id"],
+            "the dead-letter topic has the event, its consumer and reason: {:#}",
+            notice.cloud_event
+        );
         alice
             .patch(&id, json!({ "title": "antidote" }))
             .await?
@@ -350,6 +367,12 @@ async fn a_poison_event_is_dead_lettered_its_partition_moves_on_and_a_redrive_ap
         ensure!(
             status == 409 && body["error"] == "still_failing",
             "a redrive while the cause stands: {status} {body}"
+        );
+        let notices = expect_records(stack, "task-events-dlq", &id, 2).await?;
+        ensure!(
+            notices[1].envelope()["attempts"] == 2,
+            "the failed redrive is announced as the second attempt: {:#}",
+            notices[1].cloud_event
         );
         cure().await?;
         let (status, body) = redrive(stack, dl).await?;

@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::{
     Browser, TodoClient, WsClient, admin_db, claims, close_frame, eventually, get_json, handshake,
-    hs256, metric, now, service_log_lines, service_metric, text, with, ws_url, ws_url_at,
+    hs256, metric, now, service_log_lines, service_metric, text, with, with_service_env, ws_url,
+    ws_url_at,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -680,16 +681,11 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
     drop(ws);
 
     // The service again, keeping updates for one second, pruning every second.
-    stack.stop_service("websocket-service").await?;
-    stack.set_service_env(
-        "websocket-service",
-        &[
-            ("WEBSOCKET_RETENTION_SECS", "1"),
-            ("WEBSOCKET_PRUNE_INTERVAL_SECS", "1"),
-        ],
-    )?;
-    let result = async {
-        stack.start_service("websocket-service").await?;
+    let vars = [
+        ("WEBSOCKET_RETENTION_SECS", "1"),
+        ("WEBSOCKET_PRUNE_INTERVAL_SECS", "1"),
+    ];
+    with_service_env(stack, "websocket-service", &vars, async |stack| {
         let stack = &*stack;
         let db = admin_db(stack).await?;
         let horizon: i64 = eventually(Duration::from_secs(15), "the update pruned", || async {
@@ -721,12 +717,8 @@ async fn a_cursor_older_than_the_retention_window_gets_resync_required(
         ws.until(&new, "task-created", Duration::from_secs(5))
             .await?;
         Ok(())
-    }
-    .await;
-    stack.set_service_env("websocket-service", &[])?;
-    stack.stop_service("websocket-service").await?;
-    stack.start_service("websocket-service").await?;
-    result
+    })
+    .await
 }
 
 /// Pruning that lands between a stream's reading of the retention horizon and

@@ -11,7 +11,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
-use crate::support::{TodoClient, WsClient, admin_db, eventually, get_json, text};
+use crate::support::{
+    TodoClient, WsClient, admin_db, eventually, get_json, text, with_service_env,
+};
 use crate::{Ctx, exclusive, shared};
 
 pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
@@ -36,6 +38,14 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         exclusive!(
             ctx,
             a_reminder_whose_time_passed_while_the_recurring_service_was_down_is_delivered_late_once
+        ),
+        exclusive!(
+            ctx,
+            a_reminder_whose_job_was_lost_is_fired_by_the_reconciler_once_and_not_early
+        ),
+        exclusive!(
+            ctx,
+            a_delivery_keeps_trying_through_a_kafka_outage_longer_than_its_old_retries_and_is_sent_once
         ),
         exclusive!(
             ctx,
@@ -339,44 +349,23 @@ async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_
     let id = text(&n, "/id").to_owned();
     // Seed the failed state (as an operator would find it) directly in the
     // database; the failure that follows is real.
-    let db = admin_db(stack).await?;
-    sqlx::query("update notification.notification set status = 'failed', last_error = 'seeded' where id = $1")
-        .bind(id.parse::<uuid::Uuid>()?)
-        .execute(&db)
-        .await?;
-    stack.stop_kafka().await?;
-    let outcome = async {
-        let (status, body) = retry(stack, &id).await?;
-        ensure!(
-            status == 202 && body["status"] == "pending" && body["attempts"] == 2,
-            "{status} {body}"
-        );
-        let (again, _) = retry(stack, &id).await?;
-        ensure!(
-            again == 409,
-            "a pending notification cannot be retried: {again}"
-        );
-        let failed = eventually(Duration::from_secs(120), "the attempt fails", || async {
-            let n = get_json(
-                &format!("{}/api/v1/notifications/{id}", notification_url(stack)),
-                &stack.operator_token(),
-            )
-            .await?
-            .expect(200)?;
-            Ok((n["status"] == "failed").then_some(n))
-        })
-        .await?;
-        ensure!(
-            failed["last_error"].as_str().is_some_and(|e| e != "seeded"),
-            "the real error is kept: {failed}"
-        );
-        ensure!(failed["attempts"] == 2, "{failed}");
-        Ok(())
-    }
-    .await;
-    stack.start_kafka().await?;
-    outcome?;
+    seed_failed(stack, &id).await?;
+    // Delivery gives up after 15 s here (two hours by default), so that the
+    // failure path is seen in seconds.
+    with_service_env(
+        stack,
+        "notification-service",
+        &[("NOTIFICATION_DELIVERY_PATIENCE_SECS", "15")],
+        async |stack| {
+            stack.stop_kafka().await?;
+            let outcome = fails_while_kafka_is_down(stack, &id).await;
+            stack.start_kafka().await?;
+            outcome
+        },
+    )
+    .await?;
     let (status, body) = retry(stack, &id).await?;
+
     ensure!(status == 202 && body["attempts"] == 3, "{status} {body}");
     let sent = eventually(Duration::from_secs(60), "the retry is sent", || async {
         let n = get_json(
@@ -391,6 +380,178 @@ async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_
     ensure!(
         sent["last_error"].is_null() && sent["attempts"] == 3,
         "{sent}"
+    );
+    Ok(())
+}
+
+/// Seeds the failed state of notification `id` (as an operator would find
+/// it) directly in the database; what follows it is real.
+async fn seed_failed(stack: &Stack, id: &str) -> Result<()> {
+    let db = admin_db(stack).await?;
+    sqlx::query("update notification.notification set status = 'failed', last_error = 'seeded' where id = $1")
+        .bind(id.parse::<uuid::Uuid>()?)
+        .execute(&db)
+        .await?;
+    Ok(())
+}
+
+/// Notification `id` as the service shows it.
+async fn notification(stack: &Stack, id: &str) -> Result<Value> {
+    get_json(
+        &format!("{}/api/v1/notifications/{id}", notification_url(stack)),
+        &stack.operator_token(),
+    )
+    .await?
+    .expect(200)
+}
+
+/// With Kafka down, a retry of failed notification `id` is accepted as its
+/// second attempt, and that attempt fails for real once its patience runs out.
+async fn fails_while_kafka_is_down(stack: &Stack, id: &str) -> Result<()> {
+    let (status, body) = retry(stack, id).await?;
+    ensure!(
+        status == 202 && body["status"] == "pending" && body["attempts"] == 2,
+        "{status} {body}"
+    );
+    let (again, _) = retry(stack, id).await?;
+    ensure!(
+        again == 409,
+        "a pending notification cannot be retried: {again}"
+    );
+    let failed = eventually(Duration::from_secs(120), "the attempt fails", || async {
+        let n = notification(stack, id).await?;
+        Ok((n["status"] == "failed").then_some(n))
+    })
+    .await?;
+    ensure!(
+        failed["last_error"].as_str().is_some_and(|e| e != "seeded"),
+        "the real error is kept: {failed}"
+    );
+    ensure!(failed["attempts"] == 2, "{failed}");
+    Ok(())
+}
+
+/// Longer than delivery used to keep trying (6 retries over about 30 s).
+const OUTAGE: Duration = Duration::from_secs(45);
+
+async fn a_delivery_keeps_trying_through_a_kafka_outage_longer_than_its_old_retries_and_is_sent_once(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let due = whole_second_in(1);
+    let task = client
+        .create(json!({ "title": "outlasts an outage", "reminder_time": due.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let task_id = text(&task, "/id").to_owned();
+    let n = sent_once(stack, &task_id, due, Duration::from_secs(15)).await?;
+    let id = text(&n, "/id").to_owned();
+    seed_failed(stack, &id).await?;
+    stack.stop_kafka().await?;
+    let outage = async {
+        let (status, body) = retry(stack, &id).await?;
+        ensure!(status == 202 && body["attempts"] == 2, "{status} {body}");
+        // Through the whole outage the attempt is still trying: never failed.
+        let until = tokio::time::Instant::now() + OUTAGE;
+        while tokio::time::Instant::now() < until {
+            let n = notification(stack, &id).await?;
+            ensure!(
+                n["status"] == "pending",
+                "gave up during a {}-second Kafka outage: {n}",
+                OUTAGE.as_secs()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        Ok(())
+    }
+    .await;
+    stack.start_kafka().await?;
+    outage?;
+    let back = Utc::now();
+    // Sent by the same attempt once Kafka is back, without anyone retrying
+    // (the backoff between tries is at most a minute).
+    let sent = eventually(Duration::from_secs(90), "the attempt is sent", || async {
+        let n = notification(stack, &id).await?;
+        Ok((n["status"] == "sent").then_some(n))
+    })
+    .await?;
+    ensure!(
+        sent["attempts"] == 2 && sent["last_error"].is_null(),
+        "{sent}"
+    );
+    let page = notifications(stack, &format!("task_id={task_id}")).await?;
+    ensure!(page["total"] == 1, "still one notification: {page}");
+    eprintln!(
+        "    sent {} ms after Kafka came back",
+        (time_of(&sent, "/sent_at")? - back).num_milliseconds()
+    );
+    Ok(())
+}
+
+async fn a_reminder_whose_job_was_lost_is_fired_by_the_reconciler_once_and_not_early(
+    stack: &mut Stack,
+) -> Result<()> {
+    // The reconciler looks every second for reminders 2 s late (every 30 s
+    // for 60 s by default).
+    with_service_env(
+        stack,
+        "recurring-task-service",
+        &[
+            ("RECURRING_RECONCILE_INTERVAL_SECS", "1"),
+            ("RECURRING_RECONCILE_LATE_SECS", "2"),
+        ],
+        async |stack| reminder_without_its_job_is_sent(stack).await,
+    )
+    .await
+}
+
+async fn reminder_without_its_job_is_sent(stack: &Stack) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let due = whole_second_in(6);
+    let task = client
+        .create(json!({ "title": "job lost", "reminder_time": due.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let id = text(&task, "/id").to_owned();
+    let job = format!(
+        "{}/v1.0/jobs/reminder-{id}",
+        stack.dapr_http_url("recurring-task-service")
+    );
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(10),
+        "the reminder job exists",
+        || async {
+            Ok(http
+                .get(&job)
+                .send()
+                .await?
+                .status()
+                .is_success()
+                .then_some(()))
+        },
+    )
+    .await?;
+    // The job is lost behind the service's back, as when its failure policy
+    // gives up during an outage or the scheduler loses its state.
+    let deleted = http.delete(&job).send().await?;
+    ensure!(
+        deleted.status().is_success(),
+        "deleting the job: {}",
+        deleted.status()
+    );
+    ensure!(
+        Utc::now() < due,
+        "the job was deleted before the reminder was due"
+    );
+    let n = sent_once(stack, &id, due, Duration::from_secs(30)).await?;
+    eprintln!(
+        "    job deleted; the reconciler's notification was sent {} ms after the reminder time",
+        (time_of(&n, "/sent_at")? - due).num_milliseconds()
+    );
+    ensure!(
+        reminder_of(stack, &id).await?["status"] == "fired",
+        "the reminder is marked fired"
     );
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod browser;
 mod db;
+mod env;
 mod http;
 mod kafka;
 pub mod terminal;
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 pub use browser::Browser;
 pub use db::admin_db;
+pub use env::with_service_env;
 pub use http::{Answer, get_json, metric, service_log_lines, service_metric};
 pub use kafka::{Record, expect_records, produce, read_topic, task_records};
 pub use todo_api::TodoClient;

@@ -71,7 +71,8 @@ impl bootstrap::Service for Application {
             }],
             connected.app_token.clone(),
             common.inbox,
-        );
+        )
+        .announcing_dead_letters(connected.sidecar.clone());
         let dead_letters = consumer.dead_letters();
         let app = connected.app(openapi(), common.max_body_bytes, consumer.endpoints());
         let app = poem::EndpointExt::boxed(poem::EndpointExt::data(

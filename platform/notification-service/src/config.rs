@@ -2,6 +2,8 @@
 //! (all optional; body limit, pool size, database secret and sidecar timeout
 //! are the common ones of `todo_core::bootstrap::Common`).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use todo_core::database::{Retention, default_prune_interval_secs, default_retention_hours};
 
@@ -15,11 +17,26 @@ pub struct NotificationConfig {
     /// How often they are pruned (`NOTIFICATION_PRUNE_INTERVAL_SECS`, default 600).
     #[serde(default = "default_prune_interval_secs")]
     pub prune_interval_secs: u64,
+    /// How long delivery of a notification keeps trying, with backoff up to
+    /// a minute between tries, before the notification is marked failed
+    /// (`NOTIFICATION_DELIVERY_PATIENCE_SECS`, default 7200: longer than an
+    /// hour's outage of Kafka or the database).
+    #[serde(default = "delivery_patience_secs")]
+    pub delivery_patience_secs: u64,
+}
+
+fn delivery_patience_secs() -> u64 {
+    2 * 3600
 }
 
 impl NotificationConfig {
     /// The retention of sent notifications.
     pub fn retention(&self) -> Retention {
         Retention::new(self.retention_hours, self.prune_interval_secs)
+    }
+
+    /// How long delivery keeps trying.
+    pub fn delivery_patience(&self) -> Duration {
+        Duration::from_secs(self.delivery_patience_secs.max(1))
     }
 }

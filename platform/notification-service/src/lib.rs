@@ -65,6 +65,7 @@ pub struct Application {
     waker: Waker,
     dispatcher: DispatcherSettings,
     retention: Retention,
+    delivery_patience: std::time::Duration,
 }
 
 impl bootstrap::Service for Application {
@@ -106,7 +107,8 @@ impl bootstrap::Service for Application {
             }],
             connected.app_token.clone(),
             common.inbox,
-        );
+        )
+        .announcing_dead_letters(connected.sidecar.clone());
         let dead_letters = consumer.dead_letters();
         let callbacks = consumer.endpoints();
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
@@ -125,6 +127,7 @@ impl bootstrap::Service for Application {
             waker,
             dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
             retention: config.retention(),
+            delivery_patience: config.delivery_patience(),
         })
     }
 
@@ -135,9 +138,10 @@ impl bootstrap::Service for Application {
             "notification-service listening"
         );
         let starter: Starter = self.workflows.starter();
+        let patience = self.delivery_patience;
         let pruner = {
             let (pool, keep) = (self.pool.clone(), self.retention.keep);
-            tokio::spawn(database::prune_periodically(
+            tokio::spawn(database::run_periodically(
                 self.retention.every,
                 shutdown.clone(),
                 move || {
@@ -152,7 +156,7 @@ impl bootstrap::Service for Application {
             self.dispatcher,
             move |i| {
                 let starter = starter.clone();
-                async move { workflow::start_recorded(&starter, i).await }
+                async move { workflow::start_recorded(&starter, i, patience).await }
             },
             shutdown.clone(),
         ));

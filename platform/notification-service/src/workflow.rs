@@ -38,6 +38,13 @@ pub struct DeliveryInput {
     /// 1 for the first attempt; a manual retry starts the next one.
     pub attempt: i32,
     pub reminder: Reminder,
+    /// How long delivery keeps trying before the notification is marked
+    /// failed, set when the attempt starts (`NOTIFICATION_DELIVERY_PATIENCE_SECS`).
+    /// Part of the input so that a replay of the instance retries exactly as
+    /// it first did; instances started before it existed have none and keep
+    /// their old policy ([`deliver_retry_policy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience_secs: Option<u64>,
 }
 
 /// The [`MARK_FAILED`] activity's input.
@@ -61,12 +68,31 @@ pub fn instance_id(notification_id: Uuid, attempt: i32) -> String {
     format!("delivery-{notification_id}-{attempt}")
 }
 
-/// Delivery is retried 6 times over about 30 s (1, 2, 4, 8, 8, 8 s) before
-/// the notification is marked failed.
-pub fn deliver_retry_policy() -> RetryPolicy {
-    RetryPolicy::new(7, Duration::from_secs(1))
-        .with_backoff_coefficient(2.0)
-        .with_max_retry_interval(Duration::from_secs(8))
+/// Longest wait between two delivery tries once the backoff has grown.
+const DELIVERY_MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Delivery is retried with backoff (1 s doubling to a minute between
+/// tries) for `patience` before the notification is marked failed, so it
+/// outlasts an outage of Kafka or the database shorter than that (two hours
+/// by default). Without a patience (an instance started by an older
+/// release) it keeps its old policy: 6 retries over about 30 s.
+pub fn deliver_retry_policy(patience: Option<u64>) -> RetryPolicy {
+    match patience {
+        None => RetryPolicy::new(7, Duration::from_secs(1))
+            .with_backoff_coefficient(2.0)
+            .with_max_retry_interval(Duration::from_secs(8)),
+        Some(secs) => {
+            // Enough tries to reach the timeout at the longest interval.
+            let tries = secs / DELIVERY_MAX_INTERVAL.as_secs() + 8;
+            RetryPolicy::new(
+                u32::try_from(tries).unwrap_or(u32::MAX),
+                Duration::from_secs(1),
+            )
+            .with_backoff_coefficient(2.0)
+            .with_max_retry_interval(DELIVERY_MAX_INTERVAL)
+            .with_retry_timeout(Duration::from_secs(secs.max(1)))
+        }
+    }
 }
 
 /// Recording the failure only needs the database; retried for up to a day.
@@ -85,7 +111,7 @@ pub async fn notification_delivery_v1(ctx: WorkflowContext) -> WorkflowResult<Op
             DELIVER_IN_APP,
             ActivityOptions::new()
                 .try_with_input(&input)?
-                .with_retry_policy(deliver_retry_policy()),
+                .with_retry_policy(deliver_retry_policy(input.patience_secs)),
         )
         .await;
     let outcome = match delivered {
@@ -135,6 +161,7 @@ pub async fn record_start(
         notification_id,
         attempt,
         reminder,
+        patience_secs: None,
     };
     let payload = serde_json::to_value(&input).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     intent::record(
@@ -148,17 +175,23 @@ pub async fn record_start(
 }
 
 /// Carries out a recorded start (an instance still running counts as
-/// started). An unknown kind or unreadable payload, or a start the sidecar
-/// refuses, is [`ActError::Refused`]; everything else is worth retrying.
-pub async fn start_recorded(starter: &Starter, intent: Intent) -> Result<(), ActError> {
+/// started), delivering with `patience` (see [`deliver_retry_policy`]). An
+/// unknown kind or unreadable payload, or a start the sidecar refuses, is
+/// [`ActError::Refused`]; everything else is worth retrying.
+pub async fn start_recorded(
+    starter: &Starter,
+    intent: Intent,
+    patience: Duration,
+) -> Result<(), ActError> {
     if intent.kind != START_DELIVERY {
         return Err(ActError::Refused(format!(
             "unknown intent kind {}",
             intent.kind
         )));
     }
-    let input: DeliveryInput =
+    let mut input: DeliveryInput =
         serde_json::from_value(intent.payload).map_err(ActError::unreadable)?;
+    input.patience_secs.get_or_insert(patience.as_secs());
     let started = starter
         .start(DELIVERY_WORKFLOW, &intent.key, &input)
         .await?;
@@ -238,6 +271,36 @@ pub fn register(registry: &mut Registry, deps: Arc<Deps>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn input(patience_secs: Option<u64>) -> DeliveryInput {
+        DeliveryInput {
+            notification_id: Uuid::from_u128(1),
+            attempt: 1,
+            reminder: Reminder {
+                task_id: Uuid::from_u128(2),
+                user_id: "alice".to_owned(),
+                title: "call".to_owned(),
+                due_date: None,
+                remind_at: Timestamp::parse("2026-03-01T08:00:00Z").unwrap(),
+            },
+            patience_secs,
+        }
+    }
+
+    #[test]
+    fn an_input_recorded_before_patience_existed_reads_without_one() {
+        let mut recorded = serde_json::to_value(input(Some(5))).unwrap();
+        recorded.as_object_mut().unwrap().remove("patience_secs");
+        let read: DeliveryInput = serde_json::from_value(recorded).unwrap();
+        assert_eq!(read, input(None));
+        assert!(
+            serde_json::to_value(input(None))
+                .unwrap()
+                .get("patience_secs")
+                .is_none(),
+            "an input without patience is written as before"
+        );
+    }
 
     #[test]
     fn each_attempt_has_its_own_instance() {

@@ -2,6 +2,8 @@
 //! (all optional; body limit, pool size, database secret and sidecar timeout
 //! are the common ones of `todo_core::bootstrap::Common`).
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use todo_core::database::{Retention, default_prune_interval_secs, default_retention_hours};
 
@@ -19,6 +21,16 @@ pub struct RecurringConfig {
     /// How often they are pruned (`RECURRING_PRUNE_INTERVAL_SECS`, default 600).
     #[serde(default = "default_prune_interval_secs")]
     pub prune_interval_secs: u64,
+    /// How often each replica looks for reminders their jobs did not fire
+    /// (`RECURRING_RECONCILE_INTERVAL_SECS`, default 30, at least 1).
+    #[serde(default = "reconcile_interval_secs")]
+    pub reconcile_interval_secs: u64,
+    /// How late a scheduled reminder must be before the reconciler fires it
+    /// instead of its job (`RECURRING_RECONCILE_LATE_SECS`, default 60): a
+    /// job fires within about a second of its time, so a reminder this late
+    /// has lost its job or the job gave up.
+    #[serde(default = "reconcile_late_secs")]
+    pub reconcile_late_secs: u64,
 }
 
 impl RecurringConfig {
@@ -26,6 +38,30 @@ impl RecurringConfig {
     pub fn retention(&self) -> Retention {
         Retention::new(self.retention_hours, self.prune_interval_secs)
     }
+
+    /// When the reconciler runs and what it takes as overdue.
+    pub fn reconciling(&self) -> Reconciling {
+        Reconciling {
+            every: Duration::from_secs(self.reconcile_interval_secs.max(1)),
+            late_by: Duration::from_secs(self.reconcile_late_secs),
+        }
+    }
+}
+
+/// How the reconciler of overdue reminders runs (see
+/// [`crate::service::RecurringService::fire_overdue`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciling {
+    pub every: Duration,
+    pub late_by: Duration,
+}
+
+fn reconcile_interval_secs() -> u64 {
+    30
+}
+
+fn reconcile_late_secs() -> u64 {
+    60
 }
 
 fn todo_app_id() -> String {

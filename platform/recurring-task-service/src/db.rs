@@ -422,6 +422,25 @@ pub async fn reminder(db: &PgPool, task_id: Uuid) -> Result<Option<ReminderRow>,
     .await
 }
 
+/// Scheduled reminders whose time passed more than `late_by` ago (their job
+/// should have fired them by now), oldest first, at most `limit`.
+pub async fn overdue_reminders(
+    db: &PgPool,
+    late_by: Duration,
+    limit: i64,
+) -> Result<Vec<ReminderRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ReminderRow,
+        "select r.task_id, r.user_id, r.title, r.due_date, r.remind_at, r.status, r.fired_at, r.updated_at \
+         from reminder r where r.status = 'scheduled' and r.remind_at < now() - make_interval(secs => $1) \
+         order by r.remind_at limit $2",
+        late_by.as_secs_f64(),
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Filters of a series query.
 #[derive(Debug, Clone, Default)]
 pub struct SeriesFilter {

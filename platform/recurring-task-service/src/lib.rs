@@ -11,7 +11,9 @@
 //! No remote call is made inside a transaction: Jobs API calls, workflow
 //! starts and the publishing of fired reminders are recorded as intents and
 //! carried out after the commit by a dispatcher ([`dispatch`]). Finished rows
-//! are pruned after `RECURRING_RETENTION_HOURS` ([`service::prune`]).
+//! are pruned after `RECURRING_RETENTION_HOURS` ([`service::prune`]). A
+//! reconciler fires reminders whose jobs did not ([`service::reconcile`]), so
+//! no reminder is lost when a job gives up during an outage.
 
 pub mod api;
 pub mod config;
@@ -41,7 +43,11 @@ use todo_core::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    api::RecurringApi, config::RecurringConfig, dispatch::Actions, handler::Handler, jobs::Jobs,
+    api::RecurringApi,
+    config::{Reconciling, RecurringConfig},
+    dispatch::Actions,
+    handler::Handler,
+    jobs::Jobs,
     service::RecurringService,
 };
 
@@ -72,6 +78,8 @@ pub struct Application {
     waker: Waker,
     dispatcher: DispatcherSettings,
     retention: Retention,
+    service: RecurringService,
+    reconciling: Reconciling,
 }
 
 impl bootstrap::Service for Application {
@@ -121,7 +129,8 @@ impl bootstrap::Service for Application {
             }],
             connected.app_token.clone(),
             common.inbox,
-        );
+        )
+        .announcing_dead_letters(connected.sidecar.clone());
         let service = RecurringService::new(pool.clone(), waker.clone());
         let dead_letters = consumer.dead_letters();
         let mut callbacks = consumer.endpoints();
@@ -134,7 +143,7 @@ impl bootstrap::Service for Application {
         ));
         let app = connected.app(openapi(), common.max_body_bytes, callbacks);
         let app = app
-            .data(service)
+            .data(service.clone())
             .data(IntentStore(pool.clone()))
             .data(dead_letters)
             .boxed();
@@ -147,6 +156,8 @@ impl bootstrap::Service for Application {
             waker,
             dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
             retention,
+            service,
+            reconciling: config.reconciling(),
         })
     }
 
@@ -170,7 +181,7 @@ impl bootstrap::Service for Application {
         ));
         let pruner = {
             let keep = self.retention.keep;
-            tokio::spawn(database::prune_periodically(
+            tokio::spawn(database::run_periodically(
                 self.retention.every,
                 shutdown.clone(),
                 move || {
@@ -179,9 +190,21 @@ impl bootstrap::Service for Application {
                 },
             ))
         };
+        let reconciler = {
+            let (service, late_by) = (self.service, self.reconciling.late_by);
+            tokio::spawn(database::run_periodically(
+                self.reconciling.every,
+                shutdown.clone(),
+                move || {
+                    let service = service.clone();
+                    async move { service::reconcile(&service, late_by).await }
+                },
+            ))
+        };
         server::serve(self.listeners, self.app, shutdown).await?;
         let _ = dispatcher.await;
         let _ = pruner.await;
+        let _ = reconciler.await;
         self.workflows.shutdown().await;
         Ok(())
     }

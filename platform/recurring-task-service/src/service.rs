@@ -94,6 +94,25 @@ impl RecurringService {
         Ok(outcome)
     }
 
+    /// Fires the scheduled reminders whose time passed more than `late_by`
+    /// ago (at most [`OVERDUE_BATCH`] a run): their job should have fired
+    /// them and did not (its failure policy gave up during an outage, the
+    /// scheduler lost it). Each goes through [`RecurringService::fire`], so
+    /// a job that fires it as well changes nothing, and none fires before
+    /// its time. Returns how many fired now.
+    pub async fn fire_overdue(&self, late_by: Duration) -> Result<u64, FireError> {
+        let mut fired = 0;
+        for row in db::overdue_reminders(&self.pool, late_by, OVERDUE_BATCH).await? {
+            let reminder = row.reminder();
+            if self.fire(&reminder).await? == Fired::Fired {
+                fired += 1;
+                tracing::warn!(task_id = %reminder.task_id, remind_at = %reminder.remind_at,
+                    "reminder overdue and not fired by its job; fired by the reconciler");
+            }
+        }
+        Ok(fired)
+    }
+
     /// A page of series (oldest first) with their pending reminders, and how
     /// many series match in all.
     pub async fn list_schedules(
@@ -139,6 +158,28 @@ impl RecurringService {
         offset: i64,
     ) -> Result<(Vec<ReminderRow>, i64), sqlx::Error> {
         db::list_reminders(&self.pool, filter, limit, offset).await
+    }
+}
+
+/// Most overdue reminders one reconciler run fires; the next run takes more.
+pub const OVERDUE_BATCH: i64 = 500;
+
+/// One run of the reconciler ([`RecurringService::fire_overdue`]): logs and
+/// counts what it fired (`reminders_reconciled_total`); a failed run is
+/// logged and tried again at the next interval.
+pub async fn reconcile(service: &RecurringService, late_by: Duration) {
+    match service.fire_overdue(late_by).await {
+        Ok(0) => {}
+        Ok(n) => {
+            metrics::counter!("reminders_reconciled_total").increment(n);
+            tracing::warn!(
+                reminders = n,
+                "fired overdue reminders their jobs had not fired"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for overdue reminders failed; trying again later")
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::dead_letter::{DEAD_LETTER_TYPE, DeadLetterNotice};
 use crate::envelope::{CloudEvent, EventEnvelope, EventType, PUBSUB_NAME, SCHEMA_VERSION, Topic};
 use crate::reminder::{self, Channel, NotificationDelivered, NotificationType, Reminder};
 use crate::task::{Frequency, TaskSnapshot, TaskStatus};
@@ -62,15 +63,25 @@ pub fn document() -> Value {
         })
         .for_serialize()
         .into_generator();
-    let messages: Map<String, Value> = EventType::ALL
+    let mut messages: Map<String, Value> = EventType::ALL
         .into_iter()
         .map(|t| (t.as_str().to_owned(), message(&mut generator, t)))
         .collect();
+    messages.insert(
+        DEAD_LETTER_TYPE.to_owned(),
+        dead_letter::message(&mut generator),
+    );
     let schemas = generator.take_definitions(true);
-    let channels: Map<String, Value> = Topic::ALL
+    let mut channels: Map<String, Value> = Topic::ALL
         .into_iter()
         .map(|topic| (topic.name().to_owned(), channel(topic)))
         .collect();
+    for topic in Topic::ALL {
+        channels.insert(
+            topic.dead_letter_topic().to_owned(),
+            dead_letter::channel(topic),
+        );
+    }
     let mut operations = Map::new();
     for (app, topic, types) in PRODUCERS {
         let refs: Vec<Value> = types.iter().map(|t| message_ref(topic, *t)).collect();
@@ -101,6 +112,19 @@ pub fn document() -> Value {
                     "groupId": { "type": "string", "const": app },
                     "bindingVersion": KAFKA_BINDINGS,
                 } },
+            }),
+        );
+    }
+    for (app, topic) in CONSUMERS {
+        let dlq = topic.dead_letter_topic();
+        operations.insert(
+            format!("{app}.send.{dlq}"),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{dlq}") },
+                "title": format!("{app} announces its dead letters of {topic}"),
+                "summary": format!("Published by {app} through Dapr for each event of {topic} it keeps as a dead letter."),
+                "messages": [{ "$ref": format!("#/channels/{dlq}/messages/{DEAD_LETTER_TYPE}") }],
             }),
         );
     }
@@ -148,8 +172,16 @@ the reminder occurrence, so a repeated firing or delivery has the same id.
 in one partition, in the order they were published; there is no order across tasks.
 
 **Schema versions.** This is schema version `{SCHEMA_VERSION}`. A consumer \
-acknowledges and skips (logs and counts) an event whose `schema_version` it does \
-not know.
+keeps an event whose `schema_version` it does not know as a dead letter and \
+moves on: it is never applied half-understood.
+
+**Dead letters.** An event a consumer can never apply (malformed, of an unknown \
+schema version, refused by its rules) is kept in the consumer's `dead_letter` \
+table with the reason, listed and redriven by operators \
+(`/api/v1/dead-letters` on that service), and announced on the topic's \
+dead-letter topic `<topic>-dlq` as a `dead-letter` CloudEvent; the partition \
+moves on. A failure that may pass (the database or the sidecar down) is \
+retried, never dead-lettered.
 
 **Timestamps** are RFC 3339 in UTC with exactly three fractional digits and `Z`, \
 e.g. `2026-03-31T09:00:00.000Z`.",
@@ -322,7 +354,7 @@ fn envelope_schema(generator: &mut SchemaGenerator, t: EventType) -> Value {
             "event_type": { "const": t, "description": "What happened; names the type of `payload`." },
             "schema_version": {
                 "const": SCHEMA_VERSION,
-                "description": "Consumers skip events of a version they do not know.",
+                "description": "A consumer keeps an event of a version it does not know as a dead letter (listed and redriven by operators at /api/v1/dead-letters) and moves on; it is never applied half-understood.",
             },
             "timestamp": described(generator.subschema_for::<Timestamp>(), "When it happened."),
             "task_id": described(generator.subschema_for::<Uuid>(), "The task (and the Kafka record key)."),
@@ -419,4 +451,92 @@ fn envelope(
 ) -> EventEnvelope<Value> {
     let payload = serde_json::to_value(payload).expect("a payload serializes");
     EventEnvelope::new(t, at, task_id, "alice", payload)
+}
+
+/// The dead-letter topics: their channels and their one message.
+mod dead_letter {
+    use super::*;
+
+    pub(super) fn channel(topic: Topic) -> Value {
+        let consumers: Vec<&str> = CONSUMERS
+            .iter()
+            .filter(|(_, from)| *from == topic)
+            .map(|(app, _)| *app)
+            .collect();
+        json!({
+            "address": topic.dead_letter_topic(),
+            "description": format!(
+                "The events of {topic} a consumer kept as dead letters, announced by {}.",
+                consumers.join(", "),
+            ),
+            "messages": {
+                DEAD_LETTER_TYPE: { "$ref": format!("#/components/messages/{DEAD_LETTER_TYPE}") },
+            },
+        })
+    }
+
+    pub(super) fn message(generator: &mut SchemaGenerator) -> Value {
+        let example = example();
+        let consumers: Vec<&str> = {
+            let mut apps: Vec<&str> = CONSUMERS.iter().map(|(app, _)| *app).collect();
+            apps.dedup();
+            apps
+        };
+        json!({
+            "name": DEAD_LETTER_TYPE,
+            "title": "Dead letter",
+            "summary": "A consumer could not apply an event and kept it as a dead letter; the data says which, why and how often it failed.",
+            "description": "Published at least once per failed attempt; a repeat has the same `id`.",
+            "contentType": CloudEvent::CONTENT_TYPE,
+            "payload": {
+                "type": "object",
+                "description": "A CloudEvents 1.0 event in structured mode; `data` is the notice.",
+                "required": ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"],
+                "properties": {
+                    "specversion": { "const": "1.0" },
+                    "id": { "type": "string", "description": "`dead-letter:<consumer>:<dead letter id>:<attempts>`." },
+                    "source": { "type": "string", "enum": consumers, "description": "The consumer that kept it." },
+                    "type": { "const": DEAD_LETTER_TYPE },
+                    "subject": { "type": "string", "description": "The task id, or the event key of an event without a readable envelope." },
+                    "time": described(generator.subschema_for::<Timestamp>(), "When it last failed."),
+                    "datacontenttype": { "const": "application/json" },
+                    "data": generator.subschema_for::<DeadLetterNotice>().to_value(),
+                },
+            },
+            "bindings": { "kafka": {
+                "key": {
+                    "type": "string",
+                    "description": "The task id (the event key without one).",
+                },
+                "bindingVersion": KAFKA_BINDINGS,
+            } },
+            "examples": [{ "name": DEAD_LETTER_TYPE, "summary": "An unknown schema version", "payload": example }],
+        })
+    }
+
+    /// A dead letter of a `task-created` event of a schema version the
+    /// audit service does not know.
+    pub(super) fn example() -> Value {
+        let event = super::example(EventType::TaskCreated);
+        let mut future = event.clone();
+        future["data"]["schema_version"] = json!("2.0");
+        let at = Timestamp::parse("2026-03-02T10:00:01.000Z").expect("a valid example time");
+        DeadLetterNotice {
+            dead_letter_id: 7,
+            topic: Topic::TaskEvents,
+            consumer: "audit-service".into(),
+            reason: format!(
+                "schema version 2.0 is unknown to this consumer (it reads {SCHEMA_VERSION})"
+            ),
+            attempts: 1,
+            event_key: event["id"].as_str().unwrap_or_default().to_owned(),
+            task_id: event["subject"]
+                .as_str()
+                .and_then(|s| Uuid::parse_str(s).ok()),
+            first_failed_at: at,
+            failed_at: at,
+            event: future,
+        }
+        .to_cloud_event()
+    }
 }

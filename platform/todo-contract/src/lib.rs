@@ -8,12 +8,15 @@
 //! - [`reminder`]: the `reminder-fired` and `notification-delivered` payloads
 //!   and the ids derived from a reminder occurrence.
 //! - [`time`]: the one timestamp style of every payload.
+//! - [`dead_letter`]: what a consumer announces on `<topic>-dlq` when it
+//!   keeps an event as a dead letter.
 //! - [`asyncapi`]: the AsyncAPI 3.0 document of all of it, generated from
 //!   these types (committed as `openapi/asyncapi.json`).
 //!
 //! The insta snapshots in `snapshots/` pin every payload's bytes.
 
 pub mod asyncapi;
+pub mod dead_letter;
 pub mod envelope;
 pub mod reminder;
 pub mod task;

@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 use todo_contract::asyncapi::{self, CONSUMERS, PRODUCERS};
+use todo_contract::dead_letter::DEAD_LETTER_TYPE;
 use todo_contract::reminder::{self, Channel, NotificationDelivered, NotificationType, Reminder};
 use todo_contract::{
     EventEnvelope, EventType, Frequency, TaskSnapshot, TaskStatus, Timestamp, Topic,
@@ -282,15 +283,26 @@ fn every_ref_resolves_and_no_schema_names_its_dialect() {
 fn channels_messages_and_operations_cover_the_contract() {
     let doc = asyncapi::document();
     let names = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
-    let mut topics: Vec<String> = Topic::ALL.iter().map(|t| t.name().to_owned()).collect();
+    let mut topics: Vec<String> = Topic::ALL
+        .iter()
+        .flat_map(|t| [t.name().to_owned(), t.dead_letter_topic().to_owned()])
+        .collect();
     topics.sort();
     assert_eq!(names(&doc["channels"]), topics);
     for topic in Topic::ALL {
         assert_eq!(doc["channels"][topic.name()]["address"], topic.name());
+        let dlq = topic.dead_letter_topic();
+        assert_eq!(doc["channels"][dlq]["address"], dlq);
+        assert!(
+            doc["channels"][dlq]["messages"]
+                .get(DEAD_LETTER_TYPE)
+                .is_some()
+        );
     }
     let mut types: Vec<String> = EventType::ALL
         .iter()
         .map(|t| t.as_str().to_owned())
+        .chain([DEAD_LETTER_TYPE.to_owned()])
         .collect();
     types.sort();
     assert_eq!(names(&doc["components"]["messages"]), types);
@@ -306,12 +318,40 @@ fn channels_messages_and_operations_cover_the_contract() {
     }
     assert_eq!(
         doc["operations"].as_object().unwrap().len(),
-        PRODUCERS.len() + CONSUMERS.len()
+        PRODUCERS.len() + 2 * CONSUMERS.len()
     );
     for (app, topic) in CONSUMERS {
         let op = &doc["operations"][format!("{app}.receive.{topic}")];
         assert_eq!(op["action"], "receive");
         assert_eq!(op["bindings"]["kafka"]["groupId"]["const"], app);
+        let announce = &doc["operations"][format!("{app}.send.{}", topic.dead_letter_topic())];
+        assert_eq!(announce["action"], "send");
+    }
+}
+
+#[test]
+fn a_dead_letter_notice_validates_against_its_message_schema_and_no_event_does() {
+    let doc = asyncapi::document();
+    let mut root = doc.clone();
+    root["$ref"] = json!(format!("#/components/messages/{DEAD_LETTER_TYPE}/payload"));
+    let validator = jsonschema::draft7::options()
+        .should_validate_formats(true)
+        .build(&root)
+        .expect("the dead-letter schema compiles");
+    let example = &doc["components"]["messages"][DEAD_LETTER_TYPE]["examples"][0]["payload"];
+    let errs = errors(&validator, example);
+    assert!(errs.is_empty(), "the example fails its schema: {errs:#?}");
+    let mut no_reason = example.clone();
+    no_reason["data"].as_object_mut().unwrap().remove("reason");
+    assert!(
+        !errors(&validator, &no_reason).is_empty(),
+        "a notice without a reason passes"
+    );
+    for (t, event) in events() {
+        assert!(
+            !errors(&validator, &event).is_empty(),
+            "a {t} event passes the dead-letter schema"
+        );
     }
 }
 

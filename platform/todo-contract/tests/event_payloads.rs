@@ -129,3 +129,22 @@ fn every_snapshot_reads_back_as_its_typed_payload() {
         envelope.typed().unwrap();
     }
 }
+
+#[test]
+fn dead_letter_notice() {
+    let mut event = task_event(EventType::TaskCreated, task(TaskStatus::Pending, 1));
+    event["data"]["schema_version"] = serde_json::json!("2.0");
+    let notice = todo_contract::dead_letter::DeadLetterNotice {
+        dead_letter_id: 42,
+        topic: todo_contract::Topic::TaskEvents,
+        consumer: "audit-service".into(),
+        reason: "schema version 2.0 is unknown to this consumer (it reads 1.0)".into(),
+        attempts: 2,
+        event_key: "01890a5d-ac96-774b-bcce-b302099a8057".into(),
+        task_id: Some(Uuid::parse_str("6f9619ff-8b86-4011-b42d-00c04fc964ff").unwrap()),
+        first_failed_at: at("2026-03-02T10:00:01.000Z"),
+        failed_at: at("2026-03-02T10:05:00.250Z"),
+        event,
+    };
+    snapshot("dead-letter", notice.to_cloud_event());
+}

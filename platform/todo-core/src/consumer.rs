@@ -23,7 +23,8 @@
 //! reason, the consumer and the failed attempts, and acknowledged, so the
 //! partition moves on. Operators list and redrive them
 //! ([`dead_letters::api`]); a redrive applies the event through the same
-//! inbox, so at most once. A failure that may pass ([`HandleError::Transient`]:
+//! inbox, so at most once. Each is also announced on the topic's dead-letter
+//! topic, `<topic>-dlq` ([`dead_letters::announce`]). A failure that may pass ([`HandleError::Transient`]:
 //! the database down, a serialization failure) never dead-letters: the batch
 //! answers `RETRY` and Dapr redelivers it with backoff.
 //!
@@ -52,10 +53,11 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{Acquire, PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use crate::{problem::Problem, settings::AppToken};
+use crate::{problem::Problem, settings::AppToken, sidecar::Sidecar};
 
 pub mod dead_letters;
 use todo_contract::{EventEnvelope, PUBSUB_NAME, SCHEMA_VERSION, Topic};
@@ -253,8 +255,13 @@ pub struct Consumer<H> {
     subscriptions: Vec<Subscription>,
     app_token: AppToken,
     inbox: InboxRetention,
-    /// Stops the inbox pruner when the consumer (its endpoints) is dropped.
-    pruner: Option<DropGuard>,
+    /// The sidecar that announces dead letters on the dead-letter topics.
+    announcer: Option<Sidecar>,
+    /// Wakes the announcer when a batch kept a dead letter.
+    announce: Arc<Notify>,
+    /// Stops the inbox pruner and the announcer when the consumer (its
+    /// endpoints) is dropped.
+    background: Option<DropGuard>,
 }
 
 impl<H: EventHandler> Consumer<H> {
@@ -277,8 +284,17 @@ impl<H: EventHandler> Consumer<H> {
             subscriptions,
             app_token,
             inbox,
-            pruner: None,
+            announcer: None,
+            announce: Arc::new(Notify::new()),
+            background: None,
         }
+    }
+
+    /// Also announces each dead letter on its topic's dead-letter topic
+    /// (`<topic>-dlq`) through `sidecar` ([`dead_letters::announce`]).
+    pub fn announcing_dead_letters(mut self, sidecar: Sidecar) -> Self {
+        self.announcer = Some(sidecar);
+        self
     }
 
     /// The operators' handle on this consumer's dead letters (app data for
@@ -289,8 +305,8 @@ impl<H: EventHandler> Consumer<H> {
 
     /// `GET /dapr/subscribe` and `POST /events/<topic>`, as (path, endpoint)
     /// pairs for [`crate::server::AppParts::callbacks`]. Also starts the
-    /// inbox pruner (a tokio task), which stops when these endpoints are
-    /// dropped.
+    /// inbox pruner and the dead-letter announcer (tokio tasks), which stop
+    /// when these endpoints are dropped.
     pub fn endpoints(mut self) -> Vec<(&'static str, BoxEndpoint<'static>)> {
         let stop = CancellationToken::new();
         tokio::spawn(prune_inbox_periodically(
@@ -299,7 +315,16 @@ impl<H: EventHandler> Consumer<H> {
             self.inbox,
             stop.clone(),
         ));
-        self.pruner = Some(stop.drop_guard());
+        if let Some(sidecar) = self.announcer.clone() {
+            tokio::spawn(dead_letters::announce::announce_periodically(
+                self.applier.app_id,
+                self.pool.clone(),
+                sidecar,
+                self.announce.clone(),
+                stop.clone(),
+            ));
+        }
+        self.background = Some(stop.drop_guard());
         let token = self.app_token.clone();
         let consumer = Arc::new(self);
         let guard = move |ep: BoxEndpoint<'static>| -> BoxEndpoint<'static> {
@@ -356,6 +381,12 @@ impl<H: EventHandler> Consumer<H> {
             Ok(()) => {
                 if !applied.is_empty() {
                     self.applier.handler.after_commit(topic, &applied);
+                }
+                if outcomes
+                    .iter()
+                    .any(|o| matches!(o, Outcome::DeadLettered(_)))
+                {
+                    self.announce.notify_one();
                 }
                 for outcome in &outcomes {
                     let label = match outcome {

@@ -2,7 +2,7 @@
 //! secrets API (never from the environment): secret `<name>` in the configured store, key `url`;
 //! and what every service's pruning shares: batched deletes
 //! ([`delete_in_batches`]), a retention setting ([`Retention`]) and the loop
-//! that prunes on its own clock ([`prune_periodically`]).
+//! that prunes (or reconciles) on its own clock ([`run_periodically`]).
 
 use std::time::Duration;
 
@@ -158,9 +158,10 @@ pub fn default_prune_interval_secs() -> u64 {
     600
 }
 
-/// Runs `prune` at once and then every `every`, on its own clock whatever
-/// the load, until `stop` is cancelled; `prune` logs and counts what it did.
-pub async fn prune_periodically<F, Fut>(every: Duration, stop: CancellationToken, mut prune: F)
+/// Runs `run` (a pruning, a reconciliation) at once and then every `every`,
+/// on its own clock whatever the load, until `stop` is cancelled; `run` logs
+/// and counts what it did.
+pub async fn run_periodically<F, Fut>(every: Duration, stop: CancellationToken, mut run: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
@@ -173,7 +174,7 @@ where
             () = stop.cancelled() => return,
         }
         tokio::select! {
-            () = prune() => {}
+            () = run() => {}
             () = stop.cancelled() => return,
         }
     }

@@ -211,6 +211,16 @@ impl Sidecar {
         topic: Topic,
         events: &[OutgoingEvent],
     ) -> Result<Vec<(String, String)>, SidecarError> {
+        self.bulk_publish_to(topic.name(), events).await
+    }
+
+    /// [`Sidecar::bulk_publish`] to a topic named outside [`Topic`] (a
+    /// dead-letter topic).
+    pub async fn bulk_publish_to(
+        &self,
+        topic: &str,
+        events: &[OutgoingEvent],
+    ) -> Result<Vec<(String, String)>, SidecarError> {
         let entries = events
             .iter()
             .map(|e| BulkPublishRequestEntry {
@@ -222,7 +232,7 @@ impl Sidecar {
             .collect();
         let request = BulkPublishRequest {
             pubsub_name: PUBSUB_NAME.to_owned(),
-            topic: topic.name().to_owned(),
+            topic: topic.to_owned(),
             entries,
             metadata: HashMap::new(),
         };

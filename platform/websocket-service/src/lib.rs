@@ -104,7 +104,8 @@ impl bootstrap::Service for Application {
             }],
             connected.app_token.clone(),
             common.inbox,
-        );
+        )
+        .announcing_dead_letters(connected.sidecar.clone());
         let streams_stop = CancellationToken::new();
         let streams = Streams {
             hub: hub.clone(),

@@ -122,7 +122,10 @@ async fn the_topics_job_creates_the_contracts_topics() {
     let chart_topics: BTreeSet<&str> = line.split_whitespace().collect();
     let local: BTreeSet<&str> = TOPICS.iter().copied().collect();
     assert_eq!(chart_topics, local);
-    let contract: BTreeSet<&str> = todo_contract::Topic::ALL.iter().map(|t| t.name()).collect();
+    let contract: BTreeSet<&str> = todo_contract::Topic::ALL
+        .iter()
+        .flat_map(|t| [t.name(), t.dead_letter_topic()])
+        .collect();
     assert_eq!(contract, local);
 }
 
@@ -274,6 +277,7 @@ async fn subscriptions_stay_programmatic_and_their_routes_stay_inside() {
     for (app, topic) in CONSUMERS {
         assert!(apps.contains(app), "{app}");
         assert!(TOPICS.contains(&topic.name()));
+        assert!(TOPICS.contains(&topic.dead_letter_topic()));
     }
     // The sidecar callbacks (/dapr/subscribe, /events/<topic>, /job/<name>)
     // are not reachable through the ingress.

@@ -17,11 +17,15 @@ The same table as local-stack/src/spec.rs; a test compares them.
 {{/* The schema and role of the workflow state store (secret `dapr-db`). */}}
 {{- define "todo-platform.daprSchema" -}}dapr{{- end -}}
 
-{{/* The Kafka topics the platform uses (platform/todo-contract). */}}
+{{/* The Kafka topics the platform uses (platform/todo-contract): the three
+it exchanges events on and the dead-letter topic of each. */}}
 {{- define "todo-platform.topics" -}}
 - task-events
 - task-updates
 - reminders
+- task-events-dlq
+- task-updates-dlq
+- reminders-dlq
 {{- end -}}
 
 {{/* Names of the Dapr resources; the first two as in deploy/local. */}}

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{Applier, Delivery, EventHandler, HandleError, Incoming, Outcome};
 
+pub mod announce;
 pub mod api;
 
 /// A dead letter as the consumer records it.
@@ -39,7 +40,7 @@ pub(super) async fn record(
          values ($1, $2, $3, $4, $5, $6) \
          on conflict (topic, event_key) do update set attempts = dead_letter.attempts + 1, \
          reason = excluded.reason, consumer = excluded.consumer, failed_at = now(), \
-         redriven_at = null \
+         redriven_at = null, published_at = null, publishing_until = null \
          returning attempts",
         letter.topic,
         letter.event_key,
