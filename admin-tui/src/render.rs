@@ -234,20 +234,17 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
         ),
     };
     let live = &state.live;
-    let mut spans = vec![
-        stream,
-        Span::raw(format!(
-            " │ {:.0}/s · {} received · {}/{} kept",
-            live.rate,
-            live.received,
-            live.rows.len(),
-            live.capacity,
-        )),
-    ];
+    let mut counters = vec![Span::raw(format!(
+        " │ {:.0}/s · {} received · {}/{} kept",
+        live.rate,
+        live.received,
+        live.rows.len(),
+        live.capacity,
+    ))];
     if let Some(seq) = live.last_seq {
-        spans.push(Span::raw(format!(" · seq {seq}")));
+        counters.push(Span::raw(format!(" · seq {seq}")));
     }
-    spans.push(Span::raw(" │ "));
+    let mut spans = vec![Span::raw(" │ ")];
     if let Some(problem) = &state.auth_problem {
         spans.push(Span::styled(
             format!("TOKEN REFUSED by {problem}"),
@@ -282,6 +279,19 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
         };
         spans.push(Span::styled(note.text.clone(), style));
     }
+    // A note is what just happened (a redrive's outcome, a refused filter):
+    // where the line cannot hold it all, the stream's counters give way.
+    let width = |spans: &[Span]| spans.iter().map(Span::width).sum::<usize>();
+    let fits = stream.width() + width(&counters) + width(&spans) <= usize::from(area.width);
+    let counters = if state.note.is_none() || fits {
+        counters
+    } else {
+        Vec::new()
+    };
+    let spans: Vec<Span> = std::iter::once(stream)
+        .chain(counters)
+        .chain(spans)
+        .collect();
     frame.render_widget(
         Paragraph::new(Line::from(spans)).style(Style::new().bg(Color::DarkGray)),
         area,
