@@ -1,13 +1,14 @@
 //! What can happen to the console ([`Action`]: a key, a tick, an answer, a
 //! stream message) and what the update asks the runtime to do about it
-//! ([`Command`]: fetch, retry, quit).
+//! ([`Command`]: fetch, retry, redrive).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::client::FetchError;
 use crate::model::{
-    AuditRecord, ConsumerCounters, Frame, Notification, Readiness, Reminder, Schedule,
+    AuditRecord, ConsumerCounters, DeadLetterPage, FailedIntentPage, Frame, IntentRetried,
+    Notification, Readiness, RedriveAll, Redriven, Reminder, Schedule,
 };
 use crate::state::{NotificationQuery, TokenInfo, View};
 
@@ -39,8 +40,14 @@ pub enum Action {
     InputSubmit,
     /// `p`: stop or go on showing new rows in Live.
     TogglePause,
-    /// `r`: retry the selected failed notification.
+    /// `r`: retry the selected failed notification; redrive the selected
+    /// dead letter or retry the selected failed intent.
     Retry,
+    /// `R`: redrive every open dead letter of the selected row's service
+    /// (after a yes).
+    RetryAll,
+    /// The answer to a [`crate::state::Confirm`] question: `y` or `n`/Esc.
+    Confirm(bool),
     /// `s`: cycle the notification status filter.
     CycleStatus,
     /// `t`: the selected row's task history.
@@ -77,6 +84,28 @@ pub enum Action {
         result: Result<ConsumerCounters, FetchError>,
     },
     ConnectionsLoaded(Result<i64, FetchError>),
+    DeadLettersLoaded {
+        app_id: &'static str,
+        result: Result<DeadLetterPage, FetchError>,
+    },
+    FailedIntentsLoaded {
+        app_id: &'static str,
+        result: Result<FailedIntentPage, FetchError>,
+    },
+    RedriveAnswered {
+        app_id: &'static str,
+        id: i64,
+        result: Result<Redriven, FetchError>,
+    },
+    RedriveAllAnswered {
+        app_id: &'static str,
+        result: Result<RedriveAll, FetchError>,
+    },
+    IntentRetryAnswered {
+        app_id: &'static str,
+        key: String,
+        result: Result<IntentRetried, FetchError>,
+    },
     Token(TokenInfo),
 }
 
@@ -110,9 +139,41 @@ pub enum Command {
     FetchAudit(Uuid),
     FetchNotifications(NotificationQuery),
     Retry(Uuid),
-    FetchSchedules { user: Option<String> },
-    FetchReminders { user: Option<String> },
-    FetchReadiness { app_id: &'static str, url: String },
-    FetchCounters { app_id: &'static str, url: String },
+    FetchSchedules {
+        user: Option<String>,
+    },
+    FetchReminders {
+        user: Option<String>,
+    },
+    FetchReadiness {
+        app_id: &'static str,
+        url: String,
+    },
+    FetchCounters {
+        app_id: &'static str,
+        url: String,
+    },
     FetchConnections,
+    FetchDeadLetters {
+        app_id: &'static str,
+        url: String,
+    },
+    FetchFailedIntents {
+        app_id: &'static str,
+        url: String,
+    },
+    Redrive {
+        app_id: &'static str,
+        url: String,
+        id: i64,
+    },
+    RedriveAll {
+        app_id: &'static str,
+        url: String,
+    },
+    RetryIntent {
+        app_id: &'static str,
+        url: String,
+        key: String,
+    },
 }

@@ -68,6 +68,31 @@ pub fn execute(client: &Client, command: Command, actions: &mpsc::Sender<Action>
                 result: client.counters(&url).await,
             },
             Command::FetchConnections => Action::ConnectionsLoaded(client.connections().await),
+            Command::FetchDeadLetters { app_id, url } => Action::DeadLettersLoaded {
+                app_id,
+                result: client.dead_letters(&url).await,
+            },
+            Command::FetchFailedIntents { app_id, url } => Action::FailedIntentsLoaded {
+                app_id,
+                result: client.failed_intents(&url).await,
+            },
+            Command::Redrive { app_id, url, id } => Action::RedriveAnswered {
+                app_id,
+                id,
+                result: client.redrive(&url, id).await,
+            },
+            Command::RedriveAll { app_id, url } => Action::RedriveAllAnswered {
+                app_id,
+                result: client.redrive_all(&url).await,
+            },
+            Command::RetryIntent { app_id, url, key } => {
+                let result = client.retry_intent(&url, &key).await;
+                Action::IntentRetryAnswered {
+                    app_id,
+                    key,
+                    result,
+                }
+            }
         };
         // The console may have quit meanwhile; nothing to do then.
         let _ = actions.send(action).await;

@@ -1,6 +1,7 @@
 //! The console's HTTP calls to the services, with the operator's token:
 //! audit trail, notifications and retry, schedules and reminders, health,
-//! counters and connections. Every failure becomes a [`FetchError`] that
+//! counters and connections, dead letters and failed intents with their
+//! redrive and retry. Every failure becomes a [`FetchError`] that
 //! says whether the service was down, refused the token, or answered
 //! something else; nothing here panics or retries (the update loop asks
 //! again on its next tick).
@@ -14,8 +15,9 @@ use uuid::Uuid;
 
 use crate::config::Endpoints;
 use crate::model::{
-    AuditPage, AuditRecord, ConsumerCounters, Notification, NotificationPage, Readiness, Reminder,
-    ReminderPage, Schedule, SchedulePage,
+    AuditPage, AuditRecord, ConsumerCounters, DeadLetterPage, FailedIntentPage, IntentRetried,
+    Notification, NotificationPage, Readiness, RedriveAll, Redriven, Reminder, ReminderPage,
+    Schedule, SchedulePage,
 };
 use crate::state::NotificationQuery;
 use crate::token::TokenSource;
@@ -293,5 +295,103 @@ impl Client {
         body.get("active_connections")
             .and_then(Value::as_i64)
             .ok_or_else(|| FetchError::Body(format!("no active_connections in {body}")))
+    }
+
+    /// `base` with `segments` appended, each percent-encoded (a failed
+    /// intent's key is free text).
+    fn url(base: &str, segments: &[&str]) -> Result<reqwest::Url, FetchError> {
+        let mut url = reqwest::Url::parse(base)
+            .map_err(|e| FetchError::Down(format!("{base} is not a URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| FetchError::Down(format!("{base} cannot take a path")))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// A consuming service's open dead letters, newest failure first.
+    pub async fn dead_letters(&self, base: &str) -> Result<DeadLetterPage, FetchError> {
+        let url = Self::url(base, &["api", "v1", "dead-letters"])?;
+        self.get_json(
+            url.to_string(),
+            &[("state", "open".to_owned()), ("limit", PAGE.to_string())],
+        )
+        .await
+    }
+
+    /// Applies one dead letter's event now. A 409 (it failed again) and a
+    /// 404 are outcomes, not errors: the operator is told which.
+    pub async fn redrive(&self, base: &str, id: i64) -> Result<Redriven, FetchError> {
+        let url = Self::url(
+            base,
+            &["api", "v1", "dead-letters", &id.to_string(), "redrive"],
+        )?;
+        let response = match self.send(self.http.post(url)).await {
+            Ok(r) => r,
+            Err(FetchError::Status {
+                status: 409,
+                message,
+            }) => {
+                // The route's only conflict is `still_failing`, whose message
+                // is "the event failed again: <reason>"; the reason is news.
+                let reason = message
+                    .strip_prefix("the event failed again: ")
+                    .unwrap_or(&message);
+                return Ok(Redriven::StillFailing(reason.to_owned()));
+            }
+            Err(FetchError::Status { status: 404, .. }) => return Ok(Redriven::NotFound),
+            Err(e) => return Err(e),
+        };
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| FetchError::from_reqwest(&e))?;
+        match body.get("outcome").and_then(Value::as_str) {
+            Some("applied") => Ok(Redriven::Applied),
+            Some("already_applied") => Ok(Redriven::AlreadyApplied),
+            Some("already_redriven") => Ok(Redriven::AlreadyRedriven),
+            _ => Err(FetchError::Body(format!("no known outcome in {body}"))),
+        }
+    }
+
+    /// Redrives every open dead letter of a service.
+    pub async fn redrive_all(&self, base: &str) -> Result<RedriveAll, FetchError> {
+        let url = Self::url(base, &["api", "v1", "dead-letters", "redrive"])?;
+        let response = self.send(self.http.post(url)).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| FetchError::from_reqwest(&e))
+    }
+
+    /// A service's failed intents, newest first.
+    pub async fn failed_intents(&self, base: &str) -> Result<FailedIntentPage, FetchError> {
+        let url = Self::url(base, &["api", "v1", "intents", "failed"])?;
+        self.get_json(url.to_string(), &[("limit", PAGE.to_string())])
+            .await
+    }
+
+    /// Runs a failed intent again; a 404 (no such failed intent) is an outcome.
+    pub async fn retry_intent(&self, base: &str, key: &str) -> Result<IntentRetried, FetchError> {
+        let url = Self::url(base, &["api", "v1", "intents", "failed", key, "retry"])?;
+        match self.send(self.http.post(url)).await {
+            Ok(_) => Ok(IntentRetried::Accepted),
+            Err(FetchError::Status { status: 404, .. }) => Ok(IntentRetried::NotFound),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_intents_key_is_one_path_segment_whatever_it_holds() {
+        let url = Client::url("http://h:8005/", &["api", "intents", "a/b c?d", "retry"]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://h:8005/api/intents/a%2Fb%20c%3Fd/retry"
+        );
     }
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::model::{
-    AuditRecord, Check, ConsumerCounters, Notification, Readiness, Reminder, Schedule,
+    AuditRecord, Check, ConsumerCounters, DeadLetter, DeadLetterPage, FailedIntent,
+    FailedIntentPage, Notification, Readiness, Reminder, Schedule,
 };
 
 /// The fixtures' "now": 2026-03-02 10:00:00 UTC.
@@ -205,5 +206,132 @@ pub fn counters(consumed: u64) -> ConsumerCounters {
         consumed,
         duplicates: consumed / 50,
         dead_letters: 0,
+    }
+}
+
+/// Dead letter `id` of `consumer`'s `topic`, about task `task_n` (if any),
+/// last failed `minutes` ago after `attempts` failed attempts.
+pub fn dead_letter(
+    consumer: &str,
+    id: i64,
+    topic: &str,
+    task_n: Option<u64>,
+    minutes: i64,
+    attempts: i64,
+    reason: &str,
+) -> DeadLetter {
+    let event_id = id_at(500, id);
+    DeadLetter {
+        id,
+        topic: topic.to_owned(),
+        event_key: event_id.to_string(),
+        task_id: task_n.map(self::id),
+        consumer: consumer.to_owned(),
+        reason: reason.to_owned(),
+        attempts,
+        event: json!({
+            "specversion": "1.0", "type": "com.dapr.event.sent", "source": "todo-service",
+            "id": event_id, "topic": topic, "datacontenttype": "application/json",
+            "data": { "event_id": event_id, "event_type": "task-created", "schema_version": "1.0",
+                      "task_id": task_n.map(self::id), "user_id": "alice", "payload": {} },
+        }),
+        first_failed_at: now() - TimeDelta::minutes(minutes + 30),
+        failed_at: now() - TimeDelta::minutes(minutes),
+        redriven_at: None,
+    }
+}
+
+fn id_at(base: u64, n: i64) -> Uuid {
+    id(base + n.unsigned_abs())
+}
+
+/// One service's page of open dead letters.
+pub fn dead_letter_page(letters: Vec<DeadLetter>) -> DeadLetterPage {
+    DeadLetterPage {
+        total: letters.len() as i64,
+        dead_letters: letters,
+    }
+}
+
+/// Open dead letters of each consuming service, as the four answer them.
+pub fn dead_letters(consumer: &str) -> DeadLetterPage {
+    let constraint = "database: error returned from database: new row for relation \"audit_record\" \
+        violates check constraint \"no_empty_title\"";
+    let letters = match consumer {
+        "audit-service" => vec![
+            dead_letter(consumer, 17, "task-events", Some(5), 4, 3, constraint),
+            dead_letter(
+                consumer,
+                12,
+                "task-events",
+                None,
+                180,
+                1,
+                "malformed event: data is not JSON: expected value at line 1 column 1",
+            ),
+        ],
+        "websocket-service" => vec![dead_letter(
+            consumer,
+            3,
+            "task-updates",
+            Some(7),
+            2,
+            1,
+            "event of schema version 99.0, which this consumer does not know (it reads 1.x)",
+        )],
+        "recurring-task-service" => vec![dead_letter(
+            consumer,
+            8,
+            "reminders",
+            Some(12),
+            61,
+            2,
+            "database: no row in series for task 00000000-0000-4000-8000-00000000000c",
+        )],
+        _ => Vec::new(),
+    };
+    dead_letter_page(letters)
+}
+
+pub fn failed_intent(
+    key: &str,
+    kind: &str,
+    task_n: u64,
+    minutes: i64,
+    reason: &str,
+) -> FailedIntent {
+    FailedIntent {
+        key: key.to_owned(),
+        kind: kind.to_owned(),
+        task_id: Some(id(task_n)),
+        payload: json!({ "task_id": id(task_n) }),
+        attempts: 8,
+        reason: reason.to_owned(),
+        failed_at: now() - TimeDelta::minutes(minutes),
+    }
+}
+
+/// Failed intents of the two services that dispatch them.
+pub fn failed_intents(service: &str) -> FailedIntentPage {
+    let intents = match service {
+        "notification-service" => vec![failed_intent(
+            &format!("delivery-{}", id(401)),
+            "start_delivery",
+            1,
+            7,
+            "workflow start refused: InvalidArgument: input is not valid JSON",
+        )],
+        "recurring-task-service" => vec![failed_intent(
+            &format!("reminder-{}", id(12)),
+            "job",
+            12,
+            25,
+            "scheduler refused the job: OutOfRange: due time is before 1970",
+        )],
+        _ => Vec::new(),
+    };
+    FailedIntentPage {
+        total: intents.len() as i64,
+        intents,
     }
 }

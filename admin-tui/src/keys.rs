@@ -12,7 +12,7 @@ const WHEEL_ROWS: usize = 3;
 
 /// Every key, for the Help view: (keys, what they do).
 pub const HELP: &[(&str, &str)] = &[
-    ("Tab / Shift-Tab, 1–6", "next / previous view, or go to one"),
+    ("Tab / Shift-Tab, 1–7", "next / previous view, or go to one"),
     (
         "↑ ↓, k j, mouse wheel",
         "move the selection (scroll, in a detail)",
@@ -36,7 +36,14 @@ pub const HELP: &[(&str, &str)] = &[
         "p",
         "pause / resume the Live view (updates are kept meanwhile)",
     ),
-    ("r", "retry the selected failed notification"),
+    (
+        "r",
+        "retry the selected failed notification; redrive the selected dead letter or retry the failed intent",
+    ),
+    (
+        "R",
+        "redrive every open dead letter of the selected row's service (asks y / n first)",
+    ),
     (
         "s",
         "cycle the notification status filter: all, pending, sent, failed",
@@ -68,6 +75,14 @@ fn key_action(state: &State, key: &KeyEvent) -> Option<Action> {
     if ctrl && matches!(key.code, KeyCode::Char('c')) {
         return Some(Action::Quit);
     }
+    if let Mode::Confirm(_) = state.mode {
+        return match key.code {
+            KeyCode::Char('y' | 'Y') => Some(Action::Confirm(true)),
+            KeyCode::Char('n' | 'N') | KeyCode::Esc => Some(Action::Confirm(false)),
+            // Nothing else answers the question, so a stray key does no harm.
+            _ => None,
+        };
+    }
     if let Mode::Prompt(_) = state.mode {
         return match key.code {
             KeyCode::Enter => Some(Action::InputSubmit),
@@ -81,7 +96,7 @@ fn key_action(state: &State, key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Tab => Action::NextView,
         KeyCode::BackTab => Action::PreviousView,
-        KeyCode::Char(c @ '1'..='6') => Action::Show(View::ALL[(c as usize) - ('1' as usize)]),
+        KeyCode::Char(c @ '1'..='7') => Action::Show(View::ALL[(c as usize) - ('1' as usize)]),
         KeyCode::Char('?') => Action::Show(View::Help),
         KeyCode::Up | KeyCode::Char('k') => Action::Up(1),
         KeyCode::Down | KeyCode::Char('j') => Action::Down(1),
@@ -94,6 +109,7 @@ fn key_action(state: &State, key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Action::StartPrompt,
         KeyCode::Char('p') => Action::TogglePause,
         KeyCode::Char('r') => Action::Retry,
+        KeyCode::Char('R') => Action::RetryAll,
         KeyCode::Char('s') => Action::CycleStatus,
         KeyCode::Char('t') => Action::OpenTask,
         KeyCode::Left | KeyCode::Right | KeyCode::Char('h') | KeyCode::Char('l') => {
@@ -109,7 +125,7 @@ mod tests {
     use crossterm::event::{MouseEvent, MouseEventKind};
 
     use super::*;
-    use crate::state::{Prompt, PromptKind};
+    use crate::state::{Confirm, Prompt, PromptKind};
 
     fn press(code: KeyCode) -> Event {
         Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
@@ -145,6 +161,41 @@ mod tests {
             modifiers: KeyModifiers::NONE,
         });
         assert_eq!(action_for(&s, &wheel), Some(Action::Up(3)));
+        assert_eq!(
+            action_for(&s, &press(KeyCode::Char('6'))),
+            Some(Action::Show(View::DeadLetters))
+        );
+        assert_eq!(
+            action_for(&s, &press(KeyCode::Char('7'))),
+            Some(Action::Show(View::Help))
+        );
+        let shift_r = Event::Key(KeyEvent::new(KeyCode::Char('R'), KeyModifiers::SHIFT));
+        assert_eq!(action_for(&s, &shift_r), Some(Action::RetryAll));
+    }
+
+    #[test]
+    fn a_question_takes_only_yes_no_and_esc() {
+        let mut s = state();
+        s.mode = Mode::Confirm(Confirm {
+            app_id: "audit-service",
+            question: "Redrive?".to_owned(),
+        });
+        assert_eq!(
+            action_for(&s, &press(KeyCode::Char('y'))),
+            Some(Action::Confirm(true))
+        );
+        assert_eq!(
+            action_for(&s, &press(KeyCode::Char('n'))),
+            Some(Action::Confirm(false))
+        );
+        assert_eq!(
+            action_for(&s, &press(KeyCode::Esc)),
+            Some(Action::Confirm(false))
+        );
+        assert_eq!(action_for(&s, &press(KeyCode::Char('r'))), None);
+        assert_eq!(action_for(&s, &press(KeyCode::Char('q'))), None);
+        let ctrl_c = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert_eq!(action_for(&s, &ctrl_c), Some(Action::Quit));
     }
 
     #[test]

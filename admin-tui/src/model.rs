@@ -225,6 +225,89 @@ pub(crate) struct ReminderPage {
     pub reminders: Vec<Reminder>,
 }
 
+/// An event a consuming service could never apply, kept instead of dropped
+/// (`GET /api/v1/dead-letters`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// What the redrive route takes (unique within its service only).
+    pub id: i64,
+    pub topic: String,
+    /// The event's `event_id`, or `cloudevent:<id>` without a readable envelope.
+    pub event_key: String,
+    pub task_id: Option<Uuid>,
+    /// The app whose consumer gave up on it.
+    pub consumer: String,
+    /// Why it failed the last time it was tried.
+    pub reason: String,
+    /// Deliveries and redrives that failed.
+    pub attempts: i64,
+    /// The CloudEvent as delivered.
+    pub event: Value,
+    pub first_failed_at: DateTime<Utc>,
+    pub failed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub redriven_at: Option<DateTime<Utc>>,
+}
+
+/// A page of one service's dead letters, newest failure first.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct DeadLetterPage {
+    pub dead_letters: Vec<DeadLetter>,
+    /// How many are open in all (more than the page when it is cut).
+    pub total: i64,
+}
+
+/// How a redrive of one dead letter ended: the API's 200 outcomes, its 409
+/// `still_failing` and its 404, which are answers, not failures to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redriven {
+    Applied,
+    /// The consumer had applied it meanwhile (a redelivery got through).
+    AlreadyApplied,
+    /// An earlier redrive applied it.
+    AlreadyRedriven,
+    /// It failed again (one more attempt counted), with the reason.
+    StillFailing(String),
+    NotFound,
+}
+
+/// What `POST /api/v1/dead-letters/redrive` did with every open dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct RedriveAll {
+    pub applied: u64,
+    pub already_applied: u64,
+    /// Failed again; still open.
+    pub still_failing: u64,
+}
+
+/// A call to the sidecar a service gave up on (`GET /api/v1/intents/failed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedIntent {
+    /// A job name, a workflow instance id, an event id: what a retry takes.
+    pub key: String,
+    pub kind: String,
+    pub task_id: Option<Uuid>,
+    pub payload: Value,
+    pub attempts: i64,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// A page of one service's failed intents, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct FailedIntentPage {
+    pub intents: Vec<FailedIntent>,
+    pub total: i64,
+}
+
+/// How a retry of a failed intent ended (202, or 404 for a key that names
+/// no failed intent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntentRetried {
+    Accepted,
+    NotFound,
+}
+
 /// A service's readiness (`GET /health/ready`, 200 or 503 alike).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Readiness {

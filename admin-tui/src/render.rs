@@ -1,9 +1,11 @@
 //! Drawing: [`render`] turns the [`State`] into a frame and changes
 //! nothing. The frame is a tab bar, the current view, a status line (stream,
-//! buffer, token, the latest note) and, over them, a prompt or a JSON detail.
+//! buffer, token, the latest note) and, over them, a prompt, a yes/no
+//! question or a JSON detail.
 //! Each view draws only the rows that fit, so a full buffer costs no more
 //! than an empty one.
 
+mod dead_letters;
 mod health;
 mod lists;
 mod live;
@@ -23,7 +25,7 @@ use crate::state::{Mode, Remote, State, StreamStatus, View};
 
 /// Draws the whole console.
 pub fn render(state: &State, frame: &mut Frame) {
-    let prompt_height = u16::from(matches!(state.mode, Mode::Prompt(_)));
+    let prompt_height = u16::from(matches!(state.mode, Mode::Prompt(_) | Mode::Confirm(_)));
     let [tabs, body, status, prompt] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -38,6 +40,7 @@ pub fn render(state: &State, frame: &mut Frame) {
         View::Notifications => lists::draw_notifications(state, frame, body),
         View::Schedules => lists::draw_schedules(state, frame, body),
         View::Health => health::draw(state, frame, body),
+        View::DeadLetters => dead_letters::draw(state, frame, body),
         View::Help => draw_help(frame, body),
     }
     draw_status(state, frame, status);
@@ -47,6 +50,19 @@ pub fn render(state: &State, frame: &mut Frame) {
                 Span::styled(format!("/ {}: ", p.kind.label()), Style::new().bold()),
                 Span::raw(p.input.as_str()),
                 Span::styled("█", Style::new().add_modifier(Modifier::SLOW_BLINK)),
+            ]);
+            frame.render_widget(Paragraph::new(line), prompt);
+        }
+        Mode::Confirm(c) => {
+            let line = Line::from(vec![
+                Span::styled(
+                    format!("{} ", c.question),
+                    Style::new().fg(Color::Yellow).bold(),
+                ),
+                Span::styled("y", Style::new().bold()),
+                Span::raw(" yes · "),
+                Span::styled("n", Style::new().bold()),
+                Span::raw(" / Esc no"),
             ]);
             frame.render_widget(Paragraph::new(line), prompt);
         }
@@ -83,19 +99,48 @@ fn centered(area: Rect, width_percent: u16, height_percent: u16) -> Rect {
     area
 }
 
+/// The tab bar's titles: in full where they fit, else shortened.
+fn tab_titles(width: u16) -> Vec<String> {
+    let titles = |name: fn(View) -> &'static str| -> Vec<String> {
+        View::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{} {}", i + 1, name(*v)))
+            .collect()
+    };
+    let full = titles(View::title);
+    if bar_width(&full) <= usize::from(width) {
+        full
+    } else {
+        titles(View::short_title)
+    }
+}
+
+/// Columns `Tabs` takes for `titles`: each padded by one space either side,
+/// a divider between two.
+fn bar_width(titles: &[String]) -> usize {
+    titles.iter().map(|t| t.chars().count() + 2).sum::<usize>() + titles.len().saturating_sub(1)
+}
+
+/// The program's name at the right of the tab bar.
+const NAME: &str = "todo-admin ";
+
 fn draw_tabs(state: &State, frame: &mut Frame, area: Rect) {
-    let titles = View::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("{} {}", i + 1, v.title()));
+    let titles = tab_titles(area.width);
+    // The name goes first when the views do not fit beside it.
+    let name_width = if bar_width(&titles) + NAME.len() <= usize::from(area.width) {
+        NAME.len() as u16
+    } else {
+        0
+    };
     let tabs = Tabs::new(titles)
         .select(state.view.index())
         .highlight_style(Style::new().fg(Color::Black).bg(Color::Cyan).bold())
         .divider("│");
     let [left, right] =
-        Layout::horizontal([Constraint::Min(0), Constraint::Length(12)]).areas(area);
+        Layout::horizontal([Constraint::Min(0), Constraint::Length(name_width)]).areas(area);
     frame.render_widget(tabs, left);
-    frame.render_widget(Paragraph::new("todo-admin ").right_aligned().dim(), right);
+    frame.render_widget(Paragraph::new(NAME).right_aligned().dim(), right);
 }
 
 /// `12:00:01.456` (UTC).
@@ -189,20 +234,17 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
         ),
     };
     let live = &state.live;
-    let mut spans = vec![
-        stream,
-        Span::raw(format!(
-            " │ {:.0}/s · {} received · {}/{} kept",
-            live.rate,
-            live.received,
-            live.rows.len(),
-            live.capacity,
-        )),
-    ];
+    let mut counters = vec![Span::raw(format!(
+        " │ {:.0}/s · {} received · {}/{} kept",
+        live.rate,
+        live.received,
+        live.rows.len(),
+        live.capacity,
+    ))];
     if let Some(seq) = live.last_seq {
-        spans.push(Span::raw(format!(" · seq {seq}")));
+        counters.push(Span::raw(format!(" · seq {seq}")));
     }
-    spans.push(Span::raw(" │ "));
+    let mut spans = vec![Span::raw(" │ ")];
     if let Some(problem) = &state.auth_problem {
         spans.push(Span::styled(
             format!("TOKEN REFUSED by {problem}"),
@@ -237,6 +279,19 @@ fn draw_status(state: &State, frame: &mut Frame, area: Rect) {
         };
         spans.push(Span::styled(note.text.clone(), style));
     }
+    // A note is what just happened (a redrive's outcome, a refused filter):
+    // where the line cannot hold it all, the stream's counters give way.
+    let width = |spans: &[Span]| spans.iter().map(Span::width).sum::<usize>();
+    let fits = stream.width() + width(&counters) + width(&spans) <= usize::from(area.width);
+    let counters = if state.note.is_none() || fits {
+        counters
+    } else {
+        Vec::new()
+    };
+    let spans: Vec<Span> = std::iter::once(stream)
+        .chain(counters)
+        .chain(spans)
+        .collect();
     frame.render_widget(
         Paragraph::new(Line::from(spans)).style(Style::new().bg(Color::DarkGray)),
         area,
@@ -256,6 +311,9 @@ fn draw_help(frame: &mut Frame, area: Rect) {
         Line::from("  4 Schedules      recurring series and reminder jobs, with countdowns"),
         Line::from(
             "  5 Health         every service's readiness, consumer counters and connections",
+        ),
+        Line::from(
+            "  6 Dead letters   every consumer's open dead letters and failed intents; r redrives one, R a service's all",
         ),
         Line::from(""),
         Line::from("Keys").bold(),

@@ -11,10 +11,11 @@ use uuid::Uuid;
 
 use crate::client::FetchError;
 use crate::model::{
-    AuditRecord, ConsumerCounters, LiveEvent, Notification, Readiness, Reminder, Schedule,
+    AuditRecord, ConsumerCounters, DeadLetter, DeadLetterPage, FailedIntent, FailedIntentPage,
+    LiveEvent, Notification, Readiness, Reminder, Schedule,
 };
 
-/// The console's views, in tab order (keys 1–6).
+/// The console's views, in tab order (keys 1–7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Live,
@@ -22,16 +23,18 @@ pub enum View {
     Notifications,
     Schedules,
     Health,
+    DeadLetters,
     Help,
 }
 
 impl View {
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Live,
         View::Task,
         View::Notifications,
         View::Schedules,
         View::Health,
+        View::DeadLetters,
         View::Help,
     ];
 
@@ -42,7 +45,18 @@ impl View {
             View::Notifications => "Notifications",
             View::Schedules => "Schedules",
             View::Health => "Health",
+            View::DeadLetters => "Dead letters",
             View::Help => "Help",
+        }
+    }
+
+    /// The tab's name where the whole bar does not fit (80 columns).
+    pub fn short_title(self) -> &'static str {
+        match self {
+            View::Notifications => "Notif.",
+            View::Schedules => "Sched.",
+            View::DeadLetters => "Dead l.",
+            v => v.title(),
         }
     }
 
@@ -59,6 +73,16 @@ pub enum Mode {
     Prompt(Prompt),
     /// A pretty-printed JSON document over the view (Enter).
     Detail(Detail),
+    /// A yes/no question at the bottom before something that cannot be
+    /// taken back (`R`).
+    Confirm(Confirm),
+}
+
+/// The question `R` asks: redrive every open dead letter of a service?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub app_id: &'static str,
+    pub question: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,6 +566,171 @@ pub struct Schedules {
     pub selected_reminder: usize,
 }
 
+/// The services whose consumers keep dead letters (`/api/v1/dead-letters`).
+pub const CONSUMERS: [&str; 4] = [
+    "audit-service",
+    "websocket-service",
+    "notification-service",
+    "recurring-task-service",
+];
+
+/// The services that dispatch intents (`/api/v1/intents/failed`).
+pub const INTENT_SERVICES: [&str; 2] = ["notification-service", "recurring-task-service"];
+
+/// One consuming service as the Dead letters view shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceFailures {
+    pub app_id: &'static str,
+    pub url: String,
+    /// Its open dead letters.
+    pub letters: Remote<DeadLetterPage>,
+    /// Its failed intents, for a service that dispatches intents.
+    pub intents: Option<Remote<FailedIntentPage>>,
+}
+
+/// A row of the Dead letters view, by what identifies it across refreshes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureRow {
+    Letter { app_id: &'static str, id: i64 },
+    Intent { app_id: &'static str, key: String },
+}
+
+impl FailureRow {
+    pub fn app_id(&self) -> &'static str {
+        match self {
+            FailureRow::Letter { app_id, .. } | FailureRow::Intent { app_id, .. } => app_id,
+        }
+    }
+}
+
+/// The Dead letters view: every consuming service's open dead letters in
+/// one list, newest failure first, then the failed intents.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeadLetters {
+    pub services: Vec<ServiceFailures>,
+    /// The selected row (kept across refreshes).
+    pub selected: Option<FailureRow>,
+    /// Where the selection last was: where it stays when its row is gone
+    /// (redriven), so the next row is selected.
+    pub position: usize,
+    /// Rows whose redrive or retry is sent and not yet answered.
+    pub busy: BTreeSet<FailureRow>,
+    /// Services whose redrive of everything is not yet answered.
+    pub redriving_all: BTreeSet<&'static str>,
+}
+
+impl DeadLetters {
+    /// Every service's dead letters (stale ones of a service that stopped
+    /// answering included), newest failure first.
+    pub fn letters(&self) -> Vec<(&'static str, &DeadLetter)> {
+        let mut all: Vec<(&'static str, &DeadLetter)> = self
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.letters
+                    .data
+                    .iter()
+                    .flat_map(|p| &p.dead_letters)
+                    .map(move |d| (s.app_id, d))
+            })
+            .collect();
+        all.sort_by(|(a, x), (b, y)| {
+            y.failed_at
+                .cmp(&x.failed_at)
+                .then(a.cmp(b))
+                .then(y.id.cmp(&x.id))
+        });
+        all
+    }
+
+    /// Every service's failed intents, newest first.
+    pub fn intents(&self) -> Vec<(&'static str, &FailedIntent)> {
+        let mut all: Vec<(&'static str, &FailedIntent)> = self
+            .services
+            .iter()
+            .flat_map(|s| {
+                s.intents
+                    .iter()
+                    .flat_map(|r| r.data.iter())
+                    .flat_map(|p| &p.intents)
+                    .map(move |i| (s.app_id, i))
+            })
+            .collect();
+        all.sort_by(|(a, x), (b, y)| {
+            y.failed_at
+                .cmp(&x.failed_at)
+                .then(a.cmp(b))
+                .then(x.key.cmp(&y.key))
+        });
+        all
+    }
+
+    /// The rows in the order shown: dead letters, then failed intents.
+    pub fn rows(&self) -> Vec<FailureRow> {
+        let letters = self
+            .letters()
+            .into_iter()
+            .map(|(app_id, d)| FailureRow::Letter { app_id, id: d.id });
+        let intents = self
+            .intents()
+            .into_iter()
+            .map(|(app_id, i)| FailureRow::Intent {
+                app_id,
+                key: i.key.clone(),
+            });
+        letters.chain(intents).collect()
+    }
+
+    /// Where the selection is in [`DeadLetters::rows`]: its row, or where it
+    /// was when that row is gone.
+    pub fn selected_position(&self, rows: &[FailureRow]) -> Option<usize> {
+        if rows.is_empty() {
+            return None;
+        }
+        Some(
+            self.selected
+                .as_ref()
+                .and_then(|sel| rows.iter().position(|r| r == sel))
+                .unwrap_or(self.position.min(rows.len() - 1)),
+        )
+    }
+
+    /// The selected row, if any is shown.
+    pub fn selected_row(&self) -> Option<FailureRow> {
+        let rows = self.rows();
+        self.selected_position(&rows).map(|p| rows[p].clone())
+    }
+
+    pub fn service(&self, app_id: &str) -> Option<&ServiceFailures> {
+        self.services.iter().find(|s| s.app_id == app_id)
+    }
+
+    pub fn service_mut(&mut self, app_id: &str) -> Option<&mut ServiceFailures> {
+        self.services.iter_mut().find(|s| s.app_id == app_id)
+    }
+
+    pub fn letter(&self, app_id: &str, id: i64) -> Option<&DeadLetter> {
+        self.service(app_id)?
+            .letters
+            .data
+            .as_ref()?
+            .dead_letters
+            .iter()
+            .find(|d| d.id == id)
+    }
+
+    pub fn intent(&self, app_id: &str, key: &str) -> Option<&FailedIntent> {
+        self.service(app_id)?
+            .intents
+            .as_ref()?
+            .data
+            .as_ref()?
+            .intents
+            .iter()
+            .find(|i| i.key == key)
+    }
+}
+
 /// One service as the Health view shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceHealth {
@@ -602,6 +791,7 @@ pub struct State {
     pub notifications: Notifications,
     pub schedules: Schedules,
     pub health: Health,
+    pub dead_letters: DeadLetters,
     pub stream: StreamStatus,
     pub token: TokenInfo,
     /// A service refused the token (401/403): said in the status line until
@@ -614,6 +804,19 @@ pub struct State {
 impl State {
     /// A console with nothing received yet, showing Live.
     pub fn new(services: Vec<(&'static str, String)>, capacity: usize, now: DateTime<Utc>) -> Self {
+        let dead_letters = DeadLetters {
+            services: services
+                .iter()
+                .filter(|(app_id, _)| CONSUMERS.contains(app_id))
+                .map(|(app_id, url)| ServiceFailures {
+                    app_id,
+                    url: url.clone(),
+                    letters: Remote::default(),
+                    intents: INTENT_SERVICES.contains(app_id).then(Remote::default),
+                })
+                .collect(),
+            ..DeadLetters::default()
+        };
         State {
             view: View::Live,
             previous_view: View::Live,
@@ -635,6 +838,7 @@ impl State {
                     .collect(),
                 connections: Remote::default(),
             },
+            dead_letters,
             stream: StreamStatus::Connecting {
                 attempt: 1,
                 since: None,

@@ -7,6 +7,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use todo_contract::EventType;
 use uuid::Uuid;
 
+mod dead_letters;
+
 use crate::action::{Action, Command, StreamEvent};
 use crate::client::FetchError;
 use crate::model::Frame;
@@ -66,7 +68,15 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
         }
         Action::InputSubmit => submit_prompt(state, &mut commands),
         Action::TogglePause => toggle_pause(state),
-        Action::Retry => retry(state, &mut commands),
+        Action::Retry => {
+            if state.view == View::DeadLetters {
+                dead_letters::retry(state, &mut commands);
+            } else {
+                retry(state, &mut commands);
+            }
+        }
+        Action::RetryAll => dead_letters::ask_redrive_all(state),
+        Action::Confirm(yes) => dead_letters::confirm(state, yes, &mut commands),
         Action::CycleStatus => cycle_status(state, &mut commands),
         Action::OpenTask => {
             if let Some(task_id) = selected_task(state) {
@@ -129,6 +139,30 @@ pub fn update(state: &mut State, action: Action) -> Vec<Command> {
             note_auth(state, "websocket-service", &result);
             let now = state.now;
             state.health.connections.finish(result, now);
+        }
+        Action::DeadLettersLoaded { app_id, result } => {
+            dead_letters::letters_loaded(state, app_id, result);
+            refresh(state, &mut commands);
+        }
+        Action::FailedIntentsLoaded { app_id, result } => {
+            dead_letters::intents_loaded(state, app_id, result);
+            refresh(state, &mut commands);
+        }
+        Action::RedriveAnswered { app_id, id, result } => {
+            dead_letters::redrive_answered(state, app_id, id, result);
+            refresh(state, &mut commands);
+        }
+        Action::IntentRetryAnswered {
+            app_id,
+            key,
+            result,
+        } => {
+            dead_letters::intent_retry_answered(state, app_id, key, result);
+            refresh(state, &mut commands);
+        }
+        Action::RedriveAllAnswered { app_id, result } => {
+            dead_letters::redrive_all_answered(state, app_id, result);
+            refresh(state, &mut commands);
         }
         Action::Token(info) => state.token = info,
     }
@@ -246,6 +280,7 @@ fn refresh(state: &mut State, commands: &mut Vec<Command>) {
                 });
             }
         }
+        View::DeadLetters => dead_letters::refresh(state, commands),
         View::Live | View::Health | View::Help => {}
     }
 }
@@ -262,6 +297,7 @@ fn show(state: &mut State, view: View, commands: &mut Vec<Command>) {
             state.schedules.series.stale = true;
             state.schedules.reminders.stale = true;
         }
+        View::DeadLetters => dead_letters::mark_stale(&mut state.dead_letters),
         _ => {}
     }
     refresh(state, commands);
@@ -318,6 +354,7 @@ fn move_selection(state: &mut State, delta: isize) {
                 }
             }
         }
+        View::DeadLetters => dead_letters::move_selection(&mut state.dead_letters, delta),
         View::Health | View::Help => {}
     }
 }
@@ -366,6 +403,7 @@ fn selected_task(state: &State) -> Option<Uuid> {
                     .map(|r| r.task_id),
             }
         }
+        View::DeadLetters => dead_letters::selected_task(&state.dead_letters),
         View::Health | View::Help => None,
     }
 }
@@ -443,6 +481,7 @@ fn open(state: &mut State, commands: &mut Vec<Command>) {
             }
             None
         }
+        View::DeadLetters => dead_letters::detail(&state.dead_letters),
         View::Health | View::Help => None,
     };
     if let Some(d) = detail {
@@ -452,7 +491,7 @@ fn open(state: &mut State, commands: &mut Vec<Command>) {
 
 fn back(state: &mut State) {
     match state.mode {
-        Mode::Detail(_) | Mode::Prompt(_) => state.mode = Mode::Normal,
+        Mode::Detail(_) | Mode::Prompt(_) | Mode::Confirm(_) => state.mode = Mode::Normal,
         Mode::Normal => {
             if matches!(state.view, View::Help | View::Task) && state.previous_view != state.view {
                 state.view = state.previous_view;
@@ -481,7 +520,7 @@ fn start_prompt(state: &mut State) {
                 .map(|u| format!("user:{u}"))
                 .unwrap_or_default(),
         ),
-        View::Health | View::Help => return,
+        View::Health | View::DeadLetters | View::Help => return,
     };
     state.mode = Mode::Prompt(Prompt { kind, input });
 }

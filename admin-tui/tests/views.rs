@@ -248,6 +248,76 @@ fn health(kind: &str) -> State {
     s
 }
 
+/// The consuming services, in the Dead letters view's order.
+const CONSUMERS: [&str; 4] = [
+    "audit-service",
+    "websocket-service",
+    "notification-service",
+    "recurring-task-service",
+];
+
+/// Normal: every consumer answers, with dead letters in three of them and
+/// a failed intent in each dispatcher. Down: the same with the WebSocket
+/// service unreachable (never answered) and the notification service gone
+/// since its last answer.
+fn dead_letters(kind: &str) -> State {
+    let mut s = base();
+    update(&mut s, Action::Show(View::DeadLetters));
+    for app_id in CONSUMERS {
+        let letters = match kind {
+            "empty" => fixture::dead_letter_page(Vec::new()),
+            _ => fixture::dead_letters(app_id),
+        };
+        let letters = if kind == "down" && app_id == "websocket-service" {
+            Err(down())
+        } else {
+            Ok(letters)
+        };
+        update(
+            &mut s,
+            Action::DeadLettersLoaded {
+                app_id,
+                result: letters,
+            },
+        );
+        if matches!(app_id, "notification-service" | "recurring-task-service") {
+            let intents = match kind {
+                "empty" => Default::default(),
+                _ => fixture::failed_intents(app_id),
+            };
+            update(
+                &mut s,
+                Action::FailedIntentsLoaded {
+                    app_id,
+                    result: Ok(intents),
+                },
+            );
+        }
+    }
+    if kind == "down" {
+        let later = fixture::now() + TimeDelta::seconds(6);
+        update(&mut s, Action::Tick(later));
+        let app_id = "notification-service";
+        apply(
+            &mut s,
+            [
+                Action::DeadLettersLoaded {
+                    app_id,
+                    result: Err(down()),
+                },
+                Action::FailedIntentsLoaded {
+                    app_id,
+                    result: Err(down()),
+                },
+            ],
+        );
+    }
+    if kind == "normal" {
+        update(&mut s, Action::Down(1));
+    }
+    s
+}
+
 fn snapshot(name: &str, state: &State) {
     for (w, h) in SIZES {
         let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
@@ -260,12 +330,13 @@ fn snapshot(name: &str, state: &State) {
 
 #[test]
 fn every_view_in_every_state_at_two_sizes() {
-    let views: [(&str, StateOf); 5] = [
+    let views: [(&str, StateOf); 6] = [
         ("live", live),
         ("task", task),
         ("notifications", notifications),
         ("schedules", schedules),
         ("health", health),
+        ("dead-letters", dead_letters),
     ];
     for (view, make) in views {
         for kind in ["normal", "empty", "down"] {
@@ -298,4 +369,31 @@ fn the_filter_prompt_and_an_expired_token_show_in_the_bottom_lines() {
         update(&mut s, Action::Input(c));
     }
     snapshot("live-prompt-expired-token", &s);
+}
+
+#[test]
+fn capital_r_asks_at_the_bottom_before_redriving_a_services_dead_letters() {
+    let mut s = dead_letters("normal");
+    update(&mut s, Action::RetryAll);
+    snapshot("dead-letters-confirm", &s);
+}
+
+#[test]
+fn a_redrive_in_flight_marks_its_row_and_its_outcome_is_in_the_status_line() {
+    let mut s = dead_letters("normal");
+    update(&mut s, Action::Up(1));
+    update(&mut s, Action::Retry);
+    update(&mut s, Action::Down(2));
+    update(&mut s, Action::Retry);
+    update(
+        &mut s,
+        Action::RedriveAnswered {
+            app_id: "recurring-task-service",
+            id: 8,
+            result: Ok(todo_admin::model::Redriven::StillFailing(
+                "database: no row in series for task 00000000-0000-4000-8000-00000000000c".into(),
+            )),
+        },
+    );
+    snapshot("dead-letters-redriving", &s);
 }

@@ -35,6 +35,10 @@ pub fn trials(ctx: &Ctx) -> Vec<Trial> {
             ctx,
             the_console_resumes_a_dropped_stream_after_its_last_seq_and_marks_the_gap
         ),
+        exclusive!(
+            ctx,
+            the_console_redrives_a_dead_letter_with_r_once_its_cause_is_removed_and_it_is_applied_once
+        ),
     ]
 }
 
@@ -307,4 +311,117 @@ async fn the_console_resumes_a_dropped_stream_after_its_last_seq_and_marks_the_g
     );
     term.keys(&["q"]).await?;
     term.left_clean().await
+}
+
+/// A real dead letter: a constraint added to the audit table behind the
+/// service's back (as a bad migration would) refuses one task's record. The
+/// Dead letters view shows it with its reason; `r` while the cause stands
+/// says it is still failing and keeps the row; once the cause is removed,
+/// `r` says applied, the row goes, and the task's history has the event
+/// exactly once. Exclusive: the DDL takes the audit table's lock, and the
+/// newest dead letter must be this one.
+async fn the_console_redrives_a_dead_letter_with_r_once_its_cause_is_removed_and_it_is_applied_once(
+    stack: &mut Stack,
+) -> Result<()> {
+    let stack = &*stack;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let title = format!("console poison {tag}");
+    let constraint = format!("test_console_poison_{tag}");
+    let db = admin_db(stack).await?;
+    // The tag is hex, so the title and the name are safe to splice in.
+    sqlx::query(&format!(
+        "alter table audit.audit_record add constraint {constraint} \
+         check (payload->>'title' is distinct from '{title}') not valid"
+    ))
+    .execute(&db)
+    .await?;
+    let cure = || async {
+        sqlx::query(&format!(
+            "alter table audit.audit_record drop constraint if exists {constraint}"
+        ))
+        .execute(&db)
+        .await
+    };
+    let checked = async {
+        let term = live_console(stack).await?;
+        let (_, id) = TodoClient::new(stack).create_task(&title).await?;
+        term.keys(&["6"]).await?;
+        // Its row: the audit service's, on task-events, of this task.
+        let row = |s: &str| {
+            s.lines()
+                .any(|l| l.contains("audit ") && l.contains("task-events") && l.contains(&id[..8]))
+        };
+        term.showing(
+            "the dead letter in the view",
+            Duration::from_secs(20),
+            |s| row(s),
+        )
+        .await?;
+        term.keys(&["g"]).await?;
+        let screen = term
+            .showing(
+                "the dead letter selected, with its reason",
+                Duration::from_secs(5),
+                |s| s.contains(&format!("task {id}")) && s.contains(&constraint),
+            )
+            .await?;
+        let before = failed_attempts(&screen)?;
+        term.keys(&["r"]).await?;
+        term.showing(
+            "still failing while the cause stands, one more attempt counted",
+            Duration::from_secs(10),
+            |s| {
+                s.contains("still failing")
+                    && row(s)
+                    && failed_attempts(s).is_ok_and(|n| n == before + 1)
+            },
+        )
+        .await?;
+        cure().await?;
+        term.keys(&["r"]).await?;
+        term.showing("applied, and the row gone", Duration::from_secs(10), |s| {
+            s.contains(": applied") && !row(s) && !s.contains(&format!("task {id}"))
+        })
+        .await?;
+        let audit = stack.app_url("audit-service");
+        let history = get_json(
+            &format!("{audit}/api/v1/audit?task_id={id}"),
+            &stack.operator_token(),
+        )
+        .await?
+        .expect(200)?;
+        ensure!(
+            history["total"] == 1 && history["records"][0]["event_type"] == "task-created",
+            "the event recorded once: {history}"
+        );
+        let redriven = get_json(
+            &format!("{audit}/api/v1/dead-letters?state=redriven&limit=500"),
+            &stack.operator_token(),
+        )
+        .await?
+        .expect(200)?;
+        let letter = redriven["dead_letters"]
+            .as_array()
+            .and_then(|l| l.iter().find(|d| d["task_id"] == id.as_str()).cloned());
+        ensure!(
+            letter.is_some_and(|d| d["redriven_at"].is_string() && d["attempts"] == before + 1),
+            "the dead letter is redriven, its failed attempts kept: {redriven}"
+        );
+        term.keys(&["q"]).await?;
+        term.left_clean().await
+    }
+    .await;
+    cure().await?;
+    checked
+}
+
+/// The `N failed attempts` the selected dead letter's box shows.
+fn failed_attempts(screen: &str) -> Result<u64> {
+    screen
+        .split(" failed attempts")
+        .next()
+        .filter(|_| screen.contains(" failed attempts"))
+        .and_then(|head| head.rsplit(['│', ' ']).next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no failed attempts shown:\n{screen}"))
 }
