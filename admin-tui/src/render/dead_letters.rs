@@ -166,23 +166,16 @@ fn draw_letters(state: &State, frame: &mut Frame, area: Rect, selected: Option<u
             reason,
         ])
     });
-    let table = Table::new(
-        table_rows,
-        [
-            Constraint::Length(14),
-            Constraint::Length(12),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(11),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&[
-        "service", "topic", "task", "tries", "failed", "reason",
-    ]))
-    .row_highlight_style(Style::new().reversed());
-    let mut table_state = TableState::default().with_selected(selected);
-    frame.render_stateful_widget(table, table_area, &mut table_state);
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Length(12),
+        Constraint::Length(8),
+        Constraint::Length(5),
+        Constraint::Length(11),
+        Constraint::Fill(1),
+    ];
+    let titles = ["service", "topic", "task", "tries", "failed", "reason"];
+    draw_table(frame, table_area, table_rows, widths, &titles, selected);
 }
 
 /// The services that dispatch intents, with their failed-intents list.
@@ -252,23 +245,32 @@ fn draw_intents(state: &State, frame: &mut Frame, area: Rect, selected: Option<u
             reason,
         ])
     });
-    let table = Table::new(
-        table_rows,
-        [
-            Constraint::Length(14),
-            Constraint::Fill(1),
-            Constraint::Length(14),
-            Constraint::Length(5),
-            Constraint::Length(11),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(header(&[
-        "service", "key", "kind", "tries", "failed", "reason",
-    ]))
-    .row_highlight_style(Style::new().reversed());
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Fill(1),
+        Constraint::Length(14),
+        Constraint::Length(5),
+        Constraint::Length(11),
+        Constraint::Fill(1),
+    ];
+    let titles = ["service", "key", "kind", "tries", "failed", "reason"];
+    draw_table(frame, table_area, table_rows, widths, &titles, selected);
+}
+
+/// A list of failures with its header, the selected row highlighted.
+fn draw_table<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    rows: impl IntoIterator<Item = Row<'a>>,
+    widths: [Constraint; 6],
+    titles: &[&'static str],
+    selected: Option<usize>,
+) {
+    let table = Table::new(rows, widths)
+        .header(header(titles))
+        .row_highlight_style(Style::new().reversed());
     let mut table_state = TableState::default().with_selected(selected);
-    frame.render_stateful_widget(table, table_area, &mut table_state);
+    frame.render_stateful_widget(table, area, &mut table_state);
 }
 
 fn task_text(task: Option<Uuid>) -> String {

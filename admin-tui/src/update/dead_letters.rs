@@ -273,13 +273,7 @@ pub(super) fn redrive_answered(
         Ok(Redriven::NotFound) => (format!("{what}: not found"), true, true),
         Err(e) => (format!("redrive of {what} failed: {e}"), true, false),
     };
-    let d = &mut state.dead_letters;
-    if gone {
-        forget(d, &row);
-        settle_selection(d);
-    }
-    stale(d, app_id);
-    say(state, text, error);
+    settle_answer(state, app_id, &row, gone, text, error);
 }
 
 pub(super) fn intent_retry_answered(
@@ -297,13 +291,7 @@ pub(super) fn intent_retry_answered(
         Ok(IntentRetried::NotFound) => (format!("{what}: not found"), true, true),
         Err(e) => (format!("retry of {what} failed: {e}"), true, false),
     };
-    let d = &mut state.dead_letters;
-    if gone {
-        forget(d, &row);
-        settle_selection(d);
-    }
-    stale(d, app_id);
-    say(state, text, error);
+    settle_answer(state, app_id, &row, gone, text, error);
 }
 
 pub(super) fn redrive_all_answered(
@@ -370,3 +358,22 @@ pub(super) fn detail(d: &DeadLetters) -> Option<Detail> {
 
 #[cfg(test)]
 mod tests;
+
+/// After an answer about `row`: drops it from the list if it is no longer
+/// open, marks `app_id`'s lists for a refresh, and says `text`.
+fn settle_answer(
+    state: &mut State,
+    app_id: &'static str,
+    row: &FailureRow,
+    gone: bool,
+    text: String,
+    error: bool,
+) {
+    let d = &mut state.dead_letters;
+    if gone {
+        forget(d, row);
+        settle_selection(d);
+    }
+    stale(d, app_id);
+    say(state, text, error);
+}
