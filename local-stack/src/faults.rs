@@ -1,7 +1,10 @@
 //! Faults on a running stack, for the system tests and benchmarks: stopping,
 //! starting, pausing and resuming Kafka, pausing and resuming a service, restarting the Dapr scheduler, stopping, starting or
 //! killing a service or its sidecar (every replica of it, or one), and changing a service's environment
-//! or its sidecar's configuration file for its next start. Each start waits until the part is ready again.
+//! or its sidecar's configuration file for its next start, and, for the chaos
+//! campaign, the same faults on one replica or one sidecar at a time
+//! (SIGKILL, SIGSTOP/SIGCONT) and stopping and starting PostgreSQL, placement
+//! and the scheduler apart. Each start waits until the part is ready again.
 
 use std::path::PathBuf;
 
@@ -251,5 +254,127 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// SIGKILL to one replica of a service (its process group); the others go
+    /// on. [`Stack::start_replica`] starts it again.
+    pub fn kill_replica(&mut self, replica: Replica) {
+        if let Some(mut m) = self.processes.take(Role::App(replica)) {
+            cmd::step(format!("{}: SIGKILL", replica.name()));
+            m.kill_now();
+        }
+    }
+
+    /// SIGKILL to the sidecar of one replica; [`Stack::start_replica_sidecar`]
+    /// starts it again.
+    pub fn kill_replica_sidecar(&mut self, replica: Replica) {
+        if let Some(mut m) = self.processes.take(Role::Sidecar(replica)) {
+            cmd::step(format!("{}-daprd: SIGKILL", replica.name()));
+            m.kill_now();
+        }
+    }
+
+    /// The process id of one replica (`sidecar`: of its sidecar), if it runs:
+    /// what a pause is sent to, and its resume later (a supervisor may
+    /// have replaced a paused process meanwhile; the new one is left alone).
+    pub fn replica_pid(&self, replica: Replica, sidecar: bool) -> Option<u32> {
+        let role = if sidecar {
+            Role::Sidecar(replica)
+        } else {
+            Role::App(replica)
+        };
+        self.processes.get(role).and_then(|m| m.pid())
+    }
+
+    /// SIGSTOP (`pause`) or SIGCONT to one process of the stack by id, as
+    /// returned by [`Stack::replica_pid`]; a process that is gone is not an
+    /// error (nothing to resume).
+    pub fn signal_pid(&self, pid: u32, pause: bool) -> Result<()> {
+        let signal = if pause {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        cmd::step(format!("{signal} to {pid}"));
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(i32::try_from(pid)?), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stops the stack's own PostgreSQL (fast shutdown: SIGINT, clients are
+    /// disconnected); [`Stack::start_postgres`] starts it on the same data.
+    pub async fn stop_postgres(&mut self) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::Postgres) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the Dapr placement service (SIGTERM).
+    pub async fn stop_placement(&mut self) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::Placement) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts placement again (if it is not running) and waits until healthy.
+    pub async fn start_placement(&mut self) -> Result<()> {
+        if let Some(m) = self.processes.get_mut(Role::Placement) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(Role::Placement);
+        }
+        let m = dapr::start_placement(&self.state, &self.dapr_bins, &self.client).await?;
+        self.processes.put(Role::Placement, m);
+        Ok(())
+    }
+
+    /// Stops the Dapr scheduler (SIGTERM); its etcd data is kept.
+    pub async fn stop_scheduler(&mut self) -> Result<()> {
+        if let Some(mut m) = self.processes.take(Role::Scheduler) {
+            m.stop().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the scheduler again (if it is not running) on the same etcd
+    /// data and waits until healthy.
+    pub async fn start_scheduler(&mut self) -> Result<()> {
+        if let Some(m) = self.processes.get_mut(Role::Scheduler) {
+            if m.exited().is_none() {
+                return Ok(());
+            }
+            self.processes.take(Role::Scheduler);
+        }
+        let m = dapr::start_scheduler(&self.state, &self.dapr_bins, &self.client).await?;
+        self.processes.put(Role::Scheduler, m);
+        Ok(())
+    }
+
+    /// Names of the stack's processes that are not running: stopped on
+    /// purpose and never started again, or started and failed to come up
+    /// (an empty slot, which [`Stack::revive`] does not restart).
+    pub fn missing_processes(&mut self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for role in self.processes.roles() {
+            let running = self
+                .processes
+                .get_mut(role)
+                .is_some_and(|m| m.exited().is_none());
+            if !running {
+                missing.push(match role {
+                    Role::Postgres => "postgres".to_owned(),
+                    Role::Kafka => "kafka".to_owned(),
+                    Role::Placement => "placement".to_owned(),
+                    Role::Scheduler => "scheduler".to_owned(),
+                    Role::Sidecar(r) => format!("{}-daprd", r.name()),
+                    Role::App(r) => r.name(),
+                });
+            }
+        }
+        missing
     }
 }

@@ -358,6 +358,10 @@ mod tests {
 #[derive(Debug, Clone)]
 pub struct TopicRecord {
     pub key: Option<String>,
+    /// Its partition and offset there: a task's records share a partition,
+    /// so their offsets are the order a consumer sees them in.
+    pub partition: i32,
+    pub offset: i64,
     /// The record timestamp in milliseconds (the broker's append time here).
     pub timestamp_ms: i64,
     pub value: String,
@@ -393,6 +397,11 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Result<Vec<TopicRecord>> 
             serde_json::from_str(line).with_context(|| format!("kcat line {line}"))?;
         records.push(TopicRecord {
             key: v["key"].as_str().map(str::to_owned),
+            partition: v["partition"]
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(-1),
+            offset: v["offset"].as_i64().unwrap_or(-1),
             timestamp_ms: v["ts"].as_i64().unwrap_or(0),
             value: v["payload"].as_str().unwrap_or_default().to_owned(),
         });

@@ -7,6 +7,7 @@ mod bench;
 mod bench_console;
 mod bench_recurring;
 mod bench_websocket;
+mod chaos;
 mod deploy_check;
 mod deploy_tools;
 mod openapi;
@@ -38,6 +39,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Chaos campaign on a fresh stack with two replicas of every service: a
+    /// mixed workload under a seeded schedule of overlapping faults (kill -9
+    /// and SIGSTOP of replicas and sidecars, Kafka, PostgreSQL, placement,
+    /// scheduler), then checks from Kafka, the database and the clients'
+    /// logs; fails with the seed on any violation.
+    Chaos(chaos::Options),
     /// Print a bearer token for the local stack, and only the token
     /// (`TOKEN=$(cargo xtask token --user alice)`); the stack need not run.
     Token(token::TokenArgs),
@@ -87,6 +94,7 @@ async fn main() -> ExitCode {
             Ok(code) => return code,
             Err(e) => Err(e),
         },
+        Command::Chaos(options) => chaos::run(options).await,
         Command::Token(args) => token::run(args),
         Command::Openapi => openapi::run().await,
         Command::Sqlx(options) => sqlx::run(options).await,
