@@ -1,8 +1,11 @@
 //! Carrying out a fault schedule on the running stack: each fault begins
 //! and ends at its planned offset (a slow start of one part delays the
-//! next action, and the actual times are what is reported), a supervisor
-//! restarts what dies on its own meanwhile, as `cargo xtask up` (or
-//! Kubernetes) would, and after each fault ends a probe write measures how
+//! actions after it, all by the same lag, and the actual times are what is
+//! reported); what dies on its own meanwhile is restarted
+//! (`Stack::revive`), as Kubernetes restarts a container that exits, but a
+//! process that is only unready is left alone (a paused one is unready on
+//! purpose, and the supervisor's restart of an unready service waits for it
+//! to become ready, which would hold the schedule up); and after each fault ends a probe write measures how
 //! long the platform took to take a write again and audit it.
 
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use reqwest::Method;
 use serde_json::json;
-use todo_local_stack::supervise::Supervisor;
 use todo_local_stack::{Replica, Stack};
 
 use crate::client::Api;
@@ -145,12 +147,25 @@ async fn begin(stack: &mut Stack, fault: &Fault) -> Result<Option<u32>> {
     Ok(None)
 }
 
+/// How long ending a replica's or sidecar's fault waits for it to be ready.
+const READY_WAIT: Duration = Duration::from_secs(15);
+
 /// Ends a fault: starts what was stopped, resumes what was paused.
 async fn end(stack: &mut Stack, fault: &Fault, paused: Option<u32>) -> Result<()> {
     let replica = replica_of(stack, fault);
     match (fault.kind, replica) {
-        (FaultKind::KillApp, Some(r)) => stack.start_replica(r).await,
-        (FaultKind::KillSidecar, Some(r)) => stack.start_replica_sidecar(r).await,
+        // The process is spawned and recorded before its readiness is
+        // awaited, so giving up the wait leaves it running: its readiness
+        // may depend on a part another fault holds down, and the schedule
+        // must go on meanwhile.
+        (FaultKind::KillApp, Some(r)) => tokio::time::timeout(READY_WAIT, stack.start_replica(r))
+            .await
+            .unwrap_or(Ok(())),
+        (FaultKind::KillSidecar, Some(r)) => {
+            tokio::time::timeout(READY_WAIT, stack.start_replica_sidecar(r))
+                .await
+                .unwrap_or(Ok(()))
+        }
         (FaultKind::PauseApp | FaultKind::PauseSidecar, _) => match paused {
             Some(pid) => stack.signal_pid(pid, false),
             None => Ok(()),
@@ -191,21 +206,24 @@ pub async fn execute(
         })
         .collect();
     let mut paused: Vec<Option<u32>> = vec![None; faults.len()];
-    let mut supervisor = Supervisor::default();
     let supervisor_lines = Arc::new(Mutex::new(Vec::new()));
     let mut probes = Vec::new();
-    for (at, i, is_begin) in actions {
+    // How far behind the plan the actions run (a start that waits for a
+    // part to be ready takes seconds): every later action is shifted by it,
+    // so no fault is cut shorter than planned (a pause still outlasts the
+    // timeouts); faults under way when the lag grew only last longer.
+    let mut lag = Duration::ZERO;
+    for (planned, i, is_begin) in actions {
+        let at = planned + lag;
         // Until the action is due, look after the stack as its supervisor.
         while start.elapsed() < at {
             let left = at - start.elapsed();
             if left > Duration::from_secs(2) {
-                for r in supervisor.look(stack).await {
-                    eprintln!("{}", r.line);
-                    supervisor_lines.lock().expect("lines").push(format!(
-                        "t+{:.1}s {}",
-                        start.elapsed().as_secs_f64(),
-                        r.line
-                    ));
+                for line in stack.revive().await {
+                    supervisor_lines
+                        .lock()
+                        .expect("lines")
+                        .push(format!("t+{:.1}s {line}", start.elapsed().as_secs_f64()));
                 }
             }
             let left = at.saturating_sub(start.elapsed());
@@ -213,6 +231,7 @@ pub async fn execute(
             // planned start or duration, not a stand-in for synchronisation.
             tokio::time::sleep(left.min(Duration::from_secs(1))).await;
         }
+        lag = lag.max(start.elapsed().saturating_sub(planned));
         let fault = &faults[i];
         eprintln!(
             "CHAOS t+{:.1}s {} {}",

@@ -36,6 +36,10 @@ use crate::faults::Probe;
 use crate::schedule::REPLICAS;
 use crate::workload::{Target, Workload};
 
+/// The checks wait at least this long after the last write: every
+/// reminder set by then is due.
+const MIN_SETTLE: Duration = Duration::from_secs(15);
+
 /// A campaign's settings.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -152,12 +156,15 @@ pub async fn run_on(stack: &mut Stack, options: &Options) -> Result<Report> {
     let mut writes = workload.writes();
     writes.push(warmup);
     writes.extend(executed.probe_writes.iter().cloned());
-    // Poll until every check passes or the deadline passes: what is still
-    // missing then is a violation.
+    // Poll until nothing is missing any more (what is there twice or out of
+    // order stays so) or the deadline passes: what is still missing then is
+    // a violation.
     loop {
         let observed = observe(&brokers, &db, writes.clone(), workload.stream_logs()).await;
         let clean = match &observed {
-            Ok(o) => check_all(o).0.is_empty(),
+            // Not before every reminder of the last writes (at most 10 s
+            // out) is due.
+            Ok(o) => check_all(o).1.missing == 0 && settle_started.elapsed() >= MIN_SETTLE,
             Err(_) => false,
         };
         if clean || Instant::now() >= deadline {

@@ -44,11 +44,12 @@ impl Report {
             "chaos campaign: seed {}, {} min of faults, {} writes",
             self.seed, self.minutes, self.writes
         );
-        let rows: [(&str, String); 12] = [
+        let rows: [(&str, String); 13] = [
             ("acknowledged", c.acknowledged.to_string()),
             ("  of which on Kafka", c.acknowledged_on_kafka.to_string()),
             ("refused (503)", c.refused.to_string()),
             ("no answer", c.unknown.to_string()),
+            ("other answers (status: count)", format!("{:?}", c.other)),
             ("task-events events", c.task_events.to_string()),
             ("  audited once", c.audited.to_string()),
             (

@@ -76,8 +76,9 @@ pub struct Target {
     pub users: Vec<(String, String)>,
 }
 
-/// Runs the workload until `stop`, then lets the streams run `drain` longer
-/// (they are stopped by [`Workload::finish`]).
+/// The running workload: writers until [`Workload::stop_writes`], stream
+/// clients until [`Workload::finish`] (they go on receiving while the
+/// checks wait for the platform to settle).
 pub struct Workload {
     writes: Arc<Mutex<Vec<Write>>>,
     streams: Vec<(String, Arc<Mutex<StreamLog>>)>,
