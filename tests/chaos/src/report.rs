@@ -44,7 +44,7 @@ impl Report {
             "chaos campaign: seed {}, {} min of faults, {} writes",
             self.seed, self.minutes, self.writes
         );
-        let rows: [(&str, String); 13] = [
+        let rows: [(&str, String); 14] = [
             ("acknowledged", c.acknowledged.to_string()),
             ("  of which on Kafka", c.acknowledged_on_kafka.to_string()),
             ("refused (503)", c.refused.to_string()),
@@ -61,7 +61,8 @@ impl Report {
                 "recurring completions / reminders due",
                 format!("{} / {}", c.recurring_completions, c.reminders_due),
             ),
-            ("duplicates", c.duplicates.to_string()),
+            ("duplicates (applied twice)", c.duplicates.to_string()),
+            ("redelivered on Kafka (same id)", c.redelivered.to_string()),
             ("missing", c.missing.to_string()),
             (
                 "faults injected",
