@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{
-    Answer, TodoClient, admin_db, eventually, get_json, metric, produce, service_metric, text,
+    Answer, TodoClient, admin_db, eventually, get_json, metric, produce, service_metric,
+    terminate_workflow, text, with_service_env,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -64,6 +65,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         exclusive!(
             ctx,
             a_finished_workflows_state_is_purged_after_the_retention
+        ),
+        exclusive!(
+            ctx,
+            a_completion_whose_workflow_instance_ended_without_its_step_gets_one_next_instance
         ),
     ]
 }
@@ -818,6 +823,55 @@ async fn a_series_outlives_the_todo_service_refusing_the_recurring_service_until
         "the refusal is logged at error level with the task id"
     );
     Ok(())
+}
+
+async fn a_completion_whose_workflow_instance_ended_without_its_step_gets_one_next_instance(
+    stack: &mut Stack,
+) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let task = recurring_task(&client, "abandoned", "daily", "2026-06-01T08:00:00Z", "UTC").await?;
+    let id = text(&task, "/id").to_owned();
+    series_becomes(stack, &id, true, Value::Null).await?;
+    // While the Todo service refuses the recurring service, the step keeps
+    // retrying; the engine then gives the instance up behind the service's back.
+    with_service_env(
+        stack,
+        "todo-service",
+        &[("TODO_TRUSTED_CALLERS", "someone-else")],
+        async |stack| {
+            client.complete(&id, None).await?.expect(200)?;
+            terminate_workflow(stack, "recurring-task-service", &format!("recurrence-{id}")).await
+        },
+    )
+    .await?;
+    // The watchdog looks every second for steps 3 s without progress (every
+    // 30 s for 5 minutes by default).
+    with_service_env(
+        stack,
+        "recurring-task-service",
+        &[
+            ("RECURRING_WORKFLOW_WATCH_SECS", "1"),
+            ("RECURRING_WORKFLOW_STALE_SECS", "3"),
+        ],
+        async |stack| {
+            let (next, waited) = next_instance(&client, &id, Duration::from_secs(60)).await?;
+            eprintln!(
+                "    next instance {} ms after the watchdog started",
+                waited.as_millis()
+            );
+            ensure!(
+                time_of(&next, "/due_date")? == at("2026-06-02T08:00:00Z"),
+                "{next}"
+            );
+            // Nothing more comes of the old instance or the new one.
+            settled(stack, &id).await?;
+            ensure!(stored_children(stack, &id).await? == 1, "one next instance");
+            let s = schedule(stack, &id).await?;
+            ensure!(s["current_task_id"] == next["id"], "{s}");
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// `deploy/local/config.yaml` with every workflow state retention set to

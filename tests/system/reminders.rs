@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use todo_local_stack::Stack;
 
 use crate::support::{
-    TodoClient, WsClient, admin_db, eventually, get_json, text, with_service_env,
+    TodoClient, WsClient, admin_db, eventually, get_json, terminate_workflow, text,
+    with_service_env,
 };
 use crate::{Ctx, exclusive, shared};
 
@@ -46,6 +47,10 @@ pub fn trials(ctx: &Ctx) -> Vec<libtest_mimic::Trial> {
         exclusive!(
             ctx,
             a_delivery_keeps_trying_through_a_kafka_outage_longer_than_its_old_retries_and_is_sent_once
+        ),
+        exclusive!(
+            ctx,
+            a_delivery_whose_workflow_instance_ended_without_sending_is_started_again_and_sent_once
         ),
         exclusive!(
             ctx,
@@ -485,6 +490,66 @@ async fn a_delivery_keeps_trying_through_a_kafka_outage_longer_than_its_old_retr
         "    sent {} ms after Kafka came back",
         (time_of(&sent, "/sent_at")? - back).num_milliseconds()
     );
+    Ok(())
+}
+
+async fn a_delivery_whose_workflow_instance_ended_without_sending_is_started_again_and_sent_once(
+    stack: &mut Stack,
+) -> Result<()> {
+    // The watchdog looks every second for deliveries 3 s without progress
+    // (every 30 s for 5 minutes by default).
+    with_service_env(
+        stack,
+        "notification-service",
+        &[
+            ("NOTIFICATION_WORKFLOW_WATCH_SECS", "1"),
+            ("NOTIFICATION_WORKFLOW_STALE_SECS", "3"),
+        ],
+        async |stack| abandoned_delivery_is_sent(stack).await,
+    )
+    .await
+}
+
+async fn abandoned_delivery_is_sent(stack: &mut Stack) -> Result<()> {
+    let client = TodoClient::new(stack);
+    let due = whole_second_in(1);
+    let task = client
+        .create(json!({ "title": "abandoned delivery", "reminder_time": due.to_rfc3339() }))
+        .await?
+        .expect(201)?;
+    let task_id = text(&task, "/id").to_owned();
+    let n = sent_once(stack, &task_id, due, Duration::from_secs(15)).await?;
+    let id = text(&n, "/id").to_owned();
+    seed_failed(stack, &id).await?;
+    // Kafka is down so that the attempt cannot send before the engine gives
+    // its instance up.
+    stack.stop_kafka().await?;
+    let abandoned = async {
+        let (status, body) = retry(stack, &id).await?;
+        ensure!(status == 202 && body["attempts"] == 2, "{status} {body}");
+        terminate_workflow(stack, "notification-service", &format!("delivery-{id}-2")).await
+    }
+    .await;
+    stack.start_kafka().await?;
+    abandoned?;
+    let sent = eventually(
+        Duration::from_secs(60),
+        "the notification is sent",
+        || async {
+            let n = notification(stack, &id).await?;
+            Ok((n["status"] == "sent").then_some(n))
+        },
+    )
+    .await?;
+    ensure!(sent["attempts"] == 2, "still the second attempt: {sent}");
+    let page = notifications(stack, &format!("task_id={task_id}")).await?;
+    ensure!(page["total"] == 1, "still one notification: {page}");
+    let rescues: i32 =
+        sqlx::query_scalar("select rescues from notification.notification where id = $1")
+            .bind(id.parse::<uuid::Uuid>()?)
+            .fetch_one(&admin_db(stack).await?)
+            .await?;
+    ensure!(rescues >= 1, "started again by the watchdog: {rescues}");
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod todo_api;
 mod tokens;
 mod wait;
 mod websocket;
+mod workflows;
 
 use serde_json::Value;
 
@@ -26,6 +27,7 @@ pub use todo_api::TodoClient;
 pub use tokens::{claims, hs256, now, with};
 pub use wait::eventually;
 pub use websocket::{WsClient, close_frame, handshake, ws_url, ws_url_at};
+pub use workflows::terminate_workflow;
 
 /// The string at `pointer` in `v` (empty when absent or not a string).
 pub fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {

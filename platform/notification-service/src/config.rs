@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use todo_core::database::{Retention, default_prune_interval_secs, default_retention_hours};
+use todo_core::workflow::{Watching, default_stale_secs, default_watch_secs};
 
 /// Tunables of the notification service.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,15 @@ pub struct NotificationConfig {
     /// hour's outage of Kafka or the database).
     #[serde(default = "delivery_patience_secs")]
     pub delivery_patience_secs: u64,
+    /// How long a notification may stay pending without its delivery
+    /// instance making progress before the watchdog starts it again
+    /// (`NOTIFICATION_WORKFLOW_STALE_SECS`, default 300: a delivery that keeps
+    /// retrying moves at least every minute).
+    #[serde(default = "default_stale_secs")]
+    pub workflow_stale_secs: u64,
+    /// How often each replica's watchdog looks (`NOTIFICATION_WORKFLOW_WATCH_SECS`, default 30).
+    #[serde(default = "default_watch_secs")]
+    pub workflow_watch_secs: u64,
 }
 
 fn delivery_patience_secs() -> u64 {
@@ -33,6 +43,11 @@ impl NotificationConfig {
     /// The retention of sent notifications.
     pub fn retention(&self) -> Retention {
         Retention::new(self.retention_hours, self.prune_interval_secs)
+    }
+
+    /// The delivery watchdog's settings.
+    pub fn watching(&self) -> Watching {
+        Watching::new(self.workflow_watch_secs, self.workflow_stale_secs)
     }
 
     /// How long delivery keeps trying.

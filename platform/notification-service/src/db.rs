@@ -140,6 +140,72 @@ pub async fn begin_retry(conn: &mut PgConnection, id: Uuid) -> Result<Notificati
     .await
 }
 
+/// A pending notification whose delivery should have ended by now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overdue {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub user_id: String,
+    pub title: String,
+    pub due_date: Option<DateTime<Utc>>,
+    pub remind_at: DateTime<Utc>,
+    /// The delivery attempt under way.
+    pub attempts: i32,
+    /// Times its delivery was started again by the watchdog.
+    pub rescues: i32,
+}
+
+impl Overdue {
+    /// The reminder it delivers.
+    pub fn reminder(&self) -> Reminder {
+        Reminder {
+            task_id: self.task_id,
+            user_id: self.user_id.clone(),
+            title: self.title.clone(),
+            due_date: self.due_date.map(Timestamp::new),
+            remind_at: Timestamp::new(self.remind_at),
+        }
+    }
+}
+
+/// Up to `limit` notifications pending for more than `stale` since they last
+/// changed, oldest first, whose delivery start is not still waiting as an
+/// intent.
+pub async fn overdue(
+    db: &PgPool,
+    stale: Duration,
+    limit: i64,
+) -> Result<Vec<Overdue>, sqlx::Error> {
+    sqlx::query_as!(
+        Overdue,
+        "select id, task_id, user_id, title, due_date, remind_at, attempts, rescues from notification n \
+         where status = 'pending' and updated_at < now() - make_interval(secs => $1) \
+         and not exists (select 1 from intent where key like 'delivery-' || n.id || '-%') \
+         order by updated_at limit $2",
+        stale.as_secs_f64(),
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Counts a new start of a pending notification's delivery, if it is still
+/// pending after `rescues` of them (so one replica wins); the new count.
+pub async fn count_rescue(
+    conn: &mut PgConnection,
+    id: Uuid,
+    rescues: i32,
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "update notification set rescues = rescues + 1, updated_at = now() \
+         where id = $1 and rescues = $2 and status = 'pending' returning rescues",
+        id,
+        rescues,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Filters of a notification query.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

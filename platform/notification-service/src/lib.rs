@@ -28,7 +28,7 @@ use todo_core::{
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
-    workflow::{Starter, Workflows},
+    workflow::{Starter, Watching, Workflows},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,7 @@ pub struct Application {
     dispatcher: DispatcherSettings,
     retention: Retention,
     delivery_patience: std::time::Duration,
+    watching: Watching,
 }
 
 impl bootstrap::Service for Application {
@@ -91,8 +92,8 @@ impl bootstrap::Service for Application {
             pool: pool.clone(),
             sidecar: connected.sidecar.clone(),
         });
-        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, |r| {
-            workflow::register(r, deps)
+        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, move |r| {
+            workflow::register(r, deps.clone())
         })
         .await?;
         let waker = Waker::default();
@@ -128,6 +129,7 @@ impl bootstrap::Service for Application {
             dispatcher: DispatcherSettings::for_calls(common.sidecar_timeout),
             retention: config.retention(),
             delivery_patience: config.delivery_patience(),
+            watching: config.watching(),
         })
     }
 
@@ -150,6 +152,18 @@ impl bootstrap::Service for Application {
                 },
             ))
         };
+        let watchdog = {
+            let (pool, starter, waker) = (self.pool.clone(), starter.clone(), self.waker.clone());
+            let stale = self.watching.stale;
+            tokio::spawn(database::run_periodically(
+                self.watching.every,
+                shutdown.clone(),
+                move || {
+                    let (pool, starter, waker) = (pool.clone(), starter.clone(), waker.clone());
+                    async move { service::watch(&pool, &starter, &waker, stale).await }
+                },
+            ))
+        };
         let dispatcher = tokio::spawn(intent::dispatch(
             self.pool,
             self.waker,
@@ -163,6 +177,7 @@ impl bootstrap::Service for Application {
         server::serve(self.listeners, self.app, shutdown).await?;
         let _ = dispatcher.await;
         let _ = pruner.await;
+        let _ = watchdog.await;
         self.workflows.shutdown().await;
         Ok(())
     }

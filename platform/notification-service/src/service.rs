@@ -7,8 +7,10 @@ use sqlx::PgPool;
 use todo_core::intent::Waker;
 use uuid::Uuid;
 
+use todo_core::workflow::{Starter, restart_late};
+
 use crate::db::{self, Filter, Notification};
-use crate::workflow::record_start;
+use crate::workflow::{self, record_start};
 
 /// Why a retry did not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,4 +98,55 @@ pub async fn prune(pool: &PgPool, keep: Duration) {
             tracing::warn!(error = %e, "pruning sent notifications failed; trying again later")
         }
     }
+}
+
+/// Most overdue notifications one watchdog round looks at.
+const WATCH_BATCH: i64 = 100;
+
+/// One round of the delivery watchdog: each notification pending for more
+/// than `stale` since it last changed, whose delivery start is not still
+/// waiting, has its instance asked how it is doing; one the engine lost,
+/// finished without sending, or that stalled (terminated first) is started
+/// again as a new instance (`delivery-<id>-<attempt>-r<n>`), on one replica
+/// (`todo_core::workflow::restart_late`). Delivery is idempotent on the
+/// notification id, so an old instance that comes back to life sends
+/// nothing twice.
+pub async fn watch(pool: &PgPool, starter: &Starter, waker: &Waker, stale: Duration) {
+    let late = match db::overdue(pool, stale, WATCH_BATCH).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for late deliveries failed; trying again later");
+            return;
+        }
+    };
+    let restarted = restart_late(
+        starter,
+        workflow::DELIVERY_WORKFLOW,
+        stale,
+        late,
+        |o| {
+            (
+                workflow::rescue_instance_id(o.id, o.attempts, o.rescues),
+                o.task_id,
+            )
+        },
+        |o| restart(pool, o),
+    )
+    .await;
+    if restarted {
+        waker.wake();
+    }
+}
+
+/// Records the next start of `o`'s delivery, unless another replica did or
+/// it is no longer pending; its instance id.
+async fn restart(pool: &PgPool, o: db::Overdue) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let Some(rescue) = db::count_rescue(&mut tx, o.id, o.rescues).await? else {
+        return Ok(None);
+    };
+    let instance = workflow::rescue_instance_id(o.id, o.attempts, rescue);
+    workflow::record_instance(&mut tx, &instance, o.id, o.attempts, o.reminder()).await?;
+    tx.commit().await?;
+    Ok(Some(instance))
 }

@@ -68,6 +68,17 @@ pub fn instance_id(notification_id: Uuid, attempt: i32) -> String {
     format!("delivery-{notification_id}-{attempt}")
 }
 
+/// The instance id of the `rescue`th new start of attempt `attempt` by the
+/// watchdog ([`crate::service::watch`]); the attempt's own id for 0.
+pub fn rescue_instance_id(notification_id: Uuid, attempt: i32, rescue: i32) -> String {
+    let id = instance_id(notification_id, attempt);
+    if rescue == 0 {
+        id
+    } else {
+        format!("{id}-r{rescue}")
+    }
+}
+
 /// Longest wait between two delivery tries once the backoff has grown.
 const DELIVERY_MAX_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -156,6 +167,25 @@ pub async fn record_start(
     attempt: i32,
     reminder: Reminder,
 ) -> Result<(), sqlx::Error> {
+    record_instance(
+        conn,
+        &instance_id(notification_id, attempt),
+        notification_id,
+        attempt,
+        reminder,
+    )
+    .await
+}
+
+/// Records that instance `key` must start delivering attempt `attempt` of a
+/// notification (its first start, or a new one by the watchdog).
+pub async fn record_instance(
+    conn: &mut PgConnection,
+    key: &str,
+    notification_id: Uuid,
+    attempt: i32,
+    reminder: Reminder,
+) -> Result<(), sqlx::Error> {
     let task_id = reminder.task_id;
     let input = DeliveryInput {
         notification_id,
@@ -164,14 +194,7 @@ pub async fn record_start(
         patience_secs: None,
     };
     let payload = serde_json::to_value(&input).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    intent::record(
-        conn,
-        &instance_id(notification_id, attempt),
-        START_DELIVERY,
-        Some(task_id),
-        &payload,
-    )
-    .await
+    intent::record(conn, key, START_DELIVERY, Some(task_id), &payload).await
 }
 
 /// Carries out a recorded start (an instance still running counts as
@@ -310,5 +333,17 @@ mod tests {
             instance_id(id, 1),
             "delivery-00000000-0000-0000-0000-000000000001-1"
         );
+    }
+
+    #[test]
+    fn each_new_start_by_the_watchdog_has_its_own_instance() {
+        let id = Uuid::from_u128(1);
+        assert_eq!(rescue_instance_id(id, 2, 0), instance_id(id, 2));
+        assert_eq!(
+            rescue_instance_id(id, 2, 1),
+            "delivery-00000000-0000-0000-0000-000000000001-2-r1"
+        );
+        // Still found by the watchdog's query of waiting starts (`delivery-<id>-%`).
+        assert!(rescue_instance_id(id, 2, 3).starts_with(&format!("delivery-{id}-")));
     }
 }

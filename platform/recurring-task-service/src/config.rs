@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use todo_core::database::{Retention, default_prune_interval_secs, default_retention_hours};
+use todo_core::workflow::{Watching, default_stale_secs, default_watch_secs};
 
 /// Tunables of the recurring-task service.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,12 +32,26 @@ pub struct RecurringConfig {
     /// has lost its job or the job gave up.
     #[serde(default = "reconcile_late_secs")]
     pub reconcile_late_secs: u64,
+    /// How long a requested next instance may stay unfinished without its
+    /// recurrence workflow instance making progress before the watchdog
+    /// starts the workflow again (`RECURRING_WORKFLOW_STALE_SECS`, default
+    /// 300: a step that keeps retrying moves at least every 30 s).
+    #[serde(default = "default_stale_secs")]
+    pub workflow_stale_secs: u64,
+    /// How often each replica's watchdog looks (`RECURRING_WORKFLOW_WATCH_SECS`, default 30).
+    #[serde(default = "default_watch_secs")]
+    pub workflow_watch_secs: u64,
 }
 
 impl RecurringConfig {
     /// The retention of finished rows.
     pub fn retention(&self) -> Retention {
         Retention::new(self.retention_hours, self.prune_interval_secs)
+    }
+
+    /// The recurrence watchdog's settings.
+    pub fn watching(&self) -> Watching {
+        Watching::new(self.workflow_watch_secs, self.workflow_stale_secs)
     }
 
     /// When the reconciler runs and what it takes as overdue.

@@ -219,6 +219,8 @@ pub async fn record_next(
 /// Where the next instance after a completed task stands (`next_instance`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextState {
+    /// Asked for by a completion; its workflow has not decided yet.
+    Requested,
     /// Its creation was decided; the Todo service may or may not have it yet.
     Creating,
     /// Created and recorded as the series' newest instance.
@@ -227,6 +229,9 @@ pub enum NextState {
     Withdrawing(Uuid),
     /// Deleted again (or found deleted); `None` when its id was never learnt.
     Withdrawn(Option<Uuid>),
+    /// None is made: the series ended or had moved past it, or the Todo
+    /// service refused it.
+    Skipped,
 }
 
 /// The state of the next instance after `parent_task_id`, if its creation
@@ -245,8 +250,81 @@ pub async fn next_instance(
         ("created", Some(id)) => NextState::Created(id),
         ("withdrawing", Some(id)) => NextState::Withdrawing(id),
         ("withdrawn", id) => NextState::Withdrawn(id),
+        ("requested", _) => NextState::Requested,
+        ("skipped", _) => NextState::Skipped,
         _ => NextState::Creating,
     }))
+}
+
+/// Records, with the recurrence workflow's `input`, that the completion of
+/// `parent_task_id` asks for its next instance (a repeated completion
+/// changes nothing).
+pub async fn request_next(
+    conn: &mut PgConnection,
+    parent_task_id: Uuid,
+    series_id: Uuid,
+    input: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "insert into next_instance (parent_task_id, series_id, state, input) values ($1, $2, 'requested', $3) \
+         on conflict (parent_task_id) do nothing",
+        parent_task_id,
+        series_id,
+        input,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A requested next instance whose workflow should have ended by now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverdueNext {
+    pub parent_task_id: Uuid,
+    pub input: serde_json::Value,
+    /// Times its workflow was started again by the watchdog.
+    pub rescues: i32,
+}
+
+/// Up to `limit` next instances requested but unfinished for more than
+/// `stale` since they last changed, oldest first, whose workflow start is not
+/// still waiting as an intent.
+pub async fn overdue_next(
+    db: &PgPool,
+    stale: Duration,
+    limit: i64,
+) -> Result<Vec<OverdueNext>, sqlx::Error> {
+    sqlx::query_as!(
+        OverdueNext,
+        r#"select parent_task_id, input as "input!", rescues from next_instance n
+           where state in ('requested', 'creating', 'withdrawing') and input is not null
+           and updated_at < now() - make_interval(secs => $1)
+           and not exists (select 1 from intent where key like 'recurrence-' || n.parent_task_id || '%')
+           order by updated_at limit $2"#,
+        stale.as_secs_f64(),
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Counts a new start of the workflow of the next instance after
+/// `parent_task_id`, if it is still unfinished after `rescues` of them (so
+/// one replica wins); the new count.
+pub async fn count_rescue(
+    conn: &mut PgConnection,
+    parent_task_id: Uuid,
+    rescues: i32,
+) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "update next_instance set rescues = rescues + 1, updated_at = now() \
+         where parent_task_id = $1 and rescues = $2 and state in ('requested', 'creating', 'withdrawing') \
+         returning rescues",
+        parent_task_id,
+        rescues,
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records that the next instance after `parent_task_id` is being created.
@@ -257,7 +335,8 @@ pub async fn begin_next(
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "insert into next_instance (parent_task_id, series_id, state) values ($1, $2, 'creating') \
-         on conflict (parent_task_id) do nothing",
+         on conflict (parent_task_id) do update set state = 'creating', updated_at = now() \
+         where next_instance.state = 'requested'",
         parent_task_id,
         series_id,
     )
@@ -607,7 +686,7 @@ pub async fn prune_finished(
         sqlx::query!(
             "delete from next_instance where parent_task_id in ( \
                  select parent_task_id from next_instance \
-                 where state in ('created', 'withdrawn') and updated_at < now() - make_interval(secs => $1) \
+                 where state in ('created', 'withdrawn', 'skipped') and updated_at < now() - make_interval(secs => $1) \
                  order by updated_at limit $2 for update skip locked)",
             keep,
             batch,

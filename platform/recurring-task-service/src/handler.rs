@@ -177,6 +177,9 @@ impl Handler {
             user_id: event.user_id.clone(),
             next,
         };
+        let recorded =
+            serde_json::to_value(&input).map_err(|e| HandleError::Permanent(e.to_string()))?;
+        db::request_next(conn, event.task_id, series.id, &recorded).await?;
         dispatch::start_recurrence(conn, &instance_id, &input).await?;
         tracing::info!(workflow = %instance_id, due_date = %input.next.due_date, "recurrence workflow to start");
         Ok(())

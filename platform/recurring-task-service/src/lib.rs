@@ -38,7 +38,7 @@ use todo_core::{
     intent::{self, DispatcherSettings, Waker},
     server::{self, HealthApi},
     settings::DaprSettings,
-    workflow::Workflows,
+    workflow::{Watching, Workflows},
 };
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +80,7 @@ pub struct Application {
     retention: Retention,
     service: RecurringService,
     reconciling: Reconciling,
+    watching: Watching,
 }
 
 impl bootstrap::Service for Application {
@@ -107,8 +108,8 @@ impl bootstrap::Service for Application {
             sidecar: connected.sidecar.clone(),
             todo_app_id: config.todo_app_id.clone(),
         });
-        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, |r| {
-            workflow::register(r, deps)
+        let workflows = Workflows::start(&connected.settings, common.sidecar_timeout, move |r| {
+            workflow::register(r, deps.clone())
         })
         .await?;
         let waker = Waker::default();
@@ -158,6 +159,7 @@ impl bootstrap::Service for Application {
             retention,
             service,
             reconciling: config.reconciling(),
+            watching: config.watching(),
         })
     }
 
@@ -169,6 +171,19 @@ impl bootstrap::Service for Application {
         );
         let actions = self.actions;
         let pool = actions.pool.clone();
+        let watchdog = {
+            let (pool, starter, waker) =
+                (pool.clone(), actions.workflows.clone(), self.waker.clone());
+            let stale = self.watching.stale;
+            tokio::spawn(database::run_periodically(
+                self.watching.every,
+                shutdown.clone(),
+                move || {
+                    let (pool, starter, waker) = (pool.clone(), starter.clone(), waker.clone());
+                    async move { service::watch(&pool, &starter, &waker, stale).await }
+                },
+            ))
+        };
         let dispatcher = tokio::spawn(intent::dispatch(
             actions.pool.clone(),
             self.waker,
@@ -205,6 +220,7 @@ impl bootstrap::Service for Application {
         let _ = dispatcher.await;
         let _ = pruner.await;
         let _ = reconciler.await;
+        let _ = watchdog.await;
         self.workflows.shutdown().await;
         Ok(())
     }

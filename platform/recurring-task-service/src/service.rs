@@ -8,10 +8,12 @@ use std::time::Duration;
 use sqlx::PgPool;
 use todo_contract::{Reminder, Timestamp};
 use todo_core::intent::Waker;
+use todo_core::workflow::{Starter, restart_late};
 use uuid::Uuid;
 
 use crate::db::{self, ReminderFilter, ReminderRow, Series, SeriesFilter, TriggerState};
 use crate::dispatch::{self, Firing};
+use crate::workflow::{self, RecurrenceInput};
 
 /// What a trigger of a reminder job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,6 +183,65 @@ pub async fn reconcile(service: &RecurringService, late_by: Duration) {
             tracing::warn!(error = %e, "looking for overdue reminders failed; trying again later")
         }
     }
+}
+
+/// Most late next instances one watchdog round looks at.
+const WATCH_BATCH: i64 = 100;
+
+/// One round of the recurrence watchdog: each next instance requested but
+/// unfinished for more than `stale` since it last changed, whose workflow
+/// start is not still waiting, has its instance asked how it is doing; one
+/// the engine lost, finished without the step done, or that stalled
+/// (terminated first) is started again as a new instance
+/// (`recurrence-<task>-r<n>`) with the recorded input, on one replica
+/// (`todo_core::workflow::restart_late`). The step is idempotent (its
+/// recorded state and the Todo Idempotency-Key), so an old instance that
+/// comes back to life creates nothing twice.
+pub async fn watch(pool: &PgPool, starter: &Starter, waker: &Waker, stale: Duration) {
+    let late = match db::overdue_next(pool, stale, WATCH_BATCH).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for late next instances failed; trying again later");
+            return;
+        }
+    };
+    let restarted = restart_late(
+        starter,
+        workflow::RECURRENCE_WORKFLOW,
+        stale,
+        late,
+        |n| {
+            (
+                workflow::rescue_instance_id(n.parent_task_id, n.rescues),
+                n.parent_task_id,
+            )
+        },
+        |n| restart(pool, n),
+    )
+    .await;
+    if restarted {
+        waker.wake();
+    }
+}
+
+/// Records the next start of `n`'s workflow, unless another replica did or
+/// it finished meanwhile; its instance id.
+async fn restart(pool: &PgPool, n: db::OverdueNext) -> Result<Option<String>, sqlx::Error> {
+    let input: RecurrenceInput = match serde_json::from_value(n.input.clone()) {
+        Ok(input) => input,
+        Err(e) => {
+            tracing::error!(task_id = %n.parent_task_id, error = %e, "a requested next instance has an unreadable input; left alone");
+            return Ok(None);
+        }
+    };
+    let mut tx = pool.begin().await?;
+    let Some(rescue) = db::count_rescue(&mut tx, n.parent_task_id, n.rescues).await? else {
+        return Ok(None);
+    };
+    let instance = workflow::rescue_instance_id(n.parent_task_id, rescue);
+    dispatch::start_recurrence(&mut tx, &instance, &input).await?;
+    tx.commit().await?;
+    Ok(Some(instance))
 }
 
 /// Most rows one pruning statement deletes: short transactions, few locks.

@@ -82,11 +82,25 @@ pub enum RecurrenceOutcome {
     /// completion was of an older instance (reopened and completed again after
     /// the record of its next instance was pruned). None is created.
     Superseded,
+    /// An earlier run of this step decided that none is made (the series
+    /// ended or had moved past it, or the Todo service refused it).
+    Skipped,
 }
 
 /// The instance id for the completion of `completed_task_id`.
 pub fn instance_id(completed_task_id: Uuid) -> String {
     format!("recurrence-{completed_task_id}")
+}
+
+/// The instance id of the `rescue`th new start of that workflow by the
+/// watchdog ([`crate::service::watch`]); the first one's for 0.
+pub fn rescue_instance_id(completed_task_id: Uuid, rescue: i32) -> String {
+    let id = instance_id(completed_task_id);
+    if rescue == 0 {
+        id
+    } else {
+        format!("{id}-r{rescue}")
+    }
 }
 
 /// The Idempotency-Key of the create call for the instance after `completed_task_id`.
@@ -209,15 +223,22 @@ async fn create_next_instance(
             withdraw(deps, input, task_id).await?;
             return Ok(RecurrenceOutcome::Withdrawn { task_id });
         }
+        (Some(NextState::Skipped), _) => return Ok(RecurrenceOutcome::Skipped),
         // An earlier attempt may have created it: finish what it started.
         (Some(NextState::Creating), _) => {}
-        (None, None) => return Err(CreateError::SeriesNotStored(input.series_id)),
-        (None, Some(false)) => {
+        (None | Some(NextState::Requested), None) => {
+            return Err(CreateError::SeriesNotStored(input.series_id));
+        }
+        (None | Some(NextState::Requested), Some(false)) => {
+            db::move_next(&mut tx, parent, &["requested"], "skipped", None).await?;
+            tx.commit().await?;
             tracing::info!("series ended before the next instance was created; none is");
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
-        (None, Some(true)) => {
+        (None | Some(NextState::Requested), Some(true)) => {
             if series.is_some_and(|s| superseded(next, &s)) {
+                db::move_next(&mut tx, parent, &["requested"], "skipped", None).await?;
+                tx.commit().await?;
                 tracing::info!("the series already has a later instance; none is created");
                 return Ok(RecurrenceOutcome::Superseded);
             }
@@ -243,6 +264,8 @@ async fn create_next_instance(
             return Ok(RecurrenceOutcome::SeriesEnded);
         }
         Answer::Refused { status, reason } => {
+            let mut conn = deps.pool.acquire().await?;
+            db::move_next(&mut conn, parent, &["creating"], "skipped", None).await?;
             metrics::counter!("recurrence_instances_total", "outcome" => "refused").increment(1);
             return Ok(RecurrenceOutcome::Refused { status, reason });
         }
