@@ -16,6 +16,10 @@ pub struct Options {
     /// Users writing at once, each with a WebSocket client.
     #[arg(long, default_value_t = 4)]
     users: usize,
+    /// One long outage among the faults: `kafka:<minutes>` or
+    /// `postgres:<minutes>` (from a sixth of the way in).
+    #[arg(long)]
+    outage: Option<String>,
 }
 
 pub async fn run(o: Options) -> Result<()> {
@@ -26,13 +30,22 @@ pub async fn run(o: Options) -> Result<()> {
     eprintln!("[xtask] chaos: seed {seed}, {} minutes", o.minutes);
     let mut options = chaos::Options::new(o.minutes, seed);
     options.users = o.users.max(1);
+    options.outage = o
+        .outage
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!("--outage {e}"))?;
     let report = chaos::run(options).await?;
     eprintln!("{}", report.render());
     if !report.passed() {
         bail!(
-            "{} violations; replay with `cargo xtask chaos --minutes {} --seed {seed}`",
+            "{} violations; replay with `cargo xtask chaos --minutes {} --seed {seed}{}`",
             report.violations.len(),
-            o.minutes
+            o.minutes,
+            o.outage
+                .map(|s| format!(" --outage {s}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -5,12 +5,14 @@
 //! service's watchdog can start its work again when the engine lost or
 //! wedged it.
 //!
-//! The worker reconnects by itself when its stream breaks. It also
-//! reconnects when the sidecar answers that this app's workflow actor types
-//! are "not registered" while the stream is up: under overlapping restarts
-//! of sidecars and placement, Dapr 1.18 can leave a sidecar in that state,
-//! and only a new work-item stream (which registers the types again) brings
-//! it back.
+//! The worker reconnects by itself when its stream breaks. A watchdog round
+//! that finds late work ([`restart_late`]) also makes it open a new
+//! work-item stream: under overlapping restarts of sidecars, placement and
+//! the app, Dapr 1.18 can leave a sidecar answering that this app's workflow
+//! actor types are "not registered" while a stream is open (or one whose
+//! stream never finishes opening), and only a new stream, which registers
+//! the types again, brings it back. Every replica's watchdog sees the same
+//! late work, so the replica whose sidecar is the broken one reconnects too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +83,7 @@ impl Reconnect {
     }
 }
 
-/// Least time between two reconnects asked for by errors.
+/// Least time between two reconnects.
 const RECONNECT_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// A registration of this app's workflows and activities, run again on each reconnect.
@@ -140,7 +142,7 @@ async fn supervise(
         };
         metrics::counter!("workflow_worker_reconnects_total").increment(1);
         tracing::warn!(
-            "workflow worker reconnected: the sidecar had lost this app's workflow registrations"
+            "workflow worker reconnected: work was late, so its sidecar gets a new stream"
         );
         tokio::select! {
             () = stop.cancelled() => break,
@@ -251,25 +253,13 @@ impl Starter {
                     message: status.to_string(),
                 })
             }
-            Err(e) => Err(unavailable(self.noticed(e))),
+            Err(e) => Err(unavailable(e.to_string())),
         }
-    }
-
-    /// The message of an error of the engine, asking the worker to reconnect
-    /// when it says this app's workflow actors are not registered.
-    fn noticed(&self, e: dapr::workflow::WorkflowError) -> String {
-        let message = e.to_string();
-        if lost_registration(&message) {
-            tracing::warn!(error = %message, "the sidecar lost this app's workflow registrations; reconnecting the worker");
-            self.reconnect.request();
-        }
-        message
     }
 
     /// How instance `instance_id` is getting on: [`Progress::Moving`] if it is
     /// running and its history grew within `stale`. An error is an engine
-    /// that could not tell (away, or its registrations lost: the worker is
-    /// then asked to reconnect).
+    /// that could not tell (away, or its registrations lost).
     pub async fn progress(
         &self,
         instance_id: &str,
@@ -295,10 +285,18 @@ impl Starter {
             {
                 return Ok(Progress::Missing);
             }
+            // The engine answered, but cannot read the instance back (its
+            // state was partly saved when PostgreSQL went away, say): it will
+            // never move again.
+            Err(dapr::workflow::WorkflowError::GrpcError(status))
+                if unreadable_instance(status.code()) =>
+            {
+                return Ok(Progress::Unreadable(status.message().to_owned()));
+            }
             Err(e) => {
                 return Err(WorkflowError::Unavailable {
                     instance_id: instance_id.to_owned(),
-                    message: self.noticed(e),
+                    message: e.to_string(),
                 });
             }
         };
@@ -313,11 +311,11 @@ impl Starter {
     /// Whether the work of instance `instance_id`, which should have ended
     /// by now, must be started again as a new instance: the engine lost the
     /// instance, finished it without the work done, or it stalled (it is
-    /// then terminated first). Logged with the reason; an engine that cannot
-    /// tell is asked again at the next round.
-    pub async fn needs_restart(&self, instance_id: &str, stale: Duration) -> bool {
+    /// then terminated first). Logged with the reason; `None` when the engine
+    /// could not tell (it is asked again at the next round).
+    pub async fn needs_restart(&self, instance_id: &str, stale: Duration) -> Option<bool> {
         match self.progress(instance_id, stale).await {
-            Ok(Progress::Moving) => false,
+            Ok(Progress::Moving) => Some(false),
             Ok(progress) => {
                 tracing::warn!(
                     instance_id,
@@ -327,11 +325,11 @@ impl Starter {
                 if let Progress::Stalled { .. } = progress {
                     self.terminate(instance_id).await;
                 }
-                true
+                Some(true)
             }
             Err(e) => {
-                tracing::info!(instance_id, error = %e, "could not tell how a late workflow instance is doing; asking again later");
-                false
+                tracing::warn!(instance_id, error = %e, "could not tell how a late workflow instance is doing; asking again later");
+                None
             }
         }
     }
@@ -345,8 +343,7 @@ impl Starter {
         {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                let message = self.noticed(e);
-                tracing::info!(instance_id, error = %message, "terminating a stalled workflow instance failed");
+                tracing::info!(instance_id, error = %e, "terminating a stalled workflow instance failed");
             }
             Err(_) => tracing::info!(
                 instance_id,
@@ -361,7 +358,9 @@ impl Starter {
 /// ([`Starter::needs_restart`]) must be started again is handed to
 /// `restart`, which records the new start in the service's database if no
 /// other replica did (its instance id, `None` if another did). Logged with
-/// the task and counted as `workflow_restarts_total{workflow}`; whether any
+/// the task and counted as `workflow_restarts_total{workflow}`. If any
+/// instance had to be started again, or the engine could not tell about
+/// one, the worker gets a new stream (see the module's notes). Whether any
 /// was restarted.
 pub async fn restart_late<T, F>(
     starter: &Starter,
@@ -374,10 +373,26 @@ pub async fn restart_late<T, F>(
 where
     F: Future<Output = Result<Option<String>, sqlx::Error>>,
 {
+    use futures::StreamExt;
+    // Asked about at once (a few at a time): an engine that is slow to
+    // answer must not stretch a round over minutes.
+    let verdicts: Vec<(T, String, uuid::Uuid, Option<bool>)> = futures::stream::iter(late)
+        .map(|item| {
+            let (current, task_id) = about(&item);
+            async move {
+                let verdict = starter.needs_restart(&current, stale).await;
+                (item, current, task_id, verdict)
+            }
+        })
+        .buffer_unordered(WATCH_CONCURRENCY)
+        .collect()
+        .await;
+    if verdicts.iter().any(|(_, _, _, v)| *v != Some(false)) {
+        starter.reconnect.request();
+    }
     let mut restarted = false;
-    for item in late {
-        let (current, task_id) = about(&item);
-        if !starter.needs_restart(&current, stale).await {
+    for (item, current, task_id, verdict) in verdicts {
+        if verdict != Some(true) {
             continue;
         }
         match restart(item).await {
@@ -394,6 +409,9 @@ where
     }
     restarted
 }
+
+/// Late instances a watchdog asks the engine about at once.
+const WATCH_CONCURRENCY: usize = 8;
 
 /// How a service's workflow watchdog runs: every `every`, it looks at work
 /// whose instance has not moved for `stale`.
@@ -425,12 +443,6 @@ impl Watching {
     }
 }
 
-/// Whether an error of the engine says this app's workflow actor types are
-/// not registered with its sidecar.
-fn lost_registration(message: &str) -> bool {
-    message.contains("not registered")
-}
-
 /// How an instance is getting on with its work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Progress {
@@ -443,6 +455,8 @@ pub enum Progress {
     Finished(String),
     /// Running, but its history has not grown for longer than it may.
     Stalled { since: Option<DateTime<Utc>> },
+    /// The engine answered that it cannot read the instance (why).
+    Unreadable(String),
 }
 
 impl Progress {
@@ -450,6 +464,18 @@ impl Progress {
     pub fn needs_rescue(&self) -> bool {
         !matches!(self, Progress::Moving)
     }
+}
+
+/// Whether a gRPC code of the engine's answer to a fetch of an instance
+/// means the instance itself is broken (`Unknown`, `Internal`, `DataLoss`:
+/// what Dapr answers when the instance's stored state is inconsistent),
+/// rather than an engine that is away or busy (`Unavailable`,
+/// `DeadlineExceeded`, …), which is asked again later.
+fn unreadable_instance(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unknown | tonic::Code::Internal | tonic::Code::DataLoss
+    )
 }
 
 /// The [`Progress`] of an instance in `status`, last updated at `updated`.
@@ -488,6 +514,26 @@ mod tests {
     }
 
     #[test]
+    fn only_an_answer_about_the_instance_itself_calls_it_unreadable() {
+        for code in [
+            tonic::Code::Unknown,
+            tonic::Code::Internal,
+            tonic::Code::DataLoss,
+        ] {
+            assert!(unreadable_instance(code), "{code:?}");
+        }
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::Cancelled,
+            tonic::Code::Aborted,
+        ] {
+            assert!(!unreadable_instance(code), "{code:?}");
+        }
+    }
+
+    #[test]
     fn an_instance_is_moving_only_while_running_with_a_fresh_history() {
         let now = at("2026-03-01T08:10:00Z");
         let stale = Duration::from_secs(300);
@@ -515,14 +561,5 @@ mod tests {
             assert!(matches!(p, Progress::Finished(_)), "{p:?}");
             assert!(p.needs_rescue());
         }
-    }
-
-    #[test]
-    fn only_unregistered_actor_types_ask_for_a_reconnect() {
-        assert!(lost_registration(
-            "failed to create workflow instance: rpc error: code = Internal desc = error invoke actor \
-             method: failed to create actor: actor type dapr.internal.default.notification-service.workflow not registered"
-        ));
-        assert!(!lost_registration("connection refused"));
     }
 }

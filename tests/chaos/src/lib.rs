@@ -7,8 +7,10 @@
 //! from sources it does not control: the topics read with kcat, the
 //! database as the superuser, the clients' own logs.
 //!
-//! `cargo xtask chaos` runs [`run`] for 30 minutes by default; the crate's
-//! integration test runs a three-minute campaign in `cargo xtask test`.
+//! `cargo xtask chaos` runs [`run`] for 30 minutes by default. The short
+//! campaign is not in `cargo xtask test` yet: with seed 20703792 a
+//! notification sidecar is still left unable to run workflows (see the
+//! README's Chaos campaign section); the checks' own unit tests are.
 //! Modules: `schedule` (the faults as a pure function of the seed),
 //! `workload` and `client` (the users), `faults` (carrying the schedule out
 //! on the stack, recovery probes), `checks` (the verdict, pure) and
@@ -52,6 +54,8 @@ pub struct Options {
     pub users: usize,
     /// How long the checks may take to pass after the last fault.
     pub settle_within: Duration,
+    /// One long outage of Kafka or PostgreSQL, if any.
+    pub outage: Option<schedule::Outage>,
 }
 
 impl Options {
@@ -61,7 +65,10 @@ impl Options {
             seed,
             state_name: "chaos".to_owned(),
             users: 4,
-            settle_within: Duration::from_secs(240),
+            // Past the workflow watchdogs' defaults (a look every 30 s at
+            // instances without progress for 300 s) and a delivery after.
+            settle_within: Duration::from_secs(420),
+            outage: None,
         }
     }
 }
@@ -91,7 +98,7 @@ pub async fn run(options: Options) -> Result<Report> {
 /// The campaign on a running stack (with [`REPLICAS`] replicas of every
 /// service).
 pub async fn run_on(stack: &mut Stack, options: &Options) -> Result<Report> {
-    let faults = schedule::schedule(options.seed, options.minutes);
+    let faults = schedule::schedule_with(options.seed, options.minutes, options.outage);
     eprintln!(
         "CHAOS seed {} ({} min): {} faults planned",
         options.seed,

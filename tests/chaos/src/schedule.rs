@@ -146,6 +146,86 @@ impl fmt::Display for Fault {
     }
 }
 
+/// One long outage of Kafka or PostgreSQL added to a campaign: it starts a
+/// sixth of the way in and lasts `duration` (cut to end a minute before the
+/// campaign does); the other faults of that part move after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub kind: FaultKind,
+    pub duration: Duration,
+}
+
+impl std::str::FromStr for Outage {
+    type Err = String;
+
+    /// `kafka:<minutes>` or `postgres:<minutes>`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (part, minutes) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s}: expected kafka:<minutes> or postgres:<minutes>"))?;
+        let kind = match part {
+            "kafka" => FaultKind::Kafka,
+            "postgres" => FaultKind::Postgres,
+            other => {
+                return Err(format!(
+                    "{other}: only kafka or postgres can have a long outage"
+                ));
+            }
+        };
+        let minutes: f64 = minutes
+            .parse()
+            .ok()
+            .filter(|m: &f64| m.is_finite() && *m > 0.0)
+            .ok_or_else(|| format!("{minutes}: not a positive number of minutes"))?;
+        Ok(Outage {
+            kind,
+            duration: Duration::from_secs_f64(minutes * 60.0),
+        })
+    }
+}
+
+/// [`schedule`] with `outage` (if any) in it: the long fault first, then the
+/// seeded ones, those of the same part moved after it (or left out if that
+/// ends them past the campaign).
+pub fn schedule_with(seed: u64, minutes: f64, outage: Option<Outage>) -> Vec<Fault> {
+    let Some(outage) = outage else {
+        return schedule(seed, minutes);
+    };
+    let total = Duration::from_secs_f64(minutes.max(0.5) * 60.0);
+    let at = total / 6;
+    let duration = outage
+        .duration
+        .min(total.saturating_sub(at + Duration::from_secs(60)));
+    let long = Fault {
+        kind: outage.kind,
+        replica: None,
+        at,
+        duration,
+    };
+    let mut faults = vec![long.clone()];
+    for mut f in schedule(seed, minutes) {
+        if f.target() == long.target() && f.overlaps(&long) {
+            f.at = long.end() + Duration::from_secs(1) + (f.at.saturating_sub(long.at) / 10);
+            if f.end() > total {
+                continue;
+            }
+        }
+        faults.push(f);
+    }
+    faults.sort_by_key(|f| f.at);
+    // Later faults of the same part that now overlap a moved one go.
+    let mut kept: Vec<Fault> = Vec::with_capacity(faults.len());
+    for f in faults {
+        if !kept
+            .iter()
+            .any(|k| k.target() == f.target() && k.overlaps(&f))
+        {
+            kept.push(f);
+        }
+    }
+    kept
+}
+
 /// The faults of a campaign of `minutes` minutes with `seed`, by start time.
 /// About one every [`MEAN_GAP_SECS`], at least 20 whatever the length (the
 /// short campaign must hit the platform that often), every kind at least
@@ -270,6 +350,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_long_outage_is_in_the_schedule_alone_on_its_part_and_ends_before_the_campaign() {
+        let outage: Outage = "kafka:20".parse().unwrap();
+        assert_eq!(outage.duration, Duration::from_secs(1200));
+        for seed in 0..50 {
+            let faults = schedule_with(seed, 30.0, Some(outage));
+            let long: Vec<&Fault> = faults
+                .iter()
+                .filter(|f| f.kind == FaultKind::Kafka && f.duration == outage.duration)
+                .collect();
+            assert_eq!(long.len(), 1, "seed {seed}");
+            assert_eq!(long[0].at, Duration::from_secs(300));
+            for (i, a) in faults.iter().enumerate() {
+                assert!(
+                    a.end() <= Duration::from_secs(30 * 60 + 30),
+                    "seed {seed}: {a}"
+                );
+                for b in &faults[i + 1..] {
+                    assert!(
+                        a.target() != b.target() || !a.overlaps(b),
+                        "seed {seed}: {a} / {b}"
+                    );
+                }
+            }
+            assert!(faults.len() >= 200, "seed {seed}: {}", faults.len());
+        }
+        assert!("redis:3".parse::<Outage>().is_err());
+        assert!("kafka:0".parse::<Outage>().is_err());
+        assert!("postgres:1.5".parse::<Outage>().is_ok());
     }
 
     #[test]
