@@ -30,13 +30,30 @@ pub struct Notification {
 impl Notification {
     /// The reminder it delivers.
     pub fn reminder(&self) -> Reminder {
-        Reminder {
-            task_id: self.task_id,
-            user_id: self.user_id.clone(),
-            title: self.title.clone(),
-            due_date: self.due_date.map(Timestamp::new),
-            remind_at: Timestamp::new(self.remind_at),
-        }
+        reminder_of(
+            self.task_id,
+            &self.user_id,
+            &self.title,
+            self.due_date,
+            self.remind_at,
+        )
+    }
+}
+
+/// The reminder a notification row delivers, from its columns.
+fn reminder_of(
+    task_id: Uuid,
+    user_id: &str,
+    title: &str,
+    due_date: Option<DateTime<Utc>>,
+    remind_at: DateTime<Utc>,
+) -> Reminder {
+    Reminder {
+        task_id,
+        user_id: user_id.to_owned(),
+        title: title.to_owned(),
+        due_date: due_date.map(Timestamp::new),
+        remind_at: Timestamp::new(remind_at),
     }
 }
 
@@ -158,13 +175,13 @@ pub struct Overdue {
 impl Overdue {
     /// The reminder it delivers.
     pub fn reminder(&self) -> Reminder {
-        Reminder {
-            task_id: self.task_id,
-            user_id: self.user_id.clone(),
-            title: self.title.clone(),
-            due_date: self.due_date.map(Timestamp::new),
-            remind_at: Timestamp::new(self.remind_at),
-        }
+        reminder_of(
+            self.task_id,
+            &self.user_id,
+            &self.title,
+            self.due_date,
+            self.remind_at,
+        )
     }
 }
 
