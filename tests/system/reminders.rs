@@ -341,20 +341,29 @@ async fn retry(stack: &Stack, id: &str) -> Result<(u16, Value)> {
     Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
 }
 
-async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_sends_it(
-    stack: &mut Stack,
-) -> Result<()> {
+/// A notification that was sent for a task created with a reminder due in a
+/// second, then seeded failed (as an operator would find it) directly in
+/// the database, so that what follows (a retry) is real: its task's id and
+/// its id.
+async fn seeded_failed_notification(stack: &Stack, title: &str) -> Result<(String, String)> {
     let client = TodoClient::new(stack);
     let due = whole_second_in(1);
     let task = client
-        .create(json!({ "title": "retry me", "reminder_time": due.to_rfc3339() }))
+        .create(json!({ "title": title, "reminder_time": due.to_rfc3339() }))
         .await?
         .expect(201)?;
-    let n = sent_once(stack, text(&task, "/id"), due, Duration::from_secs(15)).await?;
+    let task_id = text(&task, "/id").to_owned();
+    let n = sent_once(stack, &task_id, due, Duration::from_secs(15)).await?;
     let id = text(&n, "/id").to_owned();
-    // Seed the failed state (as an operator would find it) directly in the
-    // database; the failure that follows is real.
     seed_failed(stack, &id).await?;
+    Ok((task_id, id))
+}
+
+async fn a_delivery_that_fails_while_kafka_is_down_is_marked_failed_and_a_retry_sends_it(
+    stack: &mut Stack,
+) -> Result<()> {
+    // The failure that follows the seeded one is real.
+    let (_, id) = seeded_failed_notification(stack, "retry me").await?;
     // Delivery gives up after 15 s here (two hours by default), so that the
     // failure path is seen in seconds.
     with_service_env(
@@ -442,16 +451,7 @@ const OUTAGE: Duration = Duration::from_secs(45);
 async fn a_delivery_keeps_trying_through_a_kafka_outage_longer_than_its_old_retries_and_is_sent_once(
     stack: &mut Stack,
 ) -> Result<()> {
-    let client = TodoClient::new(stack);
-    let due = whole_second_in(1);
-    let task = client
-        .create(json!({ "title": "outlasts an outage", "reminder_time": due.to_rfc3339() }))
-        .await?
-        .expect(201)?;
-    let task_id = text(&task, "/id").to_owned();
-    let n = sent_once(stack, &task_id, due, Duration::from_secs(15)).await?;
-    let id = text(&n, "/id").to_owned();
-    seed_failed(stack, &id).await?;
+    let (task_id, id) = seeded_failed_notification(stack, "outlasts an outage").await?;
     stack.stop_kafka().await?;
     let outage = async {
         let (status, body) = retry(stack, &id).await?;
@@ -511,16 +511,7 @@ async fn a_delivery_whose_workflow_instance_ended_without_sending_is_started_aga
 }
 
 async fn abandoned_delivery_is_sent(stack: &mut Stack) -> Result<()> {
-    let client = TodoClient::new(stack);
-    let due = whole_second_in(1);
-    let task = client
-        .create(json!({ "title": "abandoned delivery", "reminder_time": due.to_rfc3339() }))
-        .await?
-        .expect(201)?;
-    let task_id = text(&task, "/id").to_owned();
-    let n = sent_once(stack, &task_id, due, Duration::from_secs(15)).await?;
-    let id = text(&n, "/id").to_owned();
-    seed_failed(stack, &id).await?;
+    let (task_id, id) = seeded_failed_notification(stack, "abandoned delivery").await?;
     // Kafka is down so that the attempt cannot send before the engine gives
     // its instance up.
     stack.stop_kafka().await?;

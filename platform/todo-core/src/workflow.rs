@@ -315,7 +315,7 @@ impl Starter {
     /// could not tell (it is asked again at the next round).
     pub async fn needs_restart(&self, instance_id: &str, stale: Duration) -> Option<bool> {
         match self.progress(instance_id, stale).await {
-            Ok(Progress::Moving) => Some(false),
+            Ok(progress) if !progress.needs_rescue() => Some(false),
             Ok(progress) => {
                 tracing::warn!(
                     instance_id,
